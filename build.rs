@@ -57,8 +57,8 @@ fn copy_if_changed(src: &Path, dest: &Path) {
     };
     if !same {
         let tmp = dest.with_extension("so.tmp");
-        std::fs::copy(src, &tmp).and_then(|_| std::fs::rename(&tmp, dest)).unwrap_or_else(|e| {
-            panic!("copying {} to {}: {e}", src.display(), dest.display())
-        });
+        std::fs::copy(src, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, dest))
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", src.display(), dest.display()));
     }
 }

@@ -1,8 +1,168 @@
-fn main() {
-    let c = duckdb::Connection::open_in_memory().unwrap();
-    for q in ["select json_extract_string('{\"a\":1}', '$.a')", "select extension_name||':'||loaded::varchar from duckdb_extensions() where installed or loaded", "select typeof('{}'::JSON)", "select current_setting('enable_external_access')::varchar"] {
-        let mut s = c.prepare(q).unwrap();
-        let v: Vec<String> = s.query_map([], |r| r.get(0)).unwrap().map(|x| x.unwrap()).collect();
-        println!("{q}: {v:?}");
+//! gpx_claudecode: the Claude Code datasource for Grafana.
+//!
+//! Started by Grafana (env `grafana_plugin_type=datasource`, no arguments) it prints the
+//! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
+//! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
+mod app;
+mod config;
+mod ingest;
+mod plugin;
+mod query;
+mod store;
+#[cfg(test)]
+mod test_fixtures;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::EnvFilter;
+
+use app::AppState;
+use config::Config;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Claude Code datasource for Grafana: OTLP receiver, DuckDB store and Grafana backend plugin.\n\
+Grafana starts it without arguments (env grafana_plugin_type=datasource); `serve` runs it standalone."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP and store it, without Grafana (Ctrl-C or SIGTERM stops cleanly).
+    Serve {
+        /// Directory of the DuckDB file [env: GF_PLUGIN_DATA_DIR] [default: ./data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// OTLP/gRPC listen address [env: GF_PLUGIN_OTLP_GRPC_LISTEN] [default: 127.0.0.1:4317]
+        #[arg(long)]
+        grpc: Option<String>,
+        /// OTLP/HTTP listen address [env: GF_PLUGIN_OTLP_HTTP_LISTEN] [default: 127.0.0.1:4318]
+        #[arg(long)]
+        http: Option<String>,
+    },
+}
+
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gpx_claudecode: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Serve { data_dir, grpc, http }) => {
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(env_filter()).init();
+            runtime.block_on(standalone(Config::standalone(data_dir, grpc, http)))
+        }
+        None if std::env::var_os("grafana_plugin_type").is_some() => {
+            // Grafana's log format on stderr; stdout carries only the handshake line.
+            tracing_subscriber::registry().with(grafana_plugin_sdk::backend::layer()).with(env_filter()).init();
+            runtime.block_on(plugin_mode())
+        }
+        None => Err("not started by Grafana (grafana_plugin_type is not set): run `gpx_claudecode serve` to run standalone, or --help".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            eprintln!("gpx_claudecode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves the shutdown channel on SIGTERM or SIGINT.
+fn spawn_signal_handler(tx: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("interrupted, shutting down"),
+            _ = term => tracing::info!("terminated, shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+}
+
+async fn plugin_mode() -> Result<(), String> {
+    // Handshake first: Grafana waits for it, so everything slow happens in spawned tasks.
+    let listener = grafana_plugin_sdk::backend::initialize()
+        .await
+        .map_err(|e| format!("cannot bind the plugin gRPC listener: {e}"))?;
+    let state = AppState::new(Config::from_plugin_env());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_signal_handler(shutdown_tx);
+    let receivers = start_background(&state, shutdown_rx.clone());
+    let plugin = plugin::ClaudeCodePlugin {
+        state: state.clone(),
+    };
+    let served = plugin::serve(plugin, listener, shutdown_rx)
+        .await
+        .map_err(|e| format!("plugin gRPC server failed: {e}"));
+    let _ = receivers.await;
+    close_store(&state).await;
+    served
+}
+
+async fn standalone(config: Config) -> Result<(), String> {
+    let state = AppState::new(config);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_signal_handler(shutdown_tx);
+    let receivers = start_background(&state, shutdown_rx);
+    let _ = receivers.await;
+    close_store(&state).await;
+    match state.store() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the store and serves the OTLP listeners until shutdown; the returned task ends when
+/// both listeners have stopped.
+fn start_background(
+    state: &Arc<AppState>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let s = state.clone();
+    tokio::spawn(async move {
+        let _ = s.open_store().await;
+    });
+    let s = state.clone();
+    tokio::spawn(async move { s.serve_otlp(shutdown).await })
+}
+
+async fn close_store(state: &AppState) {
+    if let Ok(store) = state.store() {
+        store.close().await;
+        tracing::info!(path = %store.path().display(), "store closed");
     }
 }

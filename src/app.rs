@@ -1,0 +1,157 @@
+//! State shared by the Grafana services and the OTLP receivers, and its start-up: the store is
+//! opened and the listeners bound in background tasks so the plugin handshake goes out at once.
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::config::Config;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    store: OnceLock<Store>,
+    store_error: Mutex<Option<String>>,
+    listeners: Mutex<Listeners>,
+}
+
+/// Where each OTLP listener is, or why it is not.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Listeners {
+    pub grpc: ListenerState,
+    pub http: ListenerState,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ListenerState {
+    #[default]
+    Starting,
+    Listening {
+        address: String,
+    },
+    Failed {
+        address: String,
+        error: String,
+    },
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Arc<AppState> {
+        Arc::new(AppState {
+            config,
+            store: OnceLock::new(),
+            store_error: Mutex::new(None),
+            listeners: Mutex::new(Listeners::default()),
+        })
+    }
+
+    /// The open store, or why it is not available (still opening, or failed).
+    pub fn store(&self) -> Result<Store, String> {
+        if let Some(s) = self.store.get() {
+            return Ok(s.clone());
+        }
+        match self.store_error.lock().ok().and_then(|e| e.clone()) {
+            Some(e) => Err(e),
+            None => Err("the store is still opening".into()),
+        }
+    }
+
+    pub fn listeners(&self) -> Listeners {
+        self.listeners.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn set_listener(&self, which: fn(&mut Listeners) -> &mut ListenerState, state: ListenerState) {
+        if let Ok(mut l) = self.listeners.lock() {
+            *which(&mut l) = state;
+        }
+    }
+
+    /// Opens the store on a blocking thread; records the error for health checks on failure.
+    pub async fn open_store(self: &Arc<Self>) -> Result<Store, String> {
+        let dir = self.config.data_dir.clone()?;
+        let opened = tokio::task::spawn_blocking(move || Store::open(&dir)).await;
+        let result = match opened {
+            Ok(Ok(store)) => Ok(self.store.get_or_init(|| store).clone()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("opening the store panicked: {e}")),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store unavailable");
+            if let Ok(mut slot) = self.store_error.lock() {
+                *slot = Some(e.clone());
+            }
+        }
+        result
+    }
+
+    /// Binds both OTLP listeners and serves them until `shutdown` resolves. A listener that
+    /// cannot bind is reported (health check, log) and the rest keeps working.
+    pub async fn serve_otlp(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let grpc = self.clone().serve_listener(
+            self.config.grpc_listen.clone(),
+            |l| &mut l.grpc,
+            shutdown.clone(),
+            |state, listener, shutdown| {
+                Box::pin(crate::ingest::grpc::serve(state, listener, shutdown))
+            },
+        );
+        let http = self.clone().serve_listener(
+            self.config.http_listen.clone(),
+            |l| &mut l.http,
+            shutdown,
+            |state, listener, shutdown| {
+                Box::pin(crate::ingest::http::serve(state, listener, shutdown))
+            },
+        );
+        tokio::join!(grpc, http);
+    }
+
+    async fn serve_listener(
+        self: Arc<Self>,
+        address: String,
+        which: fn(&mut Listeners) -> &mut ListenerState,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        serve: fn(
+            Arc<AppState>,
+            tokio::net::TcpListener,
+            tokio::sync::watch::Receiver<bool>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), String>> + Send>,
+        >,
+    ) {
+        let listener = match tokio::net::TcpListener::bind(&address).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%address, error = %e, "cannot listen");
+                self.set_listener(
+                    which,
+                    ListenerState::Failed {
+                        address,
+                        error: e.to_string(),
+                    },
+                );
+                return;
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .map(|a: SocketAddr| a.to_string())
+            .unwrap_or(address.clone());
+        tracing::info!(address = %bound, "OTLP listener ready");
+        self.set_listener(
+            which,
+            ListenerState::Listening {
+                address: bound.clone(),
+            },
+        );
+        if let Err(e) = serve(self.clone(), listener, shutdown).await {
+            tracing::error!(address = %bound, error = %e, "listener stopped");
+            self.set_listener(
+                which,
+                ListenerState::Failed {
+                    address: bound,
+                    error: e,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Process-wide settings. Grafana passes `[plugin.vibe-claudecode-datasource]` keys from
+//! grafana.ini as `GF_PLUGIN_<KEY>` environment variables; standalone mode takes flags too.
+use std::path::PathBuf;
+
+pub const PLUGIN_ID: &str = "vibe-claudecode-datasource";
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4317";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:4318";
+/// Largest request body accepted, compressed or not (and after decompression).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the DuckDB file lives; an error says why none could be chosen.
+    pub data_dir: Result<PathBuf, String>,
+    pub grpc_listen: String,
+    pub http_listen: String,
+    pub max_body_bytes: usize,
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Settings as Grafana gives them to the plugin process.
+    pub fn from_plugin_env() -> Config {
+        Config {
+            data_dir: plugin_data_dir(),
+            grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN")
+                .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
+            http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN")
+                .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
+            max_body_bytes: max_body_bytes(),
+        }
+    }
+
+    /// Standalone: flags win, then the same environment variables, then `./data` and the defaults.
+    pub fn standalone(
+        data_dir: Option<PathBuf>,
+        grpc: Option<String>,
+        http: Option<String>,
+    ) -> Config {
+        let env_cfg = Config::from_plugin_env();
+        Config {
+            data_dir: Ok(data_dir
+                .or_else(|| env_cfg.data_dir.ok())
+                .unwrap_or_else(|| PathBuf::from("data"))),
+            grpc_listen: grpc.unwrap_or(env_cfg.grpc_listen),
+            http_listen: http.unwrap_or(env_cfg.http_listen),
+            max_body_bytes: env_cfg.max_body_bytes,
+        }
+    }
+}
+
+fn max_body_bytes() -> usize {
+    env("GF_PLUGIN_MAX_BODY_BYTES")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+/// `GF_PLUGIN_DATA_DIR`, else `$GF_PATHS_DATA/<id>` (Grafana's Docker image), else
+/// `$DATA_DIR/<id>` (deb/rpm units). Never the plugin directory or the working directory.
+fn plugin_data_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = env("GF_PLUGIN_DATA_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    for var in ["GF_PATHS_DATA", "DATA_DIR"] {
+        if let Some(dir) = env(var) {
+            return Ok(PathBuf::from(dir).join(PLUGIN_ID));
+        }
+    }
+    Err(format!(
+        "no data directory: set data_dir in grafana.ini [plugin.{PLUGIN_ID}] (GF_PLUGIN_DATA_DIR), or GF_PATHS_DATA"
+    ))
+}

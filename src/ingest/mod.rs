@@ -1,0 +1,183 @@
+//! OTLP ingest: decoding (`decode`), attribute handling (`attrs`), OTLP → rows (`flatten`), and
+//! the two receivers (`http`, `grpc`). The resource route of the plugin uses `export_body` too.
+pub mod attrs;
+pub mod decode;
+pub mod flatten;
+pub mod grpc;
+pub mod http;
+
+use decode::{DecodeError, Encoding, ExportRequest, Signal};
+
+use crate::app::AppState;
+use crate::store::StoreError;
+
+/// What a successful export reports back: records refused (OTLP partial success), if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportOutcome {
+    pub stored: usize,
+    pub rejected: u64,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The store is not open yet (start-up) or failed to open; nothing was stored: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The commit failed; nothing of the request was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// HTTP status per the OTLP spec: 400 for bodies that will never decode, 413 over the limit,
+    /// 503 (retryable) when nothing was stored because the store could not take it now.
+    pub fn http_status(&self) -> ::http::StatusCode {
+        use ::http::StatusCode;
+        match self {
+            IngestError::Decode(DecodeError::TooLarge { .. })
+            | IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Decode(_) => StatusCode::BAD_REQUEST,
+            IngestError::Unavailable(_) | IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn grpc_status(&self) -> tonic::Status {
+        match self {
+            IngestError::Decode(DecodeError::TooLarge { .. })
+            | IngestError::BodyTooLarge { .. } => {
+                tonic::Status::resource_exhausted(self.to_string())
+            }
+            IngestError::Decode(_) => tonic::Status::invalid_argument(self.to_string()),
+            IngestError::Unavailable(_) | IngestError::Store(_) => {
+                tonic::Status::unavailable(self.to_string())
+            }
+        }
+    }
+}
+
+/// Decodes a request body (gunzipping it first when `gzip`) and stores it.
+pub async fn export_body(
+    state: &AppState,
+    signal: Signal,
+    encoding: Encoding,
+    body: &[u8],
+    gzip: bool,
+) -> Result<ExportOutcome, IngestError> {
+    let limit = state.config.max_body_bytes;
+    let inflated;
+    let body = if gzip {
+        inflated = decode::gunzip(body, limit)?;
+        &inflated[..]
+    } else {
+        if body.len() > limit {
+            return Err(IngestError::BodyTooLarge { limit });
+        }
+        body
+    };
+    let request = decode::decode(signal, encoding, body)?;
+    export(state, request).await
+}
+
+/// Stores a decoded export request; returns once it is committed.
+pub async fn export(
+    state: &AppState,
+    request: ExportRequest,
+) -> Result<ExportOutcome, IngestError> {
+    let store = state.store().map_err(IngestError::Unavailable)?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let batch = match &request {
+        ExportRequest::Logs(r) => flatten::logs(r, now),
+        ExportRequest::Metrics(r) => flatten::metrics(r, now),
+        ExportRequest::Traces(r) => flatten::traces(r, now),
+    };
+    let rejected = batch.rejected;
+    let message = batch.reject_reason.clone().unwrap_or_default();
+    if rejected > 0 {
+        tracing::warn!(rejected, reason = %message, "records refused");
+    }
+    let stored = if batch.is_empty() {
+        0
+    } else {
+        store.write(batch).await?.total()
+    };
+    Ok(ExportOutcome {
+        stored,
+        rejected,
+        message,
+    })
+}
+
+impl crate::store::WriteOutcome {
+    pub fn total(&self) -> usize {
+        self.events + self.points + self.spans
+    }
+}
+
+/// OTLP export responses, per signal and encoding.
+pub mod response {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+
+    use super::decode::{Encoding, Signal};
+    use super::ExportOutcome;
+
+    pub fn logs(o: &ExportOutcome) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (o.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: o.rejected as i64,
+                error_message: o.message.clone(),
+            }),
+        }
+    }
+    pub fn metrics(o: &ExportOutcome) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (o.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: o.rejected as i64,
+                error_message: o.message.clone(),
+            }),
+        }
+    }
+    pub fn traces(o: &ExportOutcome) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (o.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: o.rejected as i64,
+                error_message: o.message.clone(),
+            }),
+        }
+    }
+
+    /// The response body: an empty message (`{}` in JSON) on full success.
+    pub fn body(signal: Signal, encoding: Encoding, o: &ExportOutcome) -> Vec<u8> {
+        match encoding {
+            Encoding::Protobuf => match signal {
+                Signal::Logs => logs(o).encode_to_vec(),
+                Signal::Metrics => metrics(o).encode_to_vec(),
+                Signal::Traces => traces(o).encode_to_vec(),
+            },
+            Encoding::Json => {
+                if o.rejected == 0 {
+                    return b"{}".to_vec();
+                }
+                let key = match signal {
+                    Signal::Logs => "rejectedLogRecords",
+                    Signal::Metrics => "rejectedDataPoints",
+                    Signal::Traces => "rejectedSpans",
+                };
+                serde_json::json!({"partialSuccess": {key: o.rejected.to_string(), "errorMessage": o.message}}).to_string().into_bytes()
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The Grafana side: Data (QueryData), Diagnostics (CheckHealth) and Resource (CallResource)
+//! services of the backend plugin protocol, served on the listener whose address goes out in the
+//! go-plugin handshake.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use grafana_plugin_sdk::backend::{self, DataQueryStatus, ErrIntoHttpResponse};
+use grafana_plugin_sdk::pluginv2;
+use http::{Response, StatusCode};
+
+use crate::app::AppState;
+use crate::query::{self, QueryContext};
+
+/// Queries of one request run this many at a time.
+const CONCURRENT_QUERIES: usize = 4;
+
+#[derive(Clone, grafana_plugin_sdk::prelude::GrafanaPlugin)]
+#[grafana_plugin(plugin_type = "datasource")]
+pub struct ClaudeCodePlugin {
+    pub state: Arc<AppState>,
+}
+
+/// A failed query: Grafana shows the message on the panel (or the alert rule's state).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    ref_id: String,
+    message: String,
+    status: QueryErrorKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum QueryErrorKind {
+    BadRequest,
+    Unavailable,
+    Internal,
+}
+
+impl backend::DataQueryError for QueryError {
+    fn ref_id(self) -> String {
+        self.ref_id
+    }
+    fn status(&self) -> DataQueryStatus {
+        match self.status {
+            QueryErrorKind::BadRequest => DataQueryStatus::BadRequest,
+            QueryErrorKind::Unavailable => DataQueryStatus::Custom(StatusCode::SERVICE_UNAVAILABLE),
+            QueryErrorKind::Internal => DataQueryStatus::Internal,
+        }
+    }
+}
+
+impl ClaudeCodePlugin {
+    async fn run_query(
+        &self,
+        q: backend::DataQuery<serde_json::Value>,
+    ) -> Result<backend::DataResponse, QueryError> {
+        let ref_id = q.ref_id.clone();
+        let err = |status, message: String| QueryError {
+            ref_id: ref_id.clone(),
+            message,
+            status,
+        };
+        let parsed = query::model::parse(&q.query, &q.query_type)
+            .map_err(|m| err(QueryErrorKind::BadRequest, m))?;
+        let store = self
+            .state
+            .store()
+            .map_err(|m| err(QueryErrorKind::Unavailable, m))?;
+        let ctx = QueryContext {
+            from: q.time_range.from,
+            to: q.time_range.to,
+            interval_ms: q.interval.as_millis().min(i64::MAX as u128) as i64,
+            max_data_points: q.max_data_points,
+        };
+        let frames = store
+            .read(move |conn| {
+                query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Task)
+            })
+            .await
+            .map_err(|e| err(QueryErrorKind::Internal, e.to_string()))?;
+        let checked = frames
+            .iter()
+            .map(|f| f.check())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(QueryErrorKind::Internal, format!("building frames: {e}")))?;
+        Ok(backend::DataResponse::new(q.ref_id.clone(), checked))
+    }
+}
+
+#[backend::async_trait]
+impl backend::DataService for ClaudeCodePlugin {
+    type Query = serde_json::Value;
+    type QueryError = QueryError;
+    type Stream = backend::BoxDataResponseStream<Self::QueryError>;
+
+    async fn query_data(
+        &self,
+        request: backend::QueryDataRequest<Self::Query, Self>,
+    ) -> Self::Stream {
+        let this = self.clone();
+        Box::pin(
+            futures::stream::iter(request.queries)
+                .map(move |q| {
+                    let this = this.clone();
+                    async move { this.run_query(q).await }
+                })
+                .buffered(CONCURRENT_QUERIES),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {}
+
+#[backend::async_trait]
+impl backend::DiagnosticsService for ClaudeCodePlugin {
+    type CheckHealthError = HealthError;
+    type CollectMetricsError = HealthError;
+
+    async fn check_health(
+        &self,
+        _request: backend::CheckHealthRequest<Self>,
+    ) -> Result<backend::CheckHealthResponse, Self::CheckHealthError> {
+        Ok(health(&self.state).await)
+    }
+
+    async fn collect_metrics(
+        &self,
+        _request: backend::CollectMetricsRequest<Self>,
+    ) -> Result<backend::CollectMetricsResponse, Self::CollectMetricsError> {
+        Ok(backend::CollectMetricsResponse::new(None))
+    }
+}
+
+/// Store and listeners, for Grafana's "Save & test" and for operators.
+pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
+    use crate::app::ListenerState;
+    let listeners = state.listeners();
+    let listener_text = |l: &ListenerState| match l {
+        ListenerState::Listening { address } => address.clone(),
+        ListenerState::Starting => "starting".into(),
+        ListenerState::Failed { address, error } => format!("{address} FAILED: {error}"),
+    };
+    let store = match state.store() {
+        Ok(store) => store.health().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
+    match store {
+        Ok(h) => {
+            let failed = matches!(listeners.grpc, ListenerState::Failed { .. })
+                || matches!(listeners.http, ListenerState::Failed { .. });
+            let message = format!(
+                "Claude Code data in {} (schema v{}): {} events, {} metric points, {} spans, {} sessions; last ingest {}; OTLP gRPC {}, HTTP {}",
+                h.path,
+                h.schema_version,
+                h.events,
+                h.metric_points,
+                h.spans,
+                h.sessions,
+                h.last_ingest.as_deref().unwrap_or("never"),
+                listener_text(&listeners.grpc),
+                listener_text(&listeners.http),
+            );
+            let details = serde_json::json!({"store": h, "listeners": listeners_json});
+            let response = if failed {
+                backend::CheckHealthResponse::error(message)
+            } else {
+                backend::CheckHealthResponse::ok(message)
+            };
+            response.with_json_details(details)
+        }
+        Err(e) => backend::CheckHealthResponse::error(format!("store unavailable: {e}"))
+            .with_json_details(serde_json::json!({"listeners": listeners_json})),
+    }
+}
+
+/// Resource errors with their HTTP status (the SDK would answer 500 for everything).
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl ErrIntoHttpResponse for ResourceError {
+    fn into_http_response(self) -> Result<Response<Bytes>, Box<dyn std::error::Error>> {
+        let status = match &self {
+            ResourceError::NotFound(_) => StatusCode::NOT_FOUND,
+        };
+        Ok(Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Bytes::from(
+                serde_json::json!({"error": self.to_string()}).to_string(),
+            ))?)
+    }
+}
+
+#[backend::async_trait]
+impl backend::ResourceService for ClaudeCodePlugin {
+    type Error = ResourceError;
+    type InitialResponse = Response<Bytes>;
+    type Stream = backend::BoxResourceStream<Self::Error>;
+
+    async fn call_resource(
+        &self,
+        r: backend::CallResourceRequest<Self>,
+    ) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
+        let request = r.request;
+        // The SDK hands the path as "/" + Grafana's resource url.
+        let path = format!("/{}", request.uri().path().trim_start_matches('/'));
+        let response = match path.as_str() {
+            "/v1/logs" | "/v1/metrics" | "/v1/traces" => {
+                let axum_response = match crate::ingest::http::parse_request(
+                    request.method(),
+                    &path,
+                    request.headers(),
+                ) {
+                    Ok(parsed) => {
+                        crate::ingest::http::respond(&self.state, parsed, request.body()).await
+                    }
+                    Err(resp) => resp,
+                };
+                into_bytes_response(axum_response).await
+            }
+            _ => return Err(ResourceError::NotFound(format!("no resource at {path}"))),
+        };
+        Ok((response, Box::pin(futures::stream::empty())))
+    }
+}
+
+async fn into_bytes_response(resp: axum::response::Response) -> Response<Bytes> {
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    Response::from_parts(parts, bytes)
+}
+
+/// Serves the plugin's gRPC services on the handshake listener until `shutdown` resolves.
+/// Besides the SDK's services this registers go-plugin's health service name `plugin`, which
+/// go-plugin clients ping (`GRPCClient.Ping`), next to the per-service names.
+pub async fn serve(
+    plugin: ClaudeCodePlugin,
+    listener: tokio::net::TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let limit = plugin.state.config.max_body_bytes;
+    let (mut reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+    reporter
+        .set_serving::<pluginv2::data_server::DataServer<ClaudeCodePlugin>>()
+        .await;
+    reporter
+        .set_serving::<pluginv2::diagnostics_server::DiagnosticsServer<ClaudeCodePlugin>>()
+        .await;
+    reporter
+        .set_serving::<pluginv2::resource_server::ResourceServer<ClaudeCodePlugin>>()
+        .await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(pluginv2::data_server::DataServer::new(plugin.clone()))
+        .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(
+            plugin.clone(),
+        ))
+        .add_service(
+            pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            },
+        )
+        .await
+}

@@ -1,0 +1,374 @@
+//! Typed queries → parameterized SQL → result tables → Grafana frames.
+pub mod frames;
+pub mod model;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::Connection;
+use grafana_plugin_sdk::data::{Field, Frame, IntoOptField, Metadata, VisType};
+
+use frames::{field_config, Table};
+use model::{CostByModelQuery, CostSource, Query, SessionTimelineQuery, SessionsQuery};
+
+/// Everything of a DataQuery besides its JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryContext {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Bucket width for time series, in ms (Grafana's `intervalMs`; 0 = derive from the range).
+    pub interval_ms: i64,
+    pub max_data_points: i64,
+}
+
+impl QueryContext {
+    /// The bucket width in µs: Grafana's interval, widened so at most `max_data_points` (≤ 10 000)
+    /// buckets cover the range, and at least one second.
+    pub fn bucket_us(&self) -> i64 {
+        let range_us = (self.to - self.from)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let points = if self.max_data_points > 0 {
+            self.max_data_points.min(10_000)
+        } else {
+            1_000
+        };
+        let min_for_points = range_us / points;
+        (self.interval_ms.max(0) * 1_000)
+            .max(min_for_points)
+            .max(1_000_000)
+    }
+
+    fn from_value(&self) -> Value {
+        Value::Timestamp(TimeUnit::Microsecond, self.from.timestamp_micros())
+    }
+    fn to_value(&self) -> Value {
+        Value::Timestamp(TimeUnit::Microsecond, self.to.timestamp_micros())
+    }
+}
+
+/// A query's SQL with its parameters, kept together for the query inspector.
+struct Sql {
+    text: String,
+    params: Vec<Value>,
+}
+
+impl Sql {
+    fn run(&self, conn: &Connection) -> Result<Table, String> {
+        let mut stmt = conn
+            .prepare(&self.text)
+            .map_err(|e| format!("preparing query: {e}"))?;
+        let arrow = stmt
+            .query_arrow(duckdb::params_from_iter(self.params.iter()))
+            .map_err(|e| format!("running query: {e}"))?;
+        let schema = arrow.get_schema();
+        let batches: Vec<_> = arrow.collect();
+        Table::from_batches(&schema, &batches)
+    }
+
+    /// SQL and parameter values as the query inspector shows them.
+    fn describe(&self) -> String {
+        let params: Vec<String> = self.params.iter().map(describe_value).collect();
+        format!(
+            "{}\n-- parameters: [{}]",
+            self.text.trim(),
+            params.join(", ")
+        )
+    }
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Timestamp(_, us) => DateTime::from_timestamp_micros(*us)
+            .map(|t| format!("'{}'", t.to_rfc3339()))
+            .unwrap_or_default(),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::BigInt(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs a query on a reader connection and returns its frames (blocking).
+pub fn run(conn: &Connection, query: &Query, ctx: &QueryContext) -> Result<Vec<Frame>, String> {
+    match query {
+        Query::Sessions(q) => table_frame(conn, "sessions", sessions_sql(q, ctx)),
+        Query::SessionTimeline(q) => table_frame(conn, "session_timeline", timeline_sql(q, ctx)),
+        Query::CostByModel(q) => cost_by_model(conn, q, ctx),
+        Query::ToolSuccessRate(_) => table_frame(conn, "tool_success_rate", tool_success_sql(ctx)),
+    }
+}
+
+fn meta(sql: &Sql, vis: Option<VisType>) -> Metadata {
+    let mut m = Metadata::default();
+    m.executed_query_string = Some(sql.describe());
+    m.preferred_visualisation = vis;
+    m
+}
+
+/// A table frame of the whole result; an empty result is a frame without fields ("no data").
+fn table_frame(conn: &Connection, name: &str, sql: Sql) -> Result<Vec<Frame>, String> {
+    let table = sql.run(conn)?;
+    let mut frame = Frame::new(name).with_metadata(meta(&sql, Some(VisType::Table)));
+    if table.rows() > 0 {
+        frame = frame.with_fields(table.into_fields());
+    }
+    Ok(vec![frame])
+}
+
+fn range_params(ctx: &QueryContext) -> Vec<Value> {
+    vec![ctx.from_value(), ctx.to_value()]
+}
+
+fn sessions_sql(q: &SessionsQuery, ctx: &QueryContext) -> Sql {
+    let text = "
+WITH ev AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(time) AS first_seen,
+        max(time) AS last_seen,
+        count(DISTINCT prompt_id) AS prompts,
+        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
+        sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
+        sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
+        sum(cache_creation_tokens) FILTER (WHERE event_name = 'api_request') AS cache_creation_tokens,
+        count(*) FILTER (WHERE event_name = 'tool_result') AS tool_calls,
+        count(*) FILTER (WHERE event_name = 'tool_result' AND success = false) AS tool_failures,
+        count(*) FILTER (WHERE event_name = 'api_error') AS api_errors,
+        count(*) AS events,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM events
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL
+    GROUP BY session_id
+), m AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(coalesce(start_time, time)) AS first_seen,
+        max(time) AS last_seen,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input') AS input_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation') AS cache_creation_tokens,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM metric_points
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL
+    GROUP BY session_id
+), s AS (
+    SELECT session_id,
+        coalesce(ev.user_id, m.user_id) AS user_id,
+        least(ev.first_seen, m.first_seen) AS first_seen,
+        greatest(ev.last_seen, m.last_seen) AS last_seen,
+        coalesce(ev.prompts, 0) AS prompts,
+        coalesce(ev.api_calls, 0) AS api_calls,
+        -- per-request events when the logs exporter is on, else the metrics
+        coalesce(ev.cost_usd, m.cost_usd, 0)::DOUBLE AS cost_usd,
+        round(coalesce(ev.input_tokens, m.input_tokens, 0))::BIGINT AS input_tokens,
+        round(coalesce(ev.output_tokens, m.output_tokens, 0))::BIGINT AS output_tokens,
+        round(coalesce(ev.cache_read_tokens, m.cache_read_tokens, 0))::BIGINT AS cache_read_tokens,
+        round(coalesce(ev.cache_creation_tokens, m.cache_creation_tokens, 0))::BIGINT AS cache_creation_tokens,
+        coalesce(ev.tool_calls, 0) AS tool_calls,
+        coalesce(ev.tool_failures, 0) AS tool_failures,
+        coalesce(ev.api_errors, 0) AS api_errors,
+        coalesce(ev.events, 0) AS events,
+        coalesce(ev.app_version, m.app_version) AS app_version,
+        coalesce(ev.terminal_type, m.terminal_type) AS terminal_type,
+        coalesce(ev.resource, m.resource) AS resource
+    FROM ev FULL OUTER JOIN m USING (session_id)
+)
+SELECT session_id, user_id,
+    json_extract_string(resource, '$.team') AS team,
+    first_seen, last_seen,
+    (epoch_ms(last_seen) - epoch_ms(first_seen))::DOUBLE AS duration_ms,
+    prompts, api_calls, cost_usd,
+    input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens AS tokens,
+    input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+    tool_calls, tool_failures, api_errors, events, app_version, terminal_type,
+    resource::VARCHAR AS resource
+FROM s
+ORDER BY last_seen DESC, session_id
+LIMIT $3";
+    let mut params = range_params(ctx);
+    params.push(Value::BigInt(i64::from(q.limit)));
+    Sql {
+        text: text.into(),
+        params,
+    }
+}
+
+fn timeline_sql(q: &SessionTimelineQuery, ctx: &QueryContext) -> Sql {
+    let text = "
+SELECT time, event_name, event_sequence, prompt_id, model, cost_usd,
+    input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+    duration_ms, tool_name, tool_use_id, decision, source, success, status_code, attempt,
+    error, prompt, tool_parameters AS parameters, attributes::VARCHAR AS attributes
+FROM events
+WHERE session_id = $3 AND time BETWEEN $1 AND $2
+ORDER BY time, event_sequence";
+    let mut params = range_params(ctx);
+    params.push(Value::Text(q.session_id.clone()));
+    Sql {
+        text: text.into(),
+        params,
+    }
+}
+
+fn tool_success_sql(ctx: &QueryContext) -> Sql {
+    let text = "
+WITH r AS (
+    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+        count(*) AS calls,
+        count(*) FILTER (WHERE success) AS successes,
+        count(*) FILTER (WHERE success = false) AS failures,
+        quantile_cont(duration_ms, 0.5) AS p50_duration_ms,
+        quantile_cont(duration_ms, 0.95) AS p95_duration_ms
+    FROM events
+    WHERE event_name = 'tool_result' AND time BETWEEN $1 AND $2
+    GROUP BY 1
+), d AS (
+    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+        count(*) FILTER (WHERE decision = 'accept') AS accepts,
+        count(*) FILTER (WHERE decision = 'reject') AS rejects
+    FROM events
+    WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2
+    GROUP BY 1
+)
+SELECT tool_name,
+    coalesce(calls, 0) AS calls,
+    coalesce(successes, 0) AS successes,
+    coalesce(failures, 0) AS failures,
+    successes::DOUBLE / nullif(calls, 0) AS success_rate,
+    p50_duration_ms, p95_duration_ms,
+    coalesce(accepts, 0) AS accepts,
+    coalesce(rejects, 0) AS rejects
+FROM r FULL OUTER JOIN d USING (tool_name)
+ORDER BY calls DESC, tool_name";
+    Sql {
+        text: text.into(),
+        params: range_params(ctx),
+    }
+}
+
+/// Cost per model: a wide time series (one field per model, label `model`) bucketed by the
+/// query interval, zero where a model spent nothing, and a table of totals with tokens by type.
+fn cost_by_model(
+    conn: &Connection,
+    q: &CostByModelQuery,
+    ctx: &QueryContext,
+) -> Result<Vec<Frame>, String> {
+    let bucket = ctx.bucket_us();
+    let (series_text, totals_text) = match q.source {
+        CostSource::Metrics => (
+            "
+SELECT make_timestamp((epoch_us(time) // $3) * $3) AS time, coalesce(model, '(none)') AS model, sum(increment) AS cost_usd
+FROM metric_points
+WHERE metric_name = 'claude_code.cost.usage' AND time BETWEEN $1 AND $2
+GROUP BY ALL ORDER BY 1, 2",
+            "
+SELECT coalesce(model, '(none)') AS model,
+    coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage'), 0) AS cost_usd,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input'), 0))::BIGINT AS input_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output'), 0))::BIGINT AS output_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead'), 0))::BIGINT AS cache_read_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'), 0))::BIGINT AS cache_creation_tokens
+FROM metric_points
+WHERE metric_name IN ('claude_code.cost.usage', 'claude_code.token.usage') AND time BETWEEN $1 AND $2
+GROUP BY 1 ORDER BY cost_usd DESC, model",
+        ),
+        CostSource::Events => (
+            "
+SELECT make_timestamp((epoch_us(time) // $3) * $3) AS time, coalesce(model, '(none)') AS model, sum(cost_usd) AS cost_usd
+FROM events
+WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2
+GROUP BY ALL ORDER BY 1, 2",
+            "
+SELECT coalesce(model, '(none)') AS model,
+    coalesce(sum(cost_usd), 0) AS cost_usd,
+    coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+    coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+    coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+    coalesce(sum(cache_creation_tokens), 0)::BIGINT AS cache_creation_tokens,
+    count(*) AS requests
+FROM events
+WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2
+GROUP BY 1 ORDER BY cost_usd DESC, model",
+        ),
+    };
+    let mut series_params = range_params(ctx);
+    series_params.push(Value::BigInt(bucket));
+    let series_sql = Sql {
+        text: series_text.into(),
+        params: series_params,
+    };
+    let long = series_sql.run(conn)?;
+    let mut series =
+        wide_series(&long, "model", "cost_usd", ctx, bucket).with_name("cost_by_model");
+    series.meta = Some(meta(&series_sql, Some(VisType::Graph)));
+
+    let totals_sql = Sql {
+        text: totals_text.into(),
+        params: range_params(ctx),
+    };
+    let mut totals = table_frame(conn, "cost_by_model_totals", totals_sql)?;
+    let mut frames = vec![series];
+    frames.append(&mut totals);
+    Ok(frames)
+}
+
+/// Pivots a long result (time, label, value) into Grafana's wide shape: one time field with a
+/// row per bucket over the whole range, and one value field per label value, 0 where absent.
+fn wide_series(
+    long: &Table,
+    label: &str,
+    value: &str,
+    ctx: &QueryContext,
+    bucket_us: i64,
+) -> Frame {
+    let (Some(times), Some(labels), Some(values)) =
+        (long.column("time"), long.column(label), long.column(value))
+    else {
+        return Frame::new("");
+    };
+    if long.rows() == 0 {
+        return Frame::new("");
+    }
+    let first = ctx.from.timestamp_micros().div_euclid(bucket_us) * bucket_us;
+    let last = ctx.to.timestamp_micros().div_euclid(bucket_us) * bucket_us;
+    let n = ((last - first) / bucket_us + 1) as usize;
+    let mut by_label: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+    for row in 0..long.rows() {
+        let Some(t) = times.time_at(row) else {
+            continue;
+        };
+        let idx = (t.timestamp_micros() - first).div_euclid(bucket_us);
+        if idx < 0 || idx as usize >= n {
+            continue;
+        }
+        let key = labels.text_at(row).unwrap_or("").to_string();
+        let slot = by_label.entry(key).or_insert_with(|| vec![Some(0.0); n]);
+        slot[idx as usize] =
+            Some(slot[idx as usize].unwrap_or(0.0) + values.f64_at(row).unwrap_or(0.0));
+    }
+    let time_values: Vec<Option<DateTime<Utc>>> = (0..n as i64)
+        .map(|i| DateTime::from_timestamp_micros(first + i * bucket_us))
+        .collect();
+    let mut fields: Vec<Field> = vec![time_values.into_opt_field("time")];
+    for (key, vals) in by_label {
+        let mut config = field_config(value).unwrap_or_default();
+        config.display_name_from_ds = Some(key.clone());
+        let labels = BTreeMap::from([(label.to_string(), key)]);
+        fields.push(
+            vals.into_opt_field(value)
+                .with_labels(labels)
+                .with_config(config),
+        );
+    }
+    Frame::new("").with_fields(fields)
+}

@@ -1,0 +1,268 @@
+//! Storage: one DuckDB file holding `events`, `metric_points` and `spans`.
+//!
+//! One writer thread owns the read-write connection (DuckDB connections are not `Sync`); queries
+//! run on a small pool of connections to the same database, on tokio's blocking threads.
+pub mod rows;
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use duckdb::{Config, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+pub use writer::WriteOutcome;
+use writer::{Command, WriteJob, Writer};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "claudecode.duckdb";
+
+/// Export requests waiting for the writer before senders are told to back off.
+const WRITE_QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open DuckDB file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
+    #[error("migrating {path} to schema version {version}: {source}")]
+    Migrate {
+        path: PathBuf,
+        version: i32,
+        source: duckdb::Error,
+    },
+    #[error("{path} has schema version {found}, newer than this plugin's {supported}: upgrade the plugin")]
+    TooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
+    #[error("storing the batch failed: {0}")]
+    Write(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("query failed: {0}")]
+    Query(#[from] duckdb::Error),
+    #[error("query task failed: {0}")]
+    Task(String),
+}
+
+/// Counters shared between the writer and health checks.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Wall-clock time of the last committed write, µs since the epoch; 0 = none since start.
+    last_ingest_us: AtomicI64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    schema_version: i32,
+    writer: mpsc::Sender<Command>,
+    /// Idle reader connections; more are cloned on demand.
+    readers: Mutex<Vec<Connection>>,
+    stats: Arc<StoreStats>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What a health check reports about the store.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreHealth {
+    pub path: String,
+    pub schema_version: i32,
+    pub events: i64,
+    pub metric_points: i64,
+    pub spans: i64,
+    pub sessions: i64,
+    /// RFC 3339; the last commit since start-up, else the newest `received_at` in the file.
+    pub last_ingest: Option<String>,
+    pub file_bytes: Option<u64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/claudecode.duckdb`, migrates it and starts the writer.
+    /// Blocking: call it from a blocking thread.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let config = Config::default()
+            // Never fetch extensions at run time: everything needed is built into libduckdb.
+            .enable_autoload_extension(false)
+            .map_err(open_err)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
+        let schema_version = migrate(&conn, &path)?;
+        let reader = conn.try_clone().map_err(open_err)?;
+        let stats = Arc::new(StoreStats::default());
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = Writer::new(conn, stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("duckdb-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Write(format!("cannot start writer thread: {e}")))?;
+        tracing::info!(path = %path.display(), schema_version, "store open");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                schema_version,
+                writer: tx,
+                readers: Mutex::new(vec![reader]),
+                stats,
+                writer_thread: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
+    pub async fn write(&self, batch: Batch) -> Result<WriteOutcome, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.inner
+            .writer
+            .send(Command::Write(WriteJob { batch, ack }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = f(&conn);
+            inner.readers.lock().map(|mut r| r.push(conn)).ok();
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    pub async fn health(&self) -> Result<StoreHealth, StoreError> {
+        let path = self.inner.path.clone();
+        let schema_version = self.inner.schema_version;
+        let last_us = self.inner.stats.last_ingest_us.load(Ordering::Relaxed);
+        self.read(move |conn| {
+            let (events, metric_points, spans, sessions, newest): (i64, i64, i64, i64, Option<i64>) = conn.query_row(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM metric_points), (SELECT count(*) FROM spans),
+                        (SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM events UNION ALL SELECT session_id FROM metric_points)),
+                        (SELECT epoch_us(max(t)) FROM (SELECT max(received_at) t FROM events UNION ALL SELECT max(received_at) FROM metric_points UNION ALL SELECT max(received_at) FROM spans))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            let last = if last_us > 0 { Some(last_us) } else { newest };
+            Ok(StoreHealth {
+                path: path.display().to_string(),
+                schema_version,
+                events,
+                metric_points,
+                spans,
+                sessions,
+                last_ingest: last.and_then(chrono::DateTime::from_timestamp_micros).map(|t| t.to_rfc3339()),
+                file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
+            })
+        })
+        .await
+    }
+
+    /// Lets the writer commit what is queued before this call, checkpoint and exit; later
+    /// writes fail with `Closed`.
+    pub async fn close(&self) {
+        let _ = self.inner.writer.send(Command::Close).await;
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let mut pool = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Task("reader pool poisoned".into()))?;
+        match pool.pop() {
+            Some(c) if pool.is_empty() => {
+                // keep one idle connection to clone from
+                let clone = c.try_clone()?;
+                pool.push(c);
+                Ok(clone)
+            }
+            Some(c) => Ok(c),
+            None => Err(StoreError::Task("no reader connection".into())),
+        }
+    }
+}
+
+use rows::Batch;
+
+/// Creates the schema or migrates an older file; returns the version now in place.
+fn migrate(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
+    let err = |version, source| StoreError::Migrate {
+        path: path.to_path_buf(),
+        version,
+        source,
+    };
+    conn.execute_batch(schema::VERSION_TABLE)
+        .map_err(|e| err(0, e))?;
+    let current: i32 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| err(0, e))?;
+    if current > schema::SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in schema::migrations()
+        .iter()
+        .enumerate()
+        .skip(current as usize)
+    {
+        let version = i as i32 + 1;
+        let script = format!("BEGIN TRANSACTION;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;");
+        if let Err(e) = conn.execute_batch(&script) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err(version, e));
+        }
+        tracing::info!(version, "schema migrated");
+    }
+    Ok(schema::SCHEMA_VERSION)
+}

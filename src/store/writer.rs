@@ -1,0 +1,226 @@
+//! The single writer: a dedicated thread that owns the read-write DuckDB connection, appends
+//! batches with the Appender and commits them, several export requests per transaction when they
+//! queue up (group commit). Each request is acknowledged only after its transaction committed.
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use duckdb::{appender_params_from_iter, params, Connection, OptionalExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{Batch, MetricRow, Micros};
+use super::{StoreError, StoreStats};
+
+/// Most rows committed in one transaction when requests queue up.
+const GROUP_COMMIT_ROWS: usize = 200_000;
+
+pub(super) struct WriteJob {
+    pub batch: Batch,
+    pub ack: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+pub(super) enum Command {
+    Write(WriteJob),
+    /// Commit what came before, checkpoint and stop; requests queued behind it are refused.
+    Close,
+}
+
+/// What a committed request stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub events: usize,
+    pub points: usize,
+    pub spans: usize,
+}
+
+/// The last point of a cumulative series: the next point's increment is its difference to it.
+#[derive(Debug, Clone, Copy)]
+struct SeriesState {
+    start_time: Option<Micros>,
+    time: Micros,
+    value: f64,
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    series: HashMap<u64, SeriesState>,
+    stats: Arc<StoreStats>,
+}
+
+impl Writer {
+    pub fn new(conn: Connection, stats: Arc<StoreStats>) -> Self {
+        Writer {
+            conn,
+            series: HashMap::new(),
+            stats,
+        }
+    }
+
+    /// Runs until closed or every sender is gone, then checkpoints so the file is complete
+    /// without its WAL.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut closing = false;
+        while let Some(Command::Write(first)) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            let mut rows = jobs[0].batch.len();
+            while rows < GROUP_COMMIT_ROWS {
+                match rx.try_recv() {
+                    Ok(Command::Write(job)) => {
+                        rows += job.batch.len();
+                        jobs.push(job);
+                    }
+                    Ok(Command::Close) => {
+                        closing = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+            if closing {
+                break;
+            }
+        }
+        rx.close();
+        if let Err(e) = self.conn.execute_batch("CHECKPOINT") {
+            tracing::warn!(error = %e, "checkpoint at shutdown failed; the WAL is replayed at next start");
+        }
+        tracing::info!("store writer stopped");
+    }
+
+    fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
+        let result = {
+            let mut batches: Vec<&mut Batch> = jobs.iter_mut().map(|j| &mut j.batch).collect();
+            self.commit(&mut batches)
+        };
+        match result {
+            Ok(()) => {
+                self.stats.mark_ingest();
+                for job in jobs {
+                    let outcome = WriteOutcome {
+                        events: job.batch.events.len(),
+                        points: job.batch.points.len(),
+                        spans: job.batch.spans.len(),
+                    };
+                    let _ = job.ack.send(Ok(outcome));
+                }
+            }
+            Err(e) if jobs.len() == 1 => {
+                tracing::error!(error = %e, "write failed");
+                let _ = jobs
+                    .pop()
+                    .map(|j| j.ack.send(Err(StoreError::Write(e.to_string()))));
+            }
+            Err(e) => {
+                // One bad request must not fail the others it was grouped with: retry one by one.
+                tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; committing requests one by one");
+                for job in jobs {
+                    self.commit_group(vec![job]);
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batches: &mut [&mut Batch]) -> duckdb::Result<()> {
+        // Increments are worked out against a scratch copy of the series state, which replaces
+        // the real one only once the transaction has committed.
+        let mut pending: HashMap<u64, SeriesState> = HashMap::new();
+        for batch in batches.iter_mut() {
+            for point in batch.points.iter_mut().filter(|p| p.needs_increment()) {
+                point.increment = self.increment(point, &mut pending)?;
+            }
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut events = tx.appender("events")?;
+            for batch in batches.iter() {
+                for row in &batch.events {
+                    events.append_row(appender_params_from_iter(row.clone().into_values()))?;
+                }
+            }
+            events.flush()?;
+            let mut points = tx.appender("metric_points")?;
+            for batch in batches.iter() {
+                for row in &batch.points {
+                    points.append_row(appender_params_from_iter(row.clone().into_values()))?;
+                }
+            }
+            points.flush()?;
+            let mut spans = tx.appender("spans")?;
+            for batch in batches.iter() {
+                for row in &batch.spans {
+                    spans.append_row(appender_params_from_iter(row.clone().into_values()))?;
+                }
+            }
+            spans.flush()?;
+        }
+        tx.commit()?;
+        self.series.extend(pending);
+        Ok(())
+    }
+
+    /// Increment of a cumulative point: its difference to the series' previous point, or the
+    /// whole value when the series is new or restarted (start time changed, or value went down).
+    fn increment(
+        &self,
+        point: &MetricRow,
+        pending: &mut HashMap<u64, SeriesState>,
+    ) -> duckdb::Result<Option<f64>> {
+        let Some(value) = point.value else {
+            return Ok(None);
+        };
+        let previous = match pending
+            .get(&point.series_key)
+            .or_else(|| self.series.get(&point.series_key))
+        {
+            Some(s) => Some(*s),
+            None => self.last_stored(point.series_key)?,
+        };
+        let current = SeriesState {
+            start_time: point.start_time,
+            time: point.time,
+            value,
+        };
+        let increment = match previous {
+            // An old or repeated point of the same series adds nothing.
+            Some(prev) if prev.start_time == point.start_time && point.time <= prev.time => {
+                return Ok(Some(0.0))
+            }
+            Some(prev)
+                if prev.start_time == point.start_time
+                    && (value >= prev.value || point.is_monotonic != Some(true)) =>
+            {
+                value - prev.value
+            }
+            _ => value,
+        };
+        pending.insert(point.series_key, current);
+        Ok(Some(increment))
+    }
+
+    /// The latest stored point of a cumulative series (after a restart the map is empty).
+    fn last_stored(&self, series_key: u64) -> duckdb::Result<Option<SeriesState>> {
+        self.conn
+            .query_row(
+                "SELECT epoch_us(start_time), epoch_us(time), value FROM metric_points
+                 WHERE series_key = ? AND temporality = 'cumulative' AND value IS NOT NULL
+                 ORDER BY time DESC LIMIT 1",
+                params![series_key],
+                |r| {
+                    Ok(SeriesState {
+                        start_time: r.get(0)?,
+                        time: r.get(1)?,
+                        value: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+    }
+}
+
+impl StoreStats {
+    fn mark_ingest(&self) {
+        self.last_ingest_us
+            .store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,67 @@
+//! The real Claude Code captures in `../shared/claude-code/fixtures` (or `$CLAUDE_CODE_FIXTURES`),
+//! indexed by their `manifest.json`. Shared by unit tests and the integration tests in `tests/`.
+#![allow(dead_code)]
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::ingest::decode::Signal;
+
+pub struct Fixture {
+    /// Path relative to the fixtures directory, e.g. `grpc/tools-01-logs.pb`.
+    pub file: String,
+    /// Run name: tools, exhaust, error-cumulative, simple-gzip.
+    pub run: String,
+    /// grpc, http/protobuf, http/json.
+    pub protocol: String,
+    pub signal: Signal,
+    pub content_type: String,
+    pub content_encoding: Option<String>,
+    pub counts: HashMap<String, u64>,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    match std::env::var_os("CLAUDE_CODE_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/claude-code/fixtures"),
+    }
+}
+
+pub fn fixture(file: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fixture("manifest.json")).expect("manifest.json is JSON");
+    manifest
+        .as_array()
+        .expect("manifest.json is an array")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            Fixture {
+                file: s("file"),
+                run: s("name"),
+                protocol: s("protocol"),
+                signal: match e["signal"].as_str() {
+                    Some("logs") => Signal::Logs,
+                    Some("metrics") => Signal::Metrics,
+                    Some("traces") => Signal::Traces,
+                    other => panic!("unknown signal {other:?} in manifest"),
+                },
+                content_type: s("content_type"),
+                content_encoding: e["content_encoding"].as_str().map(str::to_string),
+                counts: serde_json::from_value(e["counts"].clone()).expect("counts are numbers"),
+            }
+        })
+        .collect()
+}
+
+/// The fixtures of one run sent over one protocol, in export order.
+pub fn run(run: &str, protocol: &str) -> Vec<Fixture> {
+    fixtures()
+        .into_iter()
+        .filter(|f| f.run == run && f.protocol == protocol)
+        .collect()
+}
