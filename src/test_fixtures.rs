@@ -65,3 +65,19 @@ pub fn run(run: &str, protocol: &str) -> Vec<Fixture> {
         .filter(|f| f.run == run && f.protocol == protocol)
         .collect()
 }
+
+/// A store in a temporary directory with the given fixtures ingested (as the receivers do).
+pub async fn state_with(fixtures: &[Fixture]) -> (std::sync::Arc<crate::app::AppState>, tempfile::TempDir) {
+    use crate::ingest::decode::Encoding;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None);
+    let state = crate::app::AppState::new(config);
+    state.open_store().await.expect("store opens");
+    for f in fixtures {
+        let encoding = if f.file.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
+        let gzip = f.content_encoding.as_deref() == Some("gzip");
+        let outcome = crate::ingest::export_body(&state, f.signal, encoding, &fixture(&f.file), gzip).await.expect("fixture ingests");
+        assert_eq!(outcome.rejected, 0, "{}: {}", f.file, outcome.message);
+    }
+    (state, dir)
+}

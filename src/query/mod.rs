@@ -372,3 +372,121 @@ fn wide_series(
     }
     Frame::new("").with_fields(fields)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::frames::Column;
+    use super::*;
+    use crate::test_fixtures::{run as fixture_run, state_with};
+
+    fn ctx() -> QueryContext {
+        QueryContext {
+            from: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            to: DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+            interval_ms: 0,
+            max_data_points: 1000,
+        }
+    }
+
+    async fn table(state: &crate::app::AppState, sql: Sql) -> Table {
+        state.store().unwrap().read(move |c| sql.run(c).map_err(crate::store::StoreError::Task)).await.unwrap()
+    }
+
+    fn ints(t: &Table, name: &str) -> Vec<i64> {
+        match t.column(name) {
+            Some(Column::Int(v)) => v.iter().map(|x| x.unwrap_or(-1)).collect(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn floats(t: &Table, name: &str) -> Vec<f64> {
+        (0..t.rows()).map(|r| t.column(name).and_then(|c| c.f64_at(r)).unwrap_or(f64::NAN)).collect()
+    }
+
+    fn texts(t: &Table, name: &str) -> Vec<String> {
+        (0..t.rows()).map(|r| t.column(name).and_then(|c| c.text_at(r)).unwrap_or("").to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn sessions_match_the_tools_fixture() {
+        let (state, _dir) = state_with(&fixture_run("tools", "http/protobuf")).await;
+        let t = table(&state, sessions_sql(&SessionsQuery { limit: 10 }, &ctx())).await;
+        assert_eq!(texts(&t, "session_id"), ["4a513f9f-1086-4ca5-adf4-9dcd94af912f"]);
+        assert_eq!(texts(&t, "team"), ["platform"]);
+        assert_eq!(ints(&t, "prompts"), [1]);
+        assert_eq!(ints(&t, "api_calls"), [7]);
+        assert!((floats(&t, "cost_usd")[0] - 0.048449).abs() < 1e-12);
+        assert_eq!(ints(&t, "input_tokens"), [147]);
+        assert_eq!(ints(&t, "output_tokens"), [306]);
+        assert_eq!(ints(&t, "cache_read_tokens"), [35328]);
+        assert_eq!(ints(&t, "cache_creation_tokens"), [3584]);
+        assert_eq!(ints(&t, "tokens"), [39365]);
+        assert_eq!(ints(&t, "tool_calls"), [6]);
+        assert_eq!(ints(&t, "tool_failures"), [0]);
+        assert_eq!(ints(&t, "api_errors"), [0]);
+        assert_eq!(ints(&t, "events"), [35]);
+    }
+
+    #[tokio::test]
+    async fn timeline_is_ordered_by_sequence() {
+        let (state, _dir) = state_with(&fixture_run("tools", "http/json")).await;
+        let q = SessionTimelineQuery { session_id: "66d7c442-7dcc-40ef-ad40-14021ab26796".into() };
+        let t = table(&state, timeline_sql(&q, &ctx())).await;
+        assert_eq!(t.rows(), 35);
+        assert_eq!(ints(&t, "event_sequence"), (0..35).collect::<Vec<i64>>());
+        let names = texts(&t, "event_name");
+        assert_eq!(names.iter().filter(|n| *n == "api_request").count(), 7);
+        let cost: f64 = floats(&t, "cost_usd").iter().filter(|c| !c.is_nan()).sum();
+        assert!((cost - 0.048449).abs() < 1e-12, "{cost}");
+        let unknown = SessionTimelineQuery { session_id: "nope".into() };
+        assert_eq!(table(&state, timeline_sql(&unknown, &ctx())).await.rows(), 0);
+    }
+
+    #[tokio::test]
+    async fn tool_success_rate_counts_results_and_decisions() {
+        let (state, _dir) = state_with(&fixture_run("tools", "grpc")).await;
+        let t = table(&state, tool_success_sql(&ctx())).await;
+        assert_eq!(texts(&t, "tool_name"), ["Bash", "Edit", "Read", "Write"]);
+        assert_eq!(ints(&t, "calls"), [3, 1, 1, 1]);
+        assert_eq!(ints(&t, "successes"), [3, 1, 1, 1]);
+        assert_eq!(ints(&t, "failures"), [0, 0, 0, 0]);
+        assert_eq!(floats(&t, "success_rate"), [1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(ints(&t, "accepts"), [3, 1, 1, 1]);
+        assert_eq!(ints(&t, "rejects"), [0, 0, 0, 0]);
+        assert!(floats(&t, "p95_duration_ms").iter().all(|d| *d >= 0.0));
+    }
+
+    #[tokio::test]
+    async fn cost_by_model_from_metrics_and_events() {
+        let (state, _dir) = state_with(&fixture_run("tools", "http/protobuf")).await;
+        for (source, model) in [(CostSource::Metrics, "claude-opus-4-8[1m]"), (CostSource::Events, "claude-opus-4-8")] {
+            let q = CostByModelQuery { source };
+            let frames = state.store().unwrap().read(move |c| run(c, &Query::CostByModel(q), &ctx()).map_err(crate::store::StoreError::Task)).await.unwrap();
+            assert_eq!(frames.len(), 2);
+            let series = &frames[0];
+            assert_eq!(series.fields().len(), 2, "time + one model");
+            assert_eq!(series.fields()[1].labels.get("model").map(String::as_str), Some(model));
+            let totals = &frames[1];
+            assert_eq!(totals.fields()[0].name, "model");
+        }
+    }
+
+    #[tokio::test]
+    async fn cumulative_points_sum_to_the_final_value() {
+        // error-cumulative exports the same series three times with growing values.
+        let (state, _dir) = state_with(&fixture_run("error-cumulative", "http/protobuf")).await;
+        let sql = Sql {
+            text: "SELECT metric_name, sum(increment) AS total, sum(value) AS raw FROM metric_points GROUP BY 1 ORDER BY 1".into(),
+            params: vec![],
+        };
+        let t = table(&state, sql).await;
+        assert_eq!(texts(&t, "metric_name"), ["claude_code.active_time.total", "claude_code.cost.usage", "claude_code.session.count", "claude_code.token.usage"]);
+        let totals = floats(&t, "total");
+        assert!((totals[1] - 0.018464).abs() < 1e-12, "cost {}", totals[1]);
+        assert_eq!(totals[2], 1.0, "one session, reported cumulatively three times");
+        assert_eq!(totals[3], 27.0 + 65.0 + 4608.0 + 2304.0);
+        // the sessions query agrees with the api_request events
+        let s = table(&state, sessions_sql(&SessionsQuery { limit: 10 }, &ctx())).await;
+        assert!((floats(&s, "cost_usd")[0] - 0.018464).abs() < 1e-12);
+    }
+}
