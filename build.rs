@@ -17,11 +17,7 @@ fn main() {
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
-    let profile_dir = out_dir
-        .ancestors()
-        .nth(3)
-        .expect("OUT_DIR has the layout <target>/<profile>/build/<pkg>/out")
-        .to_path_buf();
+    let profile_dir = out_dir.ancestors().nth(3).expect("OUT_DIR has the layout <target>/<profile>/build/<pkg>/out").to_path_buf();
     let lib_dir = match env::var_os("DUCKDB_LIB_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {

@@ -36,12 +36,7 @@ pub enum ListenerState {
 
 impl AppState {
     pub fn new(config: Config) -> Arc<AppState> {
-        Arc::new(AppState {
-            config,
-            store: OnceLock::new(),
-            store_error: Mutex::new(None),
-            listeners: Mutex::new(Listeners::default()),
-        })
+        Arc::new(AppState { config, store: OnceLock::new(), store_error: Mutex::new(None), listeners: Mutex::new(Listeners::default()) })
     }
 
     /// The open store, or why it is not available (still opening, or failed).
@@ -90,17 +85,13 @@ impl AppState {
             self.config.grpc_listen.clone(),
             |l| &mut l.grpc,
             shutdown.clone(),
-            |state, listener, shutdown| {
-                Box::pin(crate::ingest::grpc::serve(state, listener, shutdown))
-            },
+            |state, listener, shutdown| Box::pin(crate::ingest::grpc::serve(state, listener, shutdown)),
         );
         let http = self.clone().serve_listener(
             self.config.http_listen.clone(),
             |l| &mut l.http,
             shutdown,
-            |state, listener, shutdown| {
-                Box::pin(crate::ingest::http::serve(state, listener, shutdown))
-            },
+            |state, listener, shutdown| Box::pin(crate::ingest::http::serve(state, listener, shutdown)),
         );
         tokio::join!(grpc, http);
     }
@@ -114,44 +105,22 @@ impl AppState {
             Arc<AppState>,
             tokio::net::TcpListener,
             tokio::sync::watch::Receiver<bool>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), String>> + Send>,
-        >,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
     ) {
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(%address, error = %e, "cannot listen");
-                self.set_listener(
-                    which,
-                    ListenerState::Failed {
-                        address,
-                        error: e.to_string(),
-                    },
-                );
+                self.set_listener(which, ListenerState::Failed { address, error: e.to_string() });
                 return;
             }
         };
-        let bound = listener
-            .local_addr()
-            .map(|a: SocketAddr| a.to_string())
-            .unwrap_or(address.clone());
+        let bound = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or(address.clone());
         tracing::info!(address = %bound, "OTLP listener ready");
-        self.set_listener(
-            which,
-            ListenerState::Listening {
-                address: bound.clone(),
-            },
-        );
+        self.set_listener(which, ListenerState::Listening { address: bound.clone() });
         if let Err(e) = serve(self.clone(), listener, shutdown).await {
             tracing::error!(address = %bound, error = %e, "listener stopped");
-            self.set_listener(
-                which,
-                ListenerState::Failed {
-                    address: bound,
-                    error: e,
-                },
-            );
+            self.set_listener(which, ListenerState::Failed { address: bound, error: e });
         }
     }
 }

@@ -26,25 +26,17 @@ impl Config {
     pub fn from_plugin_env() -> Config {
         Config {
             data_dir: plugin_data_dir(),
-            grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN")
-                .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
-            http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN")
-                .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
+            grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN").unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
+            http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
             max_body_bytes: max_body_bytes(),
         }
     }
 
     /// Standalone: flags win, then the same environment variables, then `./data` and the defaults.
-    pub fn standalone(
-        data_dir: Option<PathBuf>,
-        grpc: Option<String>,
-        http: Option<String>,
-    ) -> Config {
+    pub fn standalone(data_dir: Option<PathBuf>, grpc: Option<String>, http: Option<String>) -> Config {
         let env_cfg = Config::from_plugin_env();
         Config {
-            data_dir: Ok(data_dir
-                .or_else(|| env_cfg.data_dir.ok())
-                .unwrap_or_else(|| PathBuf::from("data"))),
+            data_dir: Ok(data_dir.or_else(|| env_cfg.data_dir.ok()).unwrap_or_else(|| PathBuf::from("data"))),
             grpc_listen: grpc.unwrap_or(env_cfg.grpc_listen),
             http_listen: http.unwrap_or(env_cfg.http_listen),
             max_body_bytes: env_cfg.max_body_bytes,
@@ -53,10 +45,7 @@ impl Config {
 }
 
 fn max_body_bytes() -> usize {
-    env("GF_PLUGIN_MAX_BODY_BYTES")
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    env("GF_PLUGIN_MAX_BODY_BYTES").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_BODY_BYTES)
 }
 
 /// `GF_PLUGIN_DATA_DIR`, else `$GF_PATHS_DATA/<id>` (Grafana's Docker image), else
@@ -70,7 +59,5 @@ fn plugin_data_dir() -> Result<PathBuf, String> {
             return Ok(PathBuf::from(dir).join(PLUGIN_ID));
         }
     }
-    Err(format!(
-        "no data directory: set data_dir in grafana.ini [plugin.{PLUGIN_ID}] (GF_PLUGIN_DATA_DIR), or GF_PATHS_DATA"
-    ))
+    Err(format!("no data directory: set data_dir in grafana.ini [plugin.{PLUGIN_ID}] (GF_PLUGIN_DATA_DIR), or GF_PATHS_DATA"))
 }

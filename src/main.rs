@@ -52,16 +52,12 @@ enum Command {
 }
 
 fn env_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gpx_claudecode: cannot start the async runtime: {e}");
@@ -78,7 +74,9 @@ fn main() -> ExitCode {
             tracing_subscriber::registry().with(grafana_plugin_sdk::backend::layer()).with(env_filter()).init();
             runtime.block_on(plugin_mode())
         }
-        None => Err("not started by Grafana (grafana_plugin_type is not set): run `gpx_claudecode serve` to run standalone, or --help".into()),
+        None => {
+            Err("not started by Grafana (grafana_plugin_type is not set): run `gpx_claudecode serve` to run standalone, or --help".into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,30 +113,45 @@ fn spawn_signal_handler(tx: watch::Sender<bool>) {
 
 async fn plugin_mode() -> Result<(), String> {
     // Handshake first: Grafana waits for it, so everything slow happens in spawned tasks.
-    let listener = grafana_plugin_sdk::backend::initialize()
-        .await
-        .map_err(|e| format!("cannot bind the plugin gRPC listener: {e}"))?;
+    let listener = grafana_plugin_sdk::backend::initialize().await.map_err(|e| format!("cannot bind the plugin gRPC listener: {e}"))?;
     let state = AppState::new(Config::from_plugin_env());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_signal_handler(shutdown_tx);
     let receivers = start_background(&state, shutdown_rx.clone());
-    let plugin = plugin::ClaudeCodePlugin {
-        state: state.clone(),
-    };
-    let served = plugin::serve(plugin, listener, shutdown_rx)
-        .await
-        .map_err(|e| format!("plugin gRPC server failed: {e}"));
-    let _ = receivers.await;
+    let plugin = plugin::ClaudeCodePlugin { state: state.clone() };
+    let served = within_grace(plugin::serve(plugin, listener, shutdown_rx.clone()), shutdown_rx.clone()).await;
+    within_grace(receivers, shutdown_rx).await;
     close_store(&state).await;
-    served
+    match served {
+        Some(Err(e)) => Err(format!("plugin gRPC server failed: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// How long servers may drain their connections after a shutdown signal before the store is
+/// closed regardless (an idle HTTP/2 client can hold a graceful shutdown open forever).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs `fut` to completion, or until `SHUTDOWN_GRACE` after shutdown was requested.
+async fn within_grace<F: std::future::Future>(fut: F, mut shutdown: watch::Receiver<bool>) -> Option<F::Output> {
+    tokio::select! {
+        out = fut => Some(out),
+        _ = async {
+            let _ = shutdown.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open after the shutdown grace period; closing anyway");
+            None
+        }
+    }
 }
 
 async fn standalone(config: Config) -> Result<(), String> {
     let state = AppState::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_signal_handler(shutdown_tx);
-    let receivers = start_background(&state, shutdown_rx);
-    let _ = receivers.await;
+    let receivers = start_background(&state, shutdown_rx.clone());
+    within_grace(receivers, shutdown_rx).await;
     close_store(&state).await;
     match state.store() {
         Ok(_) => Ok(()),
@@ -148,10 +161,7 @@ async fn standalone(config: Config) -> Result<(), String> {
 
 /// Opens the store and serves the OTLP listeners until shutdown; the returned task ends when
 /// both listeners have stopped.
-fn start_background(
-    state: &Arc<AppState>,
-    shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+fn start_background(state: &Arc<AppState>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let s = state.clone();
     tokio::spawn(async move {
         let _ = s.open_store().await;

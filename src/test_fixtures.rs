@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::ingest::decode::Signal;
-
+#[derive(Debug, Clone)]
 pub struct Fixture {
     /// Path relative to the fixtures directory, e.g. `grpc/tools-01-logs.pb`.
     pub file: String,
@@ -13,7 +12,8 @@ pub struct Fixture {
     pub run: String,
     /// grpc, http/protobuf, http/json.
     pub protocol: String,
-    pub signal: Signal,
+    /// logs, metrics or traces.
+    pub signal: String,
     pub content_type: String,
     pub content_encoding: Option<String>,
     pub counts: HashMap<String, u64>,
@@ -32,8 +32,7 @@ pub fn fixture(file: &str) -> Vec<u8> {
 }
 
 pub fn fixtures() -> Vec<Fixture> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fixture("manifest.json")).expect("manifest.json is JSON");
+    let manifest: serde_json::Value = serde_json::from_slice(&fixture("manifest.json")).expect("manifest.json is JSON");
     manifest
         .as_array()
         .expect("manifest.json is an array")
@@ -44,12 +43,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 file: s("file"),
                 run: s("name"),
                 protocol: s("protocol"),
-                signal: match e["signal"].as_str() {
-                    Some("logs") => Signal::Logs,
-                    Some("metrics") => Signal::Metrics,
-                    Some("traces") => Signal::Traces,
-                    other => panic!("unknown signal {other:?} in manifest"),
-                },
+                signal: s("signal"),
                 content_type: s("content_type"),
                 content_encoding: e["content_encoding"].as_str().map(str::to_string),
                 counts: serde_json::from_value(e["counts"].clone()).expect("counts are numbers"),
@@ -60,24 +54,5 @@ pub fn fixtures() -> Vec<Fixture> {
 
 /// The fixtures of one run sent over one protocol, in export order.
 pub fn run(run: &str, protocol: &str) -> Vec<Fixture> {
-    fixtures()
-        .into_iter()
-        .filter(|f| f.run == run && f.protocol == protocol)
-        .collect()
-}
-
-/// A store in a temporary directory with the given fixtures ingested (as the receivers do).
-pub async fn state_with(fixtures: &[Fixture]) -> (std::sync::Arc<crate::app::AppState>, tempfile::TempDir) {
-    use crate::ingest::decode::Encoding;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None);
-    let state = crate::app::AppState::new(config);
-    state.open_store().await.expect("store opens");
-    for f in fixtures {
-        let encoding = if f.file.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
-        let gzip = f.content_encoding.as_deref() == Some("gzip");
-        let outcome = crate::ingest::export_body(&state, f.signal, encoding, &fixture(&f.file), gzip).await.expect("fixture ingests");
-        assert_eq!(outcome.rejected, 0, "{}: {}", f.file, outcome.message);
-    }
-    (state, dir)
+    fixtures().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()
 }

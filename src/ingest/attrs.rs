@@ -17,12 +17,8 @@ pub fn any_to_json(value: Option<&AnyValue>) -> Json {
         any_value::Value::BoolValue(b) => Json::Bool(*b),
         any_value::Value::IntValue(i) => Json::Number((*i).into()),
         // JSON has no NaN/Infinity: keep them as their names rather than dropping the value.
-        any_value::Value::DoubleValue(d) => Number::from_f64(*d)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::String(d.to_string())),
-        any_value::Value::ArrayValue(a) => {
-            Json::Array(a.values.iter().map(|v| any_to_json(Some(v))).collect())
-        }
+        any_value::Value::DoubleValue(d) => Number::from_f64(*d).map(Json::Number).unwrap_or_else(|| Json::String(d.to_string())),
+        any_value::Value::ArrayValue(a) => Json::Array(a.values.iter().map(|v| any_to_json(Some(v))).collect()),
         any_value::Value::KvlistValue(kv) => Json::Object(attributes_to_map(&kv.values)),
         any_value::Value::BytesValue(b) => Json::String(hex::encode(b)),
     }
@@ -32,24 +28,14 @@ pub fn any_to_json(value: Option<&AnyValue>) -> Json {
 /// text canonical: equal attribute sets give equal strings (used for metric series identity).
 /// A repeated key keeps its last value, as OTLP receivers conventionally do.
 pub fn attributes_to_map(attrs: &[KeyValue]) -> Map<String, Json> {
-    attrs
-        .iter()
-        .map(|kv| (kv.key.clone(), any_to_json(kv.value.as_ref())))
-        .collect()
+    attrs.iter().map(|kv| (kv.key.clone(), any_to_json(kv.value.as_ref()))).collect()
 }
 
 /// Typed column values for `columns`, taken from the record's attributes.
 pub fn typed_values(columns: &[AttrColumn], attrs: &Map<String, Json>) -> Vec<Value> {
     columns
         .iter()
-        .map(|c| {
-            c.keys
-                .iter()
-                .filter_map(|k| attrs.get(*k))
-                .find(|v| !v.is_null())
-                .map(|v| coerce(v, c.kind))
-                .unwrap_or(Value::Null)
-        })
+        .map(|c| c.keys.iter().filter_map(|k| attrs.get(*k)).find(|v| !v.is_null()).map(|v| coerce(v, c.kind)).unwrap_or(Value::Null))
         .collect()
 }
 
@@ -108,61 +94,29 @@ mod tests {
     #[test]
     fn claude_code_strings_become_numbers_and_booleans() {
         assert_eq!(coerce(&json!("12"), ColumnKind::Int), Value::BigInt(12));
-        assert_eq!(
-            coerce(&json!("12.6"), ColumnKind::Float),
-            Value::Double(12.6)
-        );
+        assert_eq!(coerce(&json!("12.6"), ColumnKind::Float), Value::Double(12.6));
         assert_eq!(coerce(&json!(0), ColumnKind::Float), Value::Double(0.0));
-        assert_eq!(
-            coerce(&json!(0.005671), ColumnKind::Float),
-            Value::Double(0.005671)
-        );
-        assert_eq!(
-            coerce(&json!("true"), ColumnKind::Bool),
-            Value::Boolean(true)
-        );
-        assert_eq!(
-            coerce(&json!("false"), ColumnKind::Bool),
-            Value::Boolean(false)
-        );
+        assert_eq!(coerce(&json!(0.005671), ColumnKind::Float), Value::Double(0.005671));
+        assert_eq!(coerce(&json!("true"), ColumnKind::Bool), Value::Boolean(true));
+        assert_eq!(coerce(&json!("false"), ColumnKind::Bool), Value::Boolean(false));
         assert_eq!(coerce(&json!(true), ColumnKind::Bool), Value::Boolean(true));
         assert_eq!(coerce(&json!("maybe"), ColumnKind::Bool), Value::Null);
         assert_eq!(coerce(&json!("n/a"), ColumnKind::Int), Value::Null);
-        assert_eq!(
-            coerce(&json!(400), ColumnKind::Text),
-            Value::Text("400".into())
-        );
-        assert_eq!(
-            coerce(&json!(9007199254740993i64), ColumnKind::Int),
-            Value::BigInt(9007199254740993)
-        );
+        assert_eq!(coerce(&json!(400), ColumnKind::Text), Value::Text("400".into()));
+        assert_eq!(coerce(&json!(9007199254740993i64), ColumnKind::Int), Value::BigInt(9007199254740993));
     }
 
     #[test]
     fn any_values_keep_their_shape() {
         use any_value::Value as V;
         let arr = AnyValue {
-            value: Some(V::ArrayValue(
-                opentelemetry_proto::tonic::common::v1::ArrayValue {
-                    values: vec![AnyValue {
-                        value: Some(V::StringValue("end_turn".into())),
-                    }],
-                },
-            )),
+            value: Some(V::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                values: vec![AnyValue { value: Some(V::StringValue("end_turn".into())) }],
+            })),
         };
         assert_eq!(any_to_json(Some(&arr)), json!(["end_turn"]));
         assert_eq!(any_to_json(Some(&AnyValue { value: None })), Json::Null);
-        assert_eq!(
-            any_to_json(Some(&AnyValue {
-                value: Some(V::BytesValue(vec![0xab, 1]))
-            })),
-            json!("ab01")
-        );
-        assert_eq!(
-            any_to_json(Some(&AnyValue {
-                value: Some(V::DoubleValue(f64::NAN))
-            })),
-            json!("NaN")
-        );
+        assert_eq!(any_to_json(Some(&AnyValue { value: Some(V::BytesValue(vec![0xab, 1])) })), json!("ab01"));
+        assert_eq!(any_to_json(Some(&AnyValue { value: Some(V::DoubleValue(f64::NAN)) })), json!("NaN"));
     }
 }

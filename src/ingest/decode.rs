@@ -32,12 +32,7 @@ pub enum Encoding {
 impl Encoding {
     /// The encoding for a `Content-Type` header value, `None` for anything OTLP does not define.
     pub fn from_content_type(content_type: &str) -> Option<Self> {
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match mime.as_str() {
             "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
             "application/json" => Some(Encoding::Json),
@@ -62,24 +57,15 @@ pub enum ExportRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("invalid protobuf {signal} export request: {source}")]
-    Protobuf {
-        signal: &'static str,
-        source: prost::DecodeError,
-    },
+    Protobuf { signal: &'static str, source: prost::DecodeError },
     #[error("invalid OTLP/JSON {signal} export request: {source}")]
-    Json {
-        signal: &'static str,
-        source: serde_json::Error,
-    },
+    Json { signal: &'static str, source: serde_json::Error },
     #[error("invalid gzip body: {0}")]
     Gzip(std::io::Error),
     #[error("body is larger than {limit} bytes after decompression")]
     TooLarge { limit: usize },
     #[error("re-encoding OTLP/JSON {signal} request failed: {reason}")]
-    Reencode {
-        signal: &'static str,
-        reason: String,
-    },
+    Reencode { signal: &'static str, reason: String },
 }
 
 /// Decompresses a gzip body, refusing to inflate past `limit` bytes (gzip bombs).
@@ -93,11 +79,7 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-pub fn decode(
-    signal: Signal,
-    encoding: Encoding,
-    body: &[u8],
-) -> Result<ExportRequest, DecodeError> {
+pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportRequest, DecodeError> {
     match encoding {
         Encoding::Protobuf => decode_protobuf(signal, body),
         Encoding::Json => decode_json(signal, body),
@@ -105,18 +87,11 @@ pub fn decode(
 }
 
 pub fn decode_protobuf(signal: Signal, body: &[u8]) -> Result<ExportRequest, DecodeError> {
-    let err = |source| DecodeError::Protobuf {
-        signal: signal.name(),
-        source,
-    };
+    let err = |source| DecodeError::Protobuf { signal: signal.name(), source };
     Ok(match signal {
         Signal::Logs => ExportRequest::Logs(ExportLogsServiceRequest::decode(body).map_err(err)?),
-        Signal::Metrics => {
-            ExportRequest::Metrics(ExportMetricsServiceRequest::decode(body).map_err(err)?)
-        }
-        Signal::Traces => {
-            ExportRequest::Traces(ExportTraceServiceRequest::decode(body).map_err(err)?)
-        }
+        Signal::Metrics => ExportRequest::Metrics(ExportMetricsServiceRequest::decode(body).map_err(err)?),
+        Signal::Traces => ExportRequest::Traces(ExportTraceServiceRequest::decode(body).map_err(err)?),
     })
 }
 
@@ -125,30 +100,21 @@ pub fn decode_protobuf(signal: Signal, body: &[u8]) -> Result<ExportRequest, Dec
 /// rest of the pipeline (and tonic 0.12) uses through their shared protobuf wire format.
 pub fn decode_json(signal: Signal, body: &[u8]) -> Result<ExportRequest, DecodeError> {
     use otlp_json::tonic::collector as j;
-    let json_err = |source| DecodeError::Json {
-        signal: signal.name(),
-        source,
-    };
+    let json_err = |source| DecodeError::Json { signal: signal.name(), source };
     let mut value: serde_json::Value = serde_json::from_slice(body).map_err(json_err)?;
     int64_strings_to_numbers(&mut value);
     let bytes = match signal {
-        Signal::Logs => prost14::Message::encode_to_vec(
-            &serde_json::from_value::<j::logs::v1::ExportLogsServiceRequest>(value)
-                .map_err(json_err)?,
-        ),
+        Signal::Logs => {
+            prost14::Message::encode_to_vec(&serde_json::from_value::<j::logs::v1::ExportLogsServiceRequest>(value).map_err(json_err)?)
+        }
         Signal::Metrics => prost14::Message::encode_to_vec(
-            &serde_json::from_value::<j::metrics::v1::ExportMetricsServiceRequest>(value)
-                .map_err(json_err)?,
+            &serde_json::from_value::<j::metrics::v1::ExportMetricsServiceRequest>(value).map_err(json_err)?,
         ),
-        Signal::Traces => prost14::Message::encode_to_vec(
-            &serde_json::from_value::<j::trace::v1::ExportTraceServiceRequest>(value)
-                .map_err(json_err)?,
-        ),
+        Signal::Traces => {
+            prost14::Message::encode_to_vec(&serde_json::from_value::<j::trace::v1::ExportTraceServiceRequest>(value).map_err(json_err)?)
+        }
     };
-    decode_protobuf(signal, &bytes).map_err(|e| DecodeError::Reencode {
-        signal: signal.name(),
-        reason: e.to_string(),
-    })
+    decode_protobuf(signal, &bytes).map_err(|e| DecodeError::Reencode { signal: signal.name(), reason: e.to_string() })
 }
 
 /// The protobuf JSON mapping allows int64 as a string (`"asInt": "42"`); 0.33's serde silently
@@ -178,14 +144,8 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(
-            Encoding::from_content_type("application/x-protobuf"),
-            Some(Encoding::Protobuf)
-        );
-        assert_eq!(
-            Encoding::from_content_type("application/json; charset=utf-8"),
-            Some(Encoding::Json)
-        );
+        assert_eq!(Encoding::from_content_type("application/x-protobuf"), Some(Encoding::Protobuf));
+        assert_eq!(Encoding::from_content_type("application/json; charset=utf-8"), Some(Encoding::Json));
         assert_eq!(Encoding::from_content_type("text/plain"), None);
     }
 
@@ -196,42 +156,19 @@ mod tests {
             if f.content_encoding.as_deref() == Some("gzip") {
                 body = gunzip(&body, 64 << 20).unwrap();
             }
-            let enc = if f.file.ends_with(".json") {
-                Encoding::Json
-            } else {
-                Encoding::Protobuf
-            };
-            let req = decode(f.signal, enc, &body).unwrap_or_else(|e| panic!("{}: {e}", f.file));
+            let enc = if f.file.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
+            let req = decode(crate::ingest::testing::signal(&f), enc, &body).unwrap_or_else(|e| panic!("{}: {e}", f.file));
             let (records, points) = match &req {
-                ExportRequest::Logs(r) => (
-                    r.resource_logs
-                        .iter()
-                        .flat_map(|x| &x.scope_logs)
-                        .map(|s| s.log_records.len())
-                        .sum::<usize>(),
-                    0,
-                ),
-                ExportRequest::Traces(r) => (
-                    r.resource_spans
-                        .iter()
-                        .flat_map(|x| &x.scope_spans)
-                        .map(|s| s.spans.len())
-                        .sum(),
-                    0,
-                ),
+                ExportRequest::Logs(r) => {
+                    (r.resource_logs.iter().flat_map(|x| &x.scope_logs).map(|s| s.log_records.len()).sum::<usize>(), 0)
+                }
+                ExportRequest::Traces(r) => (r.resource_spans.iter().flat_map(|x| &x.scope_spans).map(|s| s.spans.len()).sum(), 0),
                 ExportRequest::Metrics(r) => {
-                    let metrics: Vec<_> = r
-                        .resource_metrics
-                        .iter()
-                        .flat_map(|x| &x.scope_metrics)
-                        .flat_map(|s| &s.metrics)
-                        .collect();
+                    let metrics: Vec<_> = r.resource_metrics.iter().flat_map(|x| &x.scope_metrics).flat_map(|s| &s.metrics).collect();
                     let points = metrics
                         .iter()
                         .map(|m| match &m.data {
-                            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => {
-                                s.data_points.len()
-                            }
+                            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => s.data_points.len(),
                             _ => 0,
                         })
                         .sum();
@@ -239,7 +176,7 @@ mod tests {
                 }
             };
             let c = &f.counts;
-            match f.signal {
+            match crate::ingest::testing::signal(&f) {
                 Signal::Logs => assert_eq!(records as u64, c["log_records"], "{}", f.file),
                 Signal::Traces => assert_eq!(records as u64, c["spans"], "{}", f.file),
                 Signal::Metrics => {
@@ -255,9 +192,7 @@ mod tests {
         // The http/json fixture re-encoded by our decoder equals what decoding its
         // normalised .decoded.json (int64 as strings, enum names) gives.
         let body = fixture("http-json/tools-01-logs.json");
-        let ExportRequest::Logs(a) = decode_json(Signal::Logs, &body).unwrap() else {
-            panic!()
-        };
+        let ExportRequest::Logs(a) = decode_json(Signal::Logs, &body).unwrap() else { panic!() };
         assert_eq!(a.resource_logs[0].scope_logs[0].log_records.len(), 15);
         let rec = &a.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(rec.time_unix_nano, 1_795_296_777_531_000_000);
@@ -270,41 +205,23 @@ mod tests {
             {"name":"c","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[{"timeUnixNano":1700000000000000000,"asInt":"42"}]}},
             {"name":"h","histogram":{"aggregationTemporality":1,"dataPoints":[{"timeUnixNano":"1700000000000000000","count":"3","sum":4.5,"bucketCounts":["1","2"],"explicitBounds":[1.0]}]}}
         ]}]}]}"#;
-        let ExportRequest::Metrics(m) = decode_json(Signal::Metrics, body).unwrap() else {
-            panic!()
-        };
+        let ExportRequest::Metrics(m) = decode_json(Signal::Metrics, body).unwrap() else { panic!() };
         let metrics = &m.resource_metrics[0].scope_metrics[0].metrics;
         assert_eq!(metrics.len(), 2);
-        let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) = &metrics[0].data
-        else {
-            panic!()
-        };
-        assert_eq!(
-            s.data_points[0].value,
-            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(42))
-        );
+        let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) = &metrics[0].data else { panic!() };
+        assert_eq!(s.data_points[0].value, Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(42)));
         assert_eq!(s.data_points[0].time_unix_nano, 1_700_000_000_000_000_000);
-        let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) =
-            &metrics[1].data
-        else {
-            panic!()
-        };
+        let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) = &metrics[1].data else { panic!() };
         assert_eq!(h.data_points[0].count, 3);
         assert_eq!(h.data_points[0].bucket_counts, vec![1, 2]);
     }
 
     #[test]
     fn garbage_is_a_clear_error() {
-        assert!(matches!(
-            decode(Signal::Logs, Encoding::Protobuf, b"\xff\xff\xff"),
-            Err(DecodeError::Protobuf { .. })
-        ));
+        assert!(matches!(decode(Signal::Logs, Encoding::Protobuf, b"\xff\xff\xff"), Err(DecodeError::Protobuf { .. })));
         let e = decode(Signal::Logs, Encoding::Json, b"{\"resourceLogs\": 5}").unwrap_err();
         assert!(e.to_string().contains("invalid OTLP/JSON logs"), "{e}");
-        assert!(matches!(
-            gunzip(b"not gzip", 100),
-            Err(DecodeError::Gzip(_))
-        ));
+        assert!(matches!(gunzip(b"not gzip", 100), Err(DecodeError::Gzip(_))));
     }
 
     #[test]
@@ -314,10 +231,7 @@ mod tests {
         enc.write_all(&vec![0u8; 10 << 20]).unwrap();
         let small = enc.finish().unwrap();
         assert!(small.len() < 100_000);
-        assert!(matches!(
-            gunzip(&small, 1 << 20),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        assert!(matches!(gunzip(&small, 1 << 20), Err(DecodeError::TooLarge { .. })));
         assert_eq!(gunzip(&small, 11 << 20).unwrap().len(), 10 << 20);
     }
 }

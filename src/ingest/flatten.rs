@@ -38,9 +38,7 @@ struct Origin {
 
 impl Origin {
     fn new(resource: Option<&Resource>, scope: Option<&InstrumentationScope>) -> Self {
-        let attrs = resource
-            .map(|r| attributes_to_map(&r.attributes))
-            .unwrap_or_default();
+        let attrs = resource.map(|r| attributes_to_map(&r.attributes)).unwrap_or_default();
         Origin {
             resource: Json::Object(attrs).to_string(),
             scope_name: scope.and_then(|s| non_empty(&s.name)),
@@ -64,17 +62,11 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
                 let event_name = string_attr(&attrs, "event.name")
                     .map(str::to_string)
                     .or_else(|| non_empty(&rec.event_name))
-                    .or_else(|| {
-                        body.as_deref()
-                            .and_then(|b| b.strip_prefix(EVENT_BODY_PREFIX))
-                            .map(str::to_string)
-                    })
+                    .or_else(|| body.as_deref().and_then(|b| b.strip_prefix(EVENT_BODY_PREFIX)).map(str::to_string))
                     .unwrap_or_default();
                 let observed = micros(rec.observed_time_unix_nano);
                 batch.events.push(EventRow {
-                    time: micros(rec.time_unix_nano)
-                        .or(observed)
-                        .unwrap_or(received_at),
+                    time: micros(rec.time_unix_nano).or(observed).unwrap_or(received_at),
                     observed_time: observed,
                     received_at,
                     event_name,
@@ -120,10 +112,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 count: Option<u64>,
                                 mut extra: Map<String, Json>| {
                     let Some(time) = micros(p.time_unix_nano) else {
-                        batch.reject(
-                            1,
-                            format!("metric {}: data point without timeUnixNano", m.name),
-                        );
+                        batch.reject(1, format!("metric {}: data point without timeUnixNano", m.name));
                         return;
                     };
                     if value.is_none() && kind != "histogram" && kind != "exponential_histogram" {
@@ -135,12 +124,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                     }
                     let attrs = attributes_to_map(p.attributes);
                     let attributes = Json::Object(attrs.clone()).to_string();
-                    let series_key = series_key(&[
-                        &m.name,
-                        &attributes,
-                        &origin.resource,
-                        origin.scope_name.as_deref().unwrap_or(""),
-                    ]);
+                    let series_key = series_key(&[&m.name, &attributes, &origin.resource, origin.scope_name.as_deref().unwrap_or("")]);
                     let increment = match (kind, temporality) {
                         ("gauge" | "summary", _) => None,
                         (_, Some(Temporality::Cumulative)) => None, // the writer computes it
@@ -181,15 +165,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 flags: dp.flags,
                                 exemplars: &dp.exemplars,
                             };
-                            push(
-                                common,
-                                "sum",
-                                Some(t),
-                                Some(s.is_monotonic),
-                                number_value(&dp.value),
-                                None,
-                                Map::new(),
-                            );
+                            push(common, "sum", Some(t), Some(s.is_monotonic), number_value(&dp.value), None, Map::new());
                         }
                     }
                     Some(metric::Data::Gauge(g)) => {
@@ -201,15 +177,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 flags: dp.flags,
                                 exemplars: &dp.exemplars,
                             };
-                            push(
-                                common,
-                                "gauge",
-                                None,
-                                None,
-                                number_value(&dp.value),
-                                None,
-                                Map::new(),
-                            );
+                            push(common, "gauge", None, None, number_value(&dp.value), None, Map::new());
                         }
                     }
                     Some(metric::Data::Histogram(h)) => {
@@ -223,23 +191,16 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 flags: dp.flags,
                                 exemplars: &dp.exemplars,
                             };
-                            push(
-                                common,
-                                "histogram",
-                                Some(t),
-                                None,
-                                dp.sum,
-                                Some(dp.count),
-                                object(extra),
-                            );
+                            push(common, "histogram", Some(t), None, dp.sum, Some(dp.count), object(extra));
                         }
                     }
                     Some(metric::Data::ExponentialHistogram(h)) => {
                         let t = Temporality::from_otlp(h.aggregation_temporality);
                         for dp in &h.data_points {
-                            let buckets = |b: &Option<opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets>| {
-                                b.as_ref().map(|b| json!({"offset": b.offset, "bucketCounts": b.bucket_counts}))
-                            };
+                            let buckets =
+                                |b: &Option<opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets>| {
+                                    b.as_ref().map(|b| json!({"offset": b.offset, "bucketCounts": b.bucket_counts}))
+                                };
                             let extra = json!({"scale": dp.scale, "zeroCount": dp.zero_count, "zeroThreshold": dp.zero_threshold, "positive": buckets(&dp.positive), "negative": buckets(&dp.negative), "min": dp.min, "max": dp.max});
                             let common = PointCommon {
                                 attributes: &dp.attributes,
@@ -248,24 +209,13 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 flags: dp.flags,
                                 exemplars: &dp.exemplars,
                             };
-                            push(
-                                common,
-                                "exponential_histogram",
-                                Some(t),
-                                None,
-                                dp.sum,
-                                Some(dp.count),
-                                object(extra),
-                            );
+                            push(common, "exponential_histogram", Some(t), None, dp.sum, Some(dp.count), object(extra));
                         }
                     }
                     Some(metric::Data::Summary(s)) => {
                         for dp in &s.data_points {
-                            let q: Vec<Json> = dp
-                                .quantile_values
-                                .iter()
-                                .map(|q| json!({"quantile": q.quantile, "value": q.value}))
-                                .collect();
+                            let q: Vec<Json> =
+                                dp.quantile_values.iter().map(|q| json!({"quantile": q.quantile, "value": q.value})).collect();
                             let common = PointCommon {
                                 attributes: &dp.attributes,
                                 start_time_unix_nano: dp.start_time_unix_nano,
@@ -273,15 +223,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                 flags: dp.flags,
                                 exemplars: &[],
                             };
-                            push(
-                                common,
-                                "summary",
-                                None,
-                                None,
-                                Some(dp.sum),
-                                Some(dp.count),
-                                object(json!({"quantiles": q})),
-                            );
+                            push(common, "summary", None, None, Some(dp.sum), Some(dp.count), object(json!({"quantiles": q})));
                         }
                     }
                 }
@@ -341,12 +283,8 @@ pub fn traces(req: &ExportTraceServiceRequest, received_at: Micros) -> Batch {
         for ss in &rs.scope_spans {
             let origin = Origin::new(rs.resource.as_ref(), ss.scope.as_ref());
             for sp in &ss.spans {
-                let (Some(trace_id), Some(span_id)) = (hex_id(&sp.trace_id), hex_id(&sp.span_id))
-                else {
-                    batch.reject(
-                        1,
-                        format!("span {:?} has an empty traceId or spanId", sp.name),
-                    );
+                let (Some(trace_id), Some(span_id)) = (hex_id(&sp.trace_id), hex_id(&sp.span_id)) else {
+                    batch.reject(1, format!("span {:?} has an empty traceId or spanId", sp.name));
                     continue;
                 };
                 let Some(start_time) = micros(sp.start_time_unix_nano) else {
@@ -370,15 +308,12 @@ pub fn traces(req: &ExportTraceServiceRequest, received_at: Micros) -> Batch {
                     span_id,
                     parent_span_id: hex_id(&sp.parent_span_id),
                     name: sp.name.clone(),
-                    kind: span::SpanKind::try_from(sp.kind).ok().map(|k| {
-                        k.as_str_name()
-                            .trim_start_matches("SPAN_KIND_")
-                            .to_ascii_lowercase()
-                    }),
+                    kind: span::SpanKind::try_from(sp.kind)
+                        .ok()
+                        .map(|k| k.as_str_name().trim_start_matches("SPAN_KIND_").to_ascii_lowercase()),
                     start_time,
                     end_time: micros(sp.end_time_unix_nano),
-                    duration_ms: (sp.end_time_unix_nano >= sp.start_time_unix_nano
-                        && sp.end_time_unix_nano != 0)
+                    duration_ms: (sp.end_time_unix_nano >= sp.start_time_unix_nano && sp.end_time_unix_nano != 0)
                         .then(|| (sp.end_time_unix_nano - sp.start_time_unix_nano) as f64 / 1e6),
                     received_at,
                     status: Some(

@@ -1,24 +1,12 @@
 //! OTLP/gRPC receiver: the Logs, Metrics and Trace `Export` services (gzip accepted).
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -42,10 +30,7 @@ impl Receiver {
 
 #[tonic::async_trait]
 impl LogsService for Receiver {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+    async fn export(&self, request: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let outcome = Receiver::export(self, ExportRequest::Logs(request.into_inner())).await?;
         Ok(Response::new(response::logs(&outcome)))
     }
@@ -53,10 +38,7 @@ impl LogsService for Receiver {
 
 #[tonic::async_trait]
 impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+    async fn export(&self, request: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let outcome = Receiver::export(self, ExportRequest::Metrics(request.into_inner())).await?;
         Ok(Response::new(response::metrics(&outcome)))
     }
@@ -64,10 +46,7 @@ impl MetricsService for Receiver {
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let outcome = Receiver::export(self, ExportRequest::Traces(request.into_inner())).await?;
         Ok(Response::new(response::traces(&outcome)))
     }
@@ -81,27 +60,14 @@ pub async fn serve(
     let limit = state.config.max_body_bytes;
     let receiver = Receiver { state };
     tonic::transport::Server::builder()
+        .add_service(LogsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit))
         .add_service(
-            LogsServiceServer::new(receiver.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
+            MetricsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit),
         )
-        .add_service(
-            MetricsServiceServer::new(receiver.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            TraceServiceServer::new(receiver)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
-        )
+        .add_service(TraceServiceServer::new(receiver).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
         .await
         .map_err(|e| e.to_string())
 }

@@ -17,10 +17,7 @@ use crate::app::AppState;
 /// (`/opentelemetry/v1/...`) and VictoriaLogs (`/insert/opentelemetry/v1/...`).
 pub fn signal_for_path(path: &str) -> Option<Signal> {
     let path = path.trim_end_matches('/');
-    let rest = path
-        .strip_prefix("/insert/opentelemetry")
-        .or_else(|| path.strip_prefix("/opentelemetry"))
-        .unwrap_or(path);
+    let rest = path.strip_prefix("/insert/opentelemetry").or_else(|| path.strip_prefix("/opentelemetry")).unwrap_or(path);
     match rest {
         "/v1/logs" => Some(Signal::Logs),
         "/v1/metrics" => Some(Signal::Metrics),
@@ -39,29 +36,15 @@ pub struct RpcStatus {
 }
 
 /// An error response in the request's encoding (JSON when it is unknown).
-pub fn error_response(
-    status: StatusCode,
-    grpc_code: tonic::Code,
-    encoding: Option<Encoding>,
-    message: String,
-) -> Response {
-    let rpc = RpcStatus {
-        code: grpc_code as i32,
-        message,
-    };
+pub fn error_response(status: StatusCode, grpc_code: tonic::Code, encoding: Option<Encoding>, message: String) -> Response {
+    let rpc = RpcStatus { code: grpc_code as i32, message };
     let (content_type, body) = match encoding {
         Some(Encoding::Protobuf) => (Encoding::Protobuf.content_type(), rpc.encode_to_vec()),
-        _ => (
-            Encoding::Json.content_type(),
-            serde_json::json!({"code": rpc.code, "message": rpc.message})
-                .to_string()
-                .into_bytes(),
-        ),
+        _ => (Encoding::Json.content_type(), serde_json::json!({"code": rpc.code, "message": rpc.message}).to_string().into_bytes()),
     };
     let mut resp = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     resp
 }
@@ -75,10 +58,7 @@ impl IngestError {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .fallback(handle)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    Router::new().fallback(handle).layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// What an HTTP request asks for, or the error response that refuses it.
@@ -89,15 +69,8 @@ pub struct ParsedRequest {
 }
 
 /// Checks path, method, content type and encoding; shared with the plugin's resource route.
-pub fn parse_request(
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-) -> Result<ParsedRequest, Response> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap) -> Result<ParsedRequest, Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = Encoding::from_content_type(content_type);
     let Some(signal) = signal_for_path(path) else {
         return Err(error_response(
@@ -114,8 +87,7 @@ pub fn parse_request(
             encoding,
             format!("{method} is not allowed on {path}: use POST"),
         );
-        r.headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return Err(r);
     }
     let Some(encoding) = encoding else {
@@ -126,11 +98,7 @@ pub fn parse_request(
             format!("unsupported Content-Type {content_type:?}: use application/x-protobuf or application/json"),
         ));
     };
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-    {
+    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(e) if e.is_empty() || e == "identity" => false,
         Some(e) if e == "gzip" || e == "x-gzip" => true,
@@ -143,11 +111,7 @@ pub fn parse_request(
             ));
         }
     };
-    Ok(ParsedRequest {
-        signal,
-        encoding,
-        gzip,
-    })
+    Ok(ParsedRequest { signal, encoding, gzip })
 }
 
 /// Ingests one parsed request and builds the OTLP response (after the commit).
@@ -155,12 +119,7 @@ pub async fn respond(state: &AppState, req: ParsedRequest, body: &[u8]) -> Respo
     match export_body(state, req.signal, req.encoding, body, req.gzip).await {
         Ok(outcome) => {
             let body = super::response::body(req.signal, req.encoding, &outcome);
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, req.encoding.content_type())],
-                body,
-            )
-                .into_response()
+            (StatusCode::OK, [(header::CONTENT_TYPE, req.encoding.content_type())], body).into_response()
         }
         Err(e) => {
             tracing::warn!(signal = req.signal.name(), error = %e, "export refused");
@@ -169,13 +128,7 @@ pub async fn respond(state: &AppState, req: ParsedRequest, body: &[u8]) -> Respo
     }
 }
 
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     match parse_request(&method, uri.path(), &headers) {
         Ok(req) => respond(&state, req, &body).await,
         Err(resp) => resp,
@@ -203,14 +156,8 @@ mod tests {
     fn paths() {
         assert_eq!(signal_for_path("/v1/logs"), Some(Signal::Logs));
         assert_eq!(signal_for_path("/v1/metrics/"), Some(Signal::Metrics));
-        assert_eq!(
-            signal_for_path("/opentelemetry/v1/metrics"),
-            Some(Signal::Metrics)
-        );
-        assert_eq!(
-            signal_for_path("/insert/opentelemetry/v1/logs"),
-            Some(Signal::Logs)
-        );
+        assert_eq!(signal_for_path("/opentelemetry/v1/metrics"), Some(Signal::Metrics));
+        assert_eq!(signal_for_path("/insert/opentelemetry/v1/logs"), Some(Signal::Logs));
         assert_eq!(signal_for_path("/v1/trace"), None);
         assert_eq!(signal_for_path("/"), None);
     }

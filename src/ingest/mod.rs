@@ -39,8 +39,7 @@ impl IngestError {
     pub fn http_status(&self) -> ::http::StatusCode {
         use ::http::StatusCode;
         match self {
-            IngestError::Decode(DecodeError::TooLarge { .. })
-            | IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Decode(DecodeError::TooLarge { .. }) | IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Decode(_) => StatusCode::BAD_REQUEST,
             IngestError::Unavailable(_) | IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -48,14 +47,11 @@ impl IngestError {
 
     pub fn grpc_status(&self) -> tonic::Status {
         match self {
-            IngestError::Decode(DecodeError::TooLarge { .. })
-            | IngestError::BodyTooLarge { .. } => {
+            IngestError::Decode(DecodeError::TooLarge { .. }) | IngestError::BodyTooLarge { .. } => {
                 tonic::Status::resource_exhausted(self.to_string())
             }
             IngestError::Decode(_) => tonic::Status::invalid_argument(self.to_string()),
-            IngestError::Unavailable(_) | IngestError::Store(_) => {
-                tonic::Status::unavailable(self.to_string())
-            }
+            IngestError::Unavailable(_) | IngestError::Store(_) => tonic::Status::unavailable(self.to_string()),
         }
     }
 }
@@ -84,10 +80,7 @@ pub async fn export_body(
 }
 
 /// Stores a decoded export request; returns once it is committed.
-pub async fn export(
-    state: &AppState,
-    request: ExportRequest,
-) -> Result<ExportOutcome, IngestError> {
+pub async fn export(state: &AppState, request: ExportRequest) -> Result<ExportOutcome, IngestError> {
     let store = state.store().map_err(IngestError::Unavailable)?;
     let now = chrono::Utc::now().timestamp_micros();
     let batch = match &request {
@@ -100,16 +93,8 @@ pub async fn export(
     if rejected > 0 {
         tracing::warn!(rejected, reason = %message, "records refused");
     }
-    let stored = if batch.is_empty() {
-        0
-    } else {
-        store.write(batch).await?.total()
-    };
-    Ok(ExportOutcome {
-        stored,
-        rejected,
-        message,
-    })
+    let stored = if batch.is_empty() { 0 } else { store.write(batch).await?.total() };
+    Ok(ExportOutcome { stored, rejected, message })
 }
 
 impl crate::store::WriteOutcome {
@@ -120,15 +105,9 @@ impl crate::store::WriteOutcome {
 
 /// OTLP export responses, per signal and encoding.
 pub mod response {
-    use opentelemetry_proto::tonic::collector::logs::v1::{
-        ExportLogsPartialSuccess, ExportLogsServiceResponse,
-    };
-    use opentelemetry_proto::tonic::collector::metrics::v1::{
-        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-    };
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTracePartialSuccess, ExportTraceServiceResponse,
-    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
+    use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
     use prost::Message;
 
     use super::decode::{Encoding, Signal};
@@ -136,26 +115,20 @@ pub mod response {
 
     pub fn logs(o: &ExportOutcome) -> ExportLogsServiceResponse {
         ExportLogsServiceResponse {
-            partial_success: (o.rejected > 0).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: o.rejected as i64,
-                error_message: o.message.clone(),
-            }),
+            partial_success: (o.rejected > 0)
+                .then(|| ExportLogsPartialSuccess { rejected_log_records: o.rejected as i64, error_message: o.message.clone() }),
         }
     }
     pub fn metrics(o: &ExportOutcome) -> ExportMetricsServiceResponse {
         ExportMetricsServiceResponse {
-            partial_success: (o.rejected > 0).then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: o.rejected as i64,
-                error_message: o.message.clone(),
-            }),
+            partial_success: (o.rejected > 0)
+                .then(|| ExportMetricsPartialSuccess { rejected_data_points: o.rejected as i64, error_message: o.message.clone() }),
         }
     }
     pub fn traces(o: &ExportOutcome) -> ExportTraceServiceResponse {
         ExportTraceServiceResponse {
-            partial_success: (o.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: o.rejected as i64,
-                error_message: o.message.clone(),
-            }),
+            partial_success: (o.rejected > 0)
+                .then(|| ExportTracePartialSuccess { rejected_spans: o.rejected as i64, error_message: o.message.clone() }),
         }
     }
 
@@ -179,5 +152,35 @@ pub mod response {
                 serde_json::json!({"partialSuccess": {key: o.rejected.to_string(), "errorMessage": o.message}}).to_string().into_bytes()
             }
         }
+    }
+}
+
+/// Test helpers: a store in a temporary directory with fixtures ingested as the receivers do.
+#[cfg(test)]
+pub mod testing {
+    use super::decode::{Encoding, Signal};
+    use crate::test_fixtures::{fixture, Fixture};
+
+    pub fn signal(f: &Fixture) -> Signal {
+        match f.signal.as_str() {
+            "logs" => Signal::Logs,
+            "metrics" => Signal::Metrics,
+            "traces" => Signal::Traces,
+            other => panic!("unknown signal {other:?} in the manifest"),
+        }
+    }
+
+    pub async fn state_with(fixtures: &[Fixture]) -> (std::sync::Arc<crate::app::AppState>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None);
+        let state = crate::app::AppState::new(config);
+        state.open_store().await.expect("store opens");
+        for f in fixtures {
+            let encoding = if f.file.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
+            let gzip = f.content_encoding.as_deref() == Some("gzip");
+            let outcome = super::export_body(&state, signal(f), encoding, &fixture(&f.file), gzip).await.expect("fixture ingests");
+            assert_eq!(outcome.rejected, 0, "{}: {}", f.file, outcome.message);
+        }
+        (state, dir)
     }
 }

@@ -51,22 +51,11 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl ClaudeCodePlugin {
-    async fn run_query(
-        &self,
-        q: backend::DataQuery<serde_json::Value>,
-    ) -> Result<backend::DataResponse, QueryError> {
+    async fn run_query(&self, q: backend::DataQuery<serde_json::Value>) -> Result<backend::DataResponse, QueryError> {
         let ref_id = q.ref_id.clone();
-        let err = |status, message: String| QueryError {
-            ref_id: ref_id.clone(),
-            message,
-            status,
-        };
-        let parsed = query::model::parse(&q.query, &q.query_type)
-            .map_err(|m| err(QueryErrorKind::BadRequest, m))?;
-        let store = self
-            .state
-            .store()
-            .map_err(|m| err(QueryErrorKind::Unavailable, m))?;
+        let err = |status, message: String| QueryError { ref_id: ref_id.clone(), message, status };
+        let parsed = query::model::parse(&q.query, &q.query_type).map_err(|m| err(QueryErrorKind::BadRequest, m))?;
+        let store = self.state.store().map_err(|m| err(QueryErrorKind::Unavailable, m))?;
         let ctx = QueryContext {
             from: q.time_range.from,
             to: q.time_range.to,
@@ -74,9 +63,7 @@ impl ClaudeCodePlugin {
             max_data_points: q.max_data_points,
         };
         let frames = store
-            .read(move |conn| {
-                query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Task)
-            })
+            .read(move |conn| query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Task))
             .await
             .map_err(|e| err(QueryErrorKind::Internal, e.to_string()))?;
         let checked = frames
@@ -94,10 +81,7 @@ impl backend::DataService for ClaudeCodePlugin {
     type QueryError = QueryError;
     type Stream = backend::BoxDataResponseStream<Self::QueryError>;
 
-    async fn query_data(
-        &self,
-        request: backend::QueryDataRequest<Self::Query, Self>,
-    ) -> Self::Stream {
+    async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
         let this = self.clone();
         Box::pin(
             futures::stream::iter(request.queries)
@@ -149,8 +133,7 @@ pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
     let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
     match store {
         Ok(h) => {
-            let failed = matches!(listeners.grpc, ListenerState::Failed { .. })
-                || matches!(listeners.http, ListenerState::Failed { .. });
+            let failed = matches!(listeners.grpc, ListenerState::Failed { .. }) || matches!(listeners.http, ListenerState::Failed { .. });
             let message = format!(
                 "Claude Code data in {} (schema v{}): {} events, {} metric points, {} spans, {} sessions; last ingest {}; OTLP gRPC {}, HTTP {}",
                 h.path,
@@ -164,11 +147,7 @@ pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
                 listener_text(&listeners.http),
             );
             let details = serde_json::json!({"store": h, "listeners": listeners_json});
-            let response = if failed {
-                backend::CheckHealthResponse::error(message)
-            } else {
-                backend::CheckHealthResponse::ok(message)
-            };
+            let response = if failed { backend::CheckHealthResponse::error(message) } else { backend::CheckHealthResponse::ok(message) };
             response.with_json_details(details)
         }
         Err(e) => backend::CheckHealthResponse::error(format!("store unavailable: {e}"))
@@ -191,9 +170,7 @@ impl ErrIntoHttpResponse for ResourceError {
         Ok(Response::builder()
             .status(status)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Bytes::from(
-                serde_json::json!({"error": self.to_string()}).to_string(),
-            ))?)
+            .body(Bytes::from(serde_json::json!({"error": self.to_string()}).to_string()))?)
     }
 }
 
@@ -203,23 +180,14 @@ impl backend::ResourceService for ClaudeCodePlugin {
     type InitialResponse = Response<Bytes>;
     type Stream = backend::BoxResourceStream<Self::Error>;
 
-    async fn call_resource(
-        &self,
-        r: backend::CallResourceRequest<Self>,
-    ) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
+    async fn call_resource(&self, r: backend::CallResourceRequest<Self>) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
         let request = r.request;
         // The SDK hands the path as "/" + Grafana's resource url.
         let path = format!("/{}", request.uri().path().trim_start_matches('/'));
         let response = match path.as_str() {
             "/v1/logs" | "/v1/metrics" | "/v1/traces" => {
-                let axum_response = match crate::ingest::http::parse_request(
-                    request.method(),
-                    &path,
-                    request.headers(),
-                ) {
-                    Ok(parsed) => {
-                        crate::ingest::http::respond(&self.state, parsed, request.body()).await
-                    }
+                let axum_response = match crate::ingest::http::parse_request(request.method(), &path, request.headers()) {
+                    Ok(parsed) => crate::ingest::http::respond(&self.state, parsed, request.body()).await,
                     Err(resp) => resp,
                 };
                 into_bytes_response(axum_response).await
@@ -232,9 +200,7 @@ impl backend::ResourceService for ClaudeCodePlugin {
 
 async fn into_bytes_response(resp: axum::response::Response) -> Response<Bytes> {
     let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     Response::from_parts(parts, bytes)
 }
 
@@ -248,32 +214,17 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let limit = plugin.state.config.max_body_bytes;
     let (mut reporter, health_service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
-        .await;
-    reporter
-        .set_serving::<pluginv2::data_server::DataServer<ClaudeCodePlugin>>()
-        .await;
-    reporter
-        .set_serving::<pluginv2::diagnostics_server::DiagnosticsServer<ClaudeCodePlugin>>()
-        .await;
-    reporter
-        .set_serving::<pluginv2::resource_server::ResourceServer<ClaudeCodePlugin>>()
-        .await;
+    reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
+    reporter.set_serving::<pluginv2::data_server::DataServer<ClaudeCodePlugin>>().await;
+    reporter.set_serving::<pluginv2::diagnostics_server::DiagnosticsServer<ClaudeCodePlugin>>().await;
+    reporter.set_serving::<pluginv2::resource_server::ResourceServer<ClaudeCodePlugin>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(pluginv2::data_server::DataServer::new(plugin.clone()))
-        .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(
-            plugin.clone(),
-        ))
-        .add_service(
-            pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit),
-        )
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
-        )
+        .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
+        .add_service(pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
         .await
 }

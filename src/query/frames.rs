@@ -83,10 +83,7 @@ impl Table {
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .map(|i| &self.columns[i])
+        self.names.iter().position(|n| n == name).map(|i| &self.columns[i])
     }
 
     pub fn from_batches(schema: &adt::Schema, batches: &[RecordBatch]) -> Result<Table, String> {
@@ -94,37 +91,21 @@ impl Table {
         let mut columns = Vec::with_capacity(names.len());
         for (i, field) in schema.fields().iter().enumerate() {
             let arrays: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-            columns.push(
-                convert(field.data_type(), &arrays)
-                    .map_err(|e| format!("column {:?}: {e}", field.name()))?,
-            );
+            columns.push(convert(field.data_type(), &arrays).map_err(|e| format!("column {:?}: {e}", field.name()))?);
         }
         Ok(Table { names, columns })
     }
 
     /// SDK fields with units and display names chosen by column name.
     pub fn into_fields(self) -> Vec<Field> {
-        self.names
-            .iter()
-            .zip(self.columns)
-            .map(|(name, col)| col.into_field(name).with_config(field_config(name)))
-            .collect()
+        self.names.iter().zip(self.columns).map(|(name, col)| col.into_field(name).with_config(field_config(name))).collect()
     }
 }
 
 fn convert(data_type: &DataType, arrays: &[&ArrayRef]) -> Result<Column, String> {
     macro_rules! prim {
         ($variant:ident, $arrow:ty, $rust:ty) => {
-            Column::$variant(
-                arrays
-                    .iter()
-                    .flat_map(|a| {
-                        a.as_primitive::<$arrow>()
-                            .iter()
-                            .map(|v| v.map(|x| x as $rust))
-                    })
-                    .collect(),
-            )
+            Column::$variant(arrays.iter().flat_map(|a| a.as_primitive::<$arrow>().iter().map(|v| v.map(|x| x as $rust))).collect())
         };
     }
     Ok(match data_type {
@@ -140,11 +121,7 @@ fn convert(data_type: &DataType, arrays: &[&ArrayRef]) -> Result<Column, String>
             let mut out = Vec::new();
             for a in arrays {
                 let ints = cast(a, &DataType::Int64).map_err(|e| e.to_string())?;
-                out.extend(
-                    ints.as_primitive::<adt::Int64Type>()
-                        .iter()
-                        .map(|v| v.and_then(to_time)),
-                );
+                out.extend(ints.as_primitive::<adt::Int64Type>().iter().map(|v| v.and_then(to_time)));
             }
             Column::Time(out)
         }
@@ -156,11 +133,7 @@ fn convert(data_type: &DataType, arrays: &[&ArrayRef]) -> Result<Column, String>
         DataType::UInt16 => prim!(UInt, adt::UInt16Type, u64),
         DataType::UInt32 => prim!(UInt, adt::UInt32Type, u64),
         DataType::UInt64 => prim!(UInt, adt::UInt64Type, u64),
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => {
+        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..) => {
             let mut out = Vec::new();
             for a in arrays {
                 let f = cast(a, &DataType::Float64).map_err(|e| e.to_string())?;
@@ -168,21 +141,13 @@ fn convert(data_type: &DataType, arrays: &[&ArrayRef]) -> Result<Column, String>
             }
             Column::Float(out)
         }
-        DataType::Boolean => {
-            Column::Bool(arrays.iter().flat_map(|a| a.as_boolean().iter()).collect())
-        }
-        DataType::Null => Column::Text(
-            arrays
-                .iter()
-                .flat_map(|a| std::iter::repeat_n(None, a.len()))
-                .collect(),
-        ),
+        DataType::Boolean => Column::Bool(arrays.iter().flat_map(|a| a.as_boolean().iter()).collect()),
+        DataType::Null => Column::Text(arrays.iter().flat_map(|a| std::iter::repeat_n(None, a.len())).collect()),
         _ => {
             // Everything else (text, dates, intervals, lists, structs, maps, blobs) as text.
             let mut out = Vec::new();
             for a in arrays {
-                let s = cast(a, &DataType::Utf8)
-                    .map_err(|e| format!("cannot show {data_type} values: {e}"))?;
+                let s = cast(a, &DataType::Utf8).map_err(|e| format!("cannot show {data_type} values: {e}"))?;
                 out.extend(s.as_string::<i32>().iter().map(|v| v.map(str::to_string)));
             }
             Column::Text(out)

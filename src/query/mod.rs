@@ -9,7 +9,7 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
 use grafana_plugin_sdk::data::{Field, Frame, IntoOptField, Metadata, VisType};
 
-use frames::{field_config, Table};
+use frames::Table;
 use model::{CostByModelQuery, CostSource, Query, SessionTimelineQuery, SessionsQuery};
 
 /// Everything of a DataQuery besides its JSON.
@@ -26,19 +26,10 @@ impl QueryContext {
     /// The bucket width in µs: Grafana's interval, widened so at most `max_data_points` (≤ 10 000)
     /// buckets cover the range, and at least one second.
     pub fn bucket_us(&self) -> i64 {
-        let range_us = (self.to - self.from)
-            .num_microseconds()
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let points = if self.max_data_points > 0 {
-            self.max_data_points.min(10_000)
-        } else {
-            1_000
-        };
+        let range_us = (self.to - self.from).num_microseconds().unwrap_or(i64::MAX).max(1);
+        let points = if self.max_data_points > 0 { self.max_data_points.min(10_000) } else { 1_000 };
         let min_for_points = range_us / points;
-        (self.interval_ms.max(0) * 1_000)
-            .max(min_for_points)
-            .max(1_000_000)
+        (self.interval_ms.max(0) * 1_000).max(min_for_points).max(1_000_000)
     }
 
     fn from_value(&self) -> Value {
@@ -57,12 +48,8 @@ struct Sql {
 
 impl Sql {
     fn run(&self, conn: &Connection) -> Result<Table, String> {
-        let mut stmt = conn
-            .prepare(&self.text)
-            .map_err(|e| format!("preparing query: {e}"))?;
-        let arrow = stmt
-            .query_arrow(duckdb::params_from_iter(self.params.iter()))
-            .map_err(|e| format!("running query: {e}"))?;
+        let mut stmt = conn.prepare(&self.text).map_err(|e| format!("preparing query: {e}"))?;
+        let arrow = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| format!("running query: {e}"))?;
         let schema = arrow.get_schema();
         let batches: Vec<_> = arrow.collect();
         Table::from_batches(&schema, &batches)
@@ -71,19 +58,13 @@ impl Sql {
     /// SQL and parameter values as the query inspector shows them.
     fn describe(&self) -> String {
         let params: Vec<String> = self.params.iter().map(describe_value).collect();
-        format!(
-            "{}\n-- parameters: [{}]",
-            self.text.trim(),
-            params.join(", ")
-        )
+        format!("{}\n-- parameters: [{}]", self.text.trim(), params.join(", "))
     }
 }
 
 fn describe_value(v: &Value) -> String {
     match v {
-        Value::Timestamp(_, us) => DateTime::from_timestamp_micros(*us)
-            .map(|t| format!("'{}'", t.to_rfc3339()))
-            .unwrap_or_default(),
+        Value::Timestamp(_, us) => DateTime::from_timestamp_micros(*us).map(|t| format!("'{}'", t.to_rfc3339())).unwrap_or_default(),
         Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
         Value::BigInt(i) => i.to_string(),
         other => format!("{other:?}"),
@@ -197,10 +178,7 @@ ORDER BY last_seen DESC, session_id
 LIMIT $3";
     let mut params = range_params(ctx);
     params.push(Value::BigInt(i64::from(q.limit)));
-    Sql {
-        text: text.into(),
-        params,
-    }
+    Sql { text: text.into(), params }
 }
 
 fn timeline_sql(q: &SessionTimelineQuery, ctx: &QueryContext) -> Sql {
@@ -214,10 +192,7 @@ WHERE session_id = $3 AND time BETWEEN $1 AND $2
 ORDER BY time, event_sequence";
     let mut params = range_params(ctx);
     params.push(Value::Text(q.session_id.clone()));
-    Sql {
-        text: text.into(),
-        params,
-    }
+    Sql { text: text.into(), params }
 }
 
 fn tool_success_sql(ctx: &QueryContext) -> Sql {
@@ -250,19 +225,12 @@ SELECT tool_name,
     coalesce(rejects, 0) AS rejects
 FROM r FULL OUTER JOIN d USING (tool_name)
 ORDER BY calls DESC, tool_name";
-    Sql {
-        text: text.into(),
-        params: range_params(ctx),
-    }
+    Sql { text: text.into(), params: range_params(ctx) }
 }
 
 /// Cost per model: a wide time series (one field per model, label `model`) bucketed by the
 /// query interval, zero where a model spent nothing, and a table of totals with tokens by type.
-fn cost_by_model(
-    conn: &Connection,
-    q: &CostByModelQuery,
-    ctx: &QueryContext,
-) -> Result<Vec<Frame>, String> {
+fn cost_by_model(conn: &Connection, q: &CostByModelQuery, ctx: &QueryContext) -> Result<Vec<Frame>, String> {
     let bucket = ctx.bucket_us();
     let (series_text, totals_text) = match q.source {
         CostSource::Metrics => (
@@ -303,19 +271,12 @@ GROUP BY 1 ORDER BY cost_usd DESC, model",
     };
     let mut series_params = range_params(ctx);
     series_params.push(Value::BigInt(bucket));
-    let series_sql = Sql {
-        text: series_text.into(),
-        params: series_params,
-    };
+    let series_sql = Sql { text: series_text.into(), params: series_params };
     let long = series_sql.run(conn)?;
-    let mut series =
-        wide_series(&long, "model", "cost_usd", ctx, bucket).with_name("cost_by_model");
+    let mut series = wide_series(&long, "model", "cost_usd", ctx, bucket).with_name("cost_by_model");
     series.meta = Some(meta(&series_sql, Some(VisType::Graph)));
 
-    let totals_sql = Sql {
-        text: totals_text.into(),
-        params: range_params(ctx),
-    };
+    let totals_sql = Sql { text: totals_text.into(), params: range_params(ctx) };
     let mut totals = table_frame(conn, "cost_by_model_totals", totals_sql)?;
     let mut frames = vec![series];
     frames.append(&mut totals);
@@ -324,16 +285,8 @@ GROUP BY 1 ORDER BY cost_usd DESC, model",
 
 /// Pivots a long result (time, label, value) into Grafana's wide shape: one time field with a
 /// row per bucket over the whole range, and one value field per label value, 0 where absent.
-fn wide_series(
-    long: &Table,
-    label: &str,
-    value: &str,
-    ctx: &QueryContext,
-    bucket_us: i64,
-) -> Frame {
-    let (Some(times), Some(labels), Some(values)) =
-        (long.column("time"), long.column(label), long.column(value))
-    else {
+fn wide_series(long: &Table, label: &str, value: &str, ctx: &QueryContext, bucket_us: i64) -> Frame {
+    let (Some(times), Some(labels), Some(values)) = (long.column("time"), long.column(label), long.column(value)) else {
         return Frame::new("");
     };
     if long.rows() == 0 {
@@ -353,22 +306,16 @@ fn wide_series(
         }
         let key = labels.text_at(row).unwrap_or("").to_string();
         let slot = by_label.entry(key).or_insert_with(|| vec![Some(0.0); n]);
-        slot[idx as usize] =
-            Some(slot[idx as usize].unwrap_or(0.0) + values.f64_at(row).unwrap_or(0.0));
+        slot[idx as usize] = Some(slot[idx as usize].unwrap_or(0.0) + values.f64_at(row).unwrap_or(0.0));
     }
-    let time_values: Vec<Option<DateTime<Utc>>> = (0..n as i64)
-        .map(|i| DateTime::from_timestamp_micros(first + i * bucket_us))
-        .collect();
+    let time_values: Vec<Option<DateTime<Utc>>> = (0..n as i64).map(|i| DateTime::from_timestamp_micros(first + i * bucket_us)).collect();
     let mut fields: Vec<Field> = vec![time_values.into_opt_field("time")];
     for (key, vals) in by_label {
-        let mut config = field_config(value).unwrap_or_default();
-        config.display_name_from_ds = Some(key.clone());
+        // Labels only, no field config: grafana-plugin-sdk 0.5.0 writes either labels or config
+        // into the Arrow field metadata, never both (its match arms are swapped), and alerting
+        // and legends need the labels. Panels set the unit themselves.
         let labels = BTreeMap::from([(label.to_string(), key)]);
-        fields.push(
-            vals.into_opt_field(value)
-                .with_labels(labels)
-                .with_config(config),
-        );
+        fields.push(vals.into_opt_field(value).with_labels(labels));
     }
     Frame::new("").with_fields(fields)
 }
@@ -377,7 +324,8 @@ fn wide_series(
 mod tests {
     use super::frames::Column;
     use super::*;
-    use crate::test_fixtures::{run as fixture_run, state_with};
+    use crate::ingest::testing::state_with;
+    use crate::test_fixtures::run as fixture_run;
 
     fn ctx() -> QueryContext {
         QueryContext {
@@ -461,7 +409,12 @@ mod tests {
         let (state, _dir) = state_with(&fixture_run("tools", "http/protobuf")).await;
         for (source, model) in [(CostSource::Metrics, "claude-opus-4-8[1m]"), (CostSource::Events, "claude-opus-4-8")] {
             let q = CostByModelQuery { source };
-            let frames = state.store().unwrap().read(move |c| run(c, &Query::CostByModel(q), &ctx()).map_err(crate::store::StoreError::Task)).await.unwrap();
+            let frames = state
+                .store()
+                .unwrap()
+                .read(move |c| run(c, &Query::CostByModel(q), &ctx()).map_err(crate::store::StoreError::Task))
+                .await
+                .unwrap();
             assert_eq!(frames.len(), 2);
             let series = &frames[0];
             assert_eq!(series.fields().len(), 2, "time + one model");
@@ -480,7 +433,10 @@ mod tests {
             params: vec![],
         };
         let t = table(&state, sql).await;
-        assert_eq!(texts(&t, "metric_name"), ["claude_code.active_time.total", "claude_code.cost.usage", "claude_code.session.count", "claude_code.token.usage"]);
+        assert_eq!(
+            texts(&t, "metric_name"),
+            ["claude_code.active_time.total", "claude_code.cost.usage", "claude_code.session.count", "claude_code.token.usage"]
+        );
         let totals = floats(&t, "total");
         assert!((totals[1] - 0.018464).abs() < 1e-12, "cost {}", totals[1]);
         assert_eq!(totals[2], 1.0, "one session, reported cumulatively three times");

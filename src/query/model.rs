@@ -58,10 +58,7 @@ pub struct ToolSuccessRateQuery {}
 pub fn parse(json: &serde_json::Value, outer_query_type: &str) -> Result<Query, String> {
     let mut json = json.clone();
     if let Some(obj) = json.as_object_mut() {
-        let missing = obj
-            .get("queryType")
-            .and_then(|v| v.as_str())
-            .is_none_or(str::is_empty);
+        let missing = obj.get("queryType").and_then(|v| v.as_str()).is_none_or(str::is_empty);
         if missing && !outer_query_type.is_empty() {
             obj.insert("queryType".into(), outer_query_type.into());
         }
@@ -78,30 +75,16 @@ mod tests {
 
     #[test]
     fn the_four_query_shapes() {
+        assert_eq!(parse(&json!({"queryType": "sessions", "refId": "A"}), "").unwrap(), Query::Sessions(SessionsQuery { limit: 1000 }));
         assert_eq!(
-            parse(&json!({"queryType": "sessions", "refId": "A"}), "").unwrap(),
-            Query::Sessions(SessionsQuery { limit: 1000 })
-        );
-        assert_eq!(
-            parse(
-                &json!({"queryType": "session_timeline", "sessionId": "abc"}),
-                ""
-            )
-            .unwrap(),
-            Query::SessionTimeline(SessionTimelineQuery {
-                session_id: "abc".into()
-            })
+            parse(&json!({"queryType": "session_timeline", "sessionId": "abc"}), "").unwrap(),
+            Query::SessionTimeline(SessionTimelineQuery { session_id: "abc".into() })
         );
         assert_eq!(
             parse(&json!({"queryType": "cost_by_model"}), "").unwrap(),
-            Query::CostByModel(CostByModelQuery {
-                source: CostSource::Metrics
-            })
+            Query::CostByModel(CostByModelQuery { source: CostSource::Metrics })
         );
-        assert_eq!(
-            parse(&json!({}), "tool_success_rate").unwrap(),
-            Query::ToolSuccessRate(ToolSuccessRateQuery {})
-        );
+        assert_eq!(parse(&json!({}), "tool_success_rate").unwrap(), Query::ToolSuccessRate(ToolSuccessRateQuery {}));
     }
 
     #[test]

@@ -25,27 +25,13 @@ const WRITE_QUEUE: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open DuckDB file {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: duckdb::Error,
-    },
+    Open { path: PathBuf, source: duckdb::Error },
     #[error("migrating {path} to schema version {version}: {source}")]
-    Migrate {
-        path: PathBuf,
-        version: i32,
-        source: duckdb::Error,
-    },
+    Migrate { path: PathBuf, version: i32, source: duckdb::Error },
     #[error("{path} has schema version {found}, newer than this plugin's {supported}: upgrade the plugin")]
-    TooNew {
-        path: PathBuf,
-        found: i32,
-        supported: i32,
-    },
+    TooNew { path: PathBuf, found: i32, supported: i32 },
     #[error("storing the batch failed: {0}")]
     Write(String),
     #[error("the store is shutting down")]
@@ -96,15 +82,9 @@ impl Store {
     /// Opens (creating if needed) `dir/claudecode.duckdb`, migrates it and starts the writer.
     /// Blocking: call it from a blocking thread.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
+        let open_err = |source| StoreError::Open { path: path.clone(), source };
         let config = Config::default()
             // Never fetch extensions at run time: everything needed is built into libduckdb.
             .enable_autoload_extension(false)
@@ -139,11 +119,7 @@ impl Store {
     /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
     pub async fn write(&self, batch: Batch) -> Result<WriteOutcome, StoreError> {
         let (ack, done) = oneshot::channel();
-        self.inner
-            .writer
-            .send(Command::Write(WriteJob { batch, ack }))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.inner.writer.send(Command::Write(WriteJob { batch, ack })).await.map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -195,12 +171,7 @@ impl Store {
     /// writes fail with `Closed`.
     pub async fn close(&self) {
         let _ = self.inner.writer.send(Command::Close).await;
-        let handle = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut h| h.take());
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
@@ -209,10 +180,7 @@ impl Store {
 
 impl Inner {
     fn take_reader(&self) -> Result<Connection, StoreError> {
-        let mut pool = self
-            .readers
-            .lock()
-            .map_err(|_| StoreError::Task("reader pool poisoned".into()))?;
+        let mut pool = self.readers.lock().map_err(|_| StoreError::Task("reader pool poisoned".into()))?;
         match pool.pop() {
             Some(c) if pool.is_empty() => {
                 // keep one idle connection to clone from
@@ -230,32 +198,13 @@ use rows::Batch;
 
 /// Creates the schema or migrates an older file; returns the version now in place.
 fn migrate(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
-    let err = |version, source| StoreError::Migrate {
-        path: path.to_path_buf(),
-        version,
-        source,
-    };
-    conn.execute_batch(schema::VERSION_TABLE)
-        .map_err(|e| err(0, e))?;
-    let current: i32 = conn
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM schema_version",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| err(0, e))?;
+    let err = |version, source| StoreError::Migrate { path: path.to_path_buf(), version, source };
+    conn.execute_batch(schema::VERSION_TABLE).map_err(|e| err(0, e))?;
+    let current: i32 = conn.query_row("SELECT coalesce(max(version), 0) FROM schema_version", [], |r| r.get(0)).map_err(|e| err(0, e))?;
     if current > schema::SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-            supported: schema::SCHEMA_VERSION,
-        });
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: current, supported: schema::SCHEMA_VERSION });
     }
-    for (i, sql) in schema::migrations()
-        .iter()
-        .enumerate()
-        .skip(current as usize)
-    {
+    for (i, sql) in schema::migrations().iter().enumerate().skip(current as usize) {
         let version = i as i32 + 1;
         let script = format!("BEGIN TRANSACTION;\n{sql}\nINSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;");
         if let Err(e) = conn.execute_batch(&script) {

@@ -124,8 +124,7 @@ pub struct MetricRow {
 impl MetricRow {
     /// Whether the writer must turn this cumulative value into an increment.
     pub fn needs_increment(&self) -> bool {
-        self.temporality == Some(Temporality::Cumulative)
-            && matches!(self.kind, "sum" | "histogram" | "exponential_histogram")
+        self.temporality == Some(Temporality::Cumulative) && matches!(self.kind, "sum" | "histogram" | "exponential_histogram")
     }
 
     pub fn into_values(self) -> Vec<Value> {

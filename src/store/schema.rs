@@ -188,10 +188,7 @@ pub const SPAN_TAIL: &str = "
     links JSON";
 
 fn create_table(name: &str, head: &str, typed: &[AttrColumn], tail: &str) -> String {
-    let typed: String = typed
-        .iter()
-        .map(|c| format!(",\n    \"{}\" {}", c.column, c.kind.sql_type()))
-        .collect();
+    let typed: String = typed.iter().map(|c| format!(",\n    \"{}\" {}", c.column, c.kind.sql_type())).collect();
     format!("CREATE TABLE {name} ({head}{typed},{tail}\n);\n")
 }
 
@@ -222,13 +219,8 @@ mod tests {
         for m in migrations() {
             conn.execute_batch(&m).unwrap();
         }
-        let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'events'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events'", [], |r| r.get(0)).unwrap();
         assert_eq!(n as usize, 10 + EVENT_COLUMNS.len() + 5);
         assert_eq!(migrations().len(), SCHEMA_VERSION as usize);
     }

@@ -49,11 +49,7 @@ pub(super) struct Writer {
 
 impl Writer {
     pub fn new(conn: Connection, stats: Arc<StoreStats>) -> Self {
-        Writer {
-            conn,
-            series: HashMap::new(),
-            stats,
-        }
+        Writer { conn, series: HashMap::new(), stats }
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -97,19 +93,14 @@ impl Writer {
             Ok(()) => {
                 self.stats.mark_ingest();
                 for job in jobs {
-                    let outcome = WriteOutcome {
-                        events: job.batch.events.len(),
-                        points: job.batch.points.len(),
-                        spans: job.batch.spans.len(),
-                    };
+                    let outcome =
+                        WriteOutcome { events: job.batch.events.len(), points: job.batch.points.len(), spans: job.batch.spans.len() };
                     let _ = job.ack.send(Ok(outcome));
                 }
             }
             Err(e) if jobs.len() == 1 => {
                 tracing::error!(error = %e, "write failed");
-                let _ = jobs
-                    .pop()
-                    .map(|j| j.ack.send(Err(StoreError::Write(e.to_string()))));
+                let _ = jobs.pop().map(|j| j.ack.send(Err(StoreError::Write(e.to_string()))));
             }
             Err(e) => {
                 // One bad request must not fail the others it was grouped with: retry one by one.
@@ -161,35 +152,19 @@ impl Writer {
 
     /// Increment of a cumulative point: its difference to the series' previous point, or the
     /// whole value when the series is new or restarted (start time changed, or value went down).
-    fn increment(
-        &self,
-        point: &MetricRow,
-        pending: &mut HashMap<u64, SeriesState>,
-    ) -> duckdb::Result<Option<f64>> {
+    fn increment(&self, point: &MetricRow, pending: &mut HashMap<u64, SeriesState>) -> duckdb::Result<Option<f64>> {
         let Some(value) = point.value else {
             return Ok(None);
         };
-        let previous = match pending
-            .get(&point.series_key)
-            .or_else(|| self.series.get(&point.series_key))
-        {
+        let previous = match pending.get(&point.series_key).or_else(|| self.series.get(&point.series_key)) {
             Some(s) => Some(*s),
             None => self.last_stored(point.series_key)?,
         };
-        let current = SeriesState {
-            start_time: point.start_time,
-            time: point.time,
-            value,
-        };
+        let current = SeriesState { start_time: point.start_time, time: point.time, value };
         let increment = match previous {
             // An old or repeated point of the same series adds nothing.
-            Some(prev) if prev.start_time == point.start_time && point.time <= prev.time => {
-                return Ok(Some(0.0))
-            }
-            Some(prev)
-                if prev.start_time == point.start_time
-                    && (value >= prev.value || point.is_monotonic != Some(true)) =>
-            {
+            Some(prev) if prev.start_time == point.start_time && point.time <= prev.time => return Ok(Some(0.0)),
+            Some(prev) if prev.start_time == point.start_time && (value >= prev.value || point.is_monotonic != Some(true)) => {
                 value - prev.value
             }
             _ => value,
@@ -206,13 +181,7 @@ impl Writer {
                  WHERE series_key = ? AND temporality = 'cumulative' AND value IS NOT NULL
                  ORDER BY time DESC LIMIT 1",
                 params![series_key],
-                |r| {
-                    Ok(SeriesState {
-                        start_time: r.get(0)?,
-                        time: r.get(1)?,
-                        value: r.get(2)?,
-                    })
-                },
+                |r| Ok(SeriesState { start_time: r.get(0)?, time: r.get(1)?, value: r.get(2)? }),
             )
             .optional()
     }
@@ -220,7 +189,6 @@ impl Writer {
 
 impl StoreStats {
     fn mark_ingest(&self) {
-        self.last_ingest_us
-            .store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
+        self.last_ingest_us.store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
     }
 }

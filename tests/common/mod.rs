@@ -1,0 +1,336 @@
+//! Test harness: starts the built `gpx_claudecode` the way Grafana does (plugin mode, go-plugin
+//! handshake on stdout), talks to it through the pluginv2 gRPC clients, and decodes the Arrow
+//! frames it returns.
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use grafana_plugin_sdk::arrow2::array::{Array, BooleanArray, PrimitiveArray, Utf8Array};
+use grafana_plugin_sdk::arrow2::datatypes::DataType;
+use grafana_plugin_sdk::arrow2::io::ipc::read::{read_file_metadata, FileReader};
+use grafana_plugin_sdk::pluginv2;
+use serde_json::{json, Value};
+
+#[path = "../../src/test_fixtures.rs"]
+pub mod test_fixtures;
+
+pub struct Plugin {
+    child: Child,
+    /// Address of the plugin's gRPC server, from the handshake line.
+    pub plugin_addr: String,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub data_dir: tempfile::TempDir,
+    /// Everything the process wrote to stdout after the handshake line.
+    stdout_rest: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    pub handshake: String,
+    pub handshake_elapsed: Duration,
+}
+
+impl Plugin {
+    /// Starts the binary in plugin mode on a fresh data dir with OTLP listeners on free ports.
+    pub async fn start() -> Plugin {
+        Self::start_with(tempfile::tempdir().expect("temp dir"), "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    pub async fn start_with(data_dir: tempfile::TempDir, grpc: &str, http: &str) -> Plugin {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+            .env("grafana_plugin_type", "datasource")
+            .env("PLUGIN_PROTOCOL_VERSIONS", "2")
+            .env("GF_PLUGIN_DATA_DIR", data_dir.path())
+            .env("GF_PLUGIN_OTLP_GRPC_LISTEN", grpc)
+            .env("GF_PLUGIN_OTLP_HTTP_LISTEN", http)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gpx_claudecode");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut handshake = String::new();
+        reader.read_line(&mut handshake).expect("read handshake");
+        let handshake_elapsed = started.elapsed();
+        let handshake = handshake.trim_end().to_string();
+        let parts: Vec<&str> = handshake.split('|').collect();
+        assert_eq!(parts.len(), 5, "handshake {handshake:?}");
+        assert_eq!((parts[0], parts[1], parts[2], parts[4]), ("1", "2", "tcp", "grpc"), "handshake {handshake:?}");
+        let stdout_rest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stdout_rest.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = reader.read_to_end(&mut buf);
+            sink.lock().unwrap().extend(buf);
+        });
+        let mut plugin = Plugin {
+            child,
+            plugin_addr: parts[3].to_string(),
+            grpc_addr: String::new(),
+            http_addr: String::new(),
+            data_dir,
+            stdout_rest,
+            handshake,
+            handshake_elapsed,
+        };
+        plugin.wait_ready().await;
+        plugin
+    }
+
+    /// Polls CheckHealth until the store is open and both listeners are bound; takes their addresses.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h = self.check_health().await;
+            let details: Value = serde_json::from_slice(&h.json_details).unwrap_or(Value::Null);
+            let addr = |which: &str| details["listeners"][which]["address"].as_str().map(str::to_string);
+            let listening = |which: &str| details["listeners"][which]["state"] == "listening";
+            if h.status == pluginv2::check_health_response::HealthStatus::Ok as i32 && listening("grpc") && listening("http") {
+                self.grpc_addr = addr("grpc").unwrap();
+                self.http_addr = addr("http").unwrap();
+                return;
+            }
+            assert!(Instant::now() < deadline, "plugin not ready: {} {}", h.message, details);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.plugin_addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to plugin gRPC")
+    }
+
+    pub async fn check_health(&self) -> pluginv2::CheckHealthResponse {
+        let mut client = pluginv2::diagnostics_client::DiagnosticsClient::new(self.channel().await);
+        client
+            .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(plugin_context()), ..Default::default() })
+            .await
+            .expect("CheckHealth")
+            .into_inner()
+    }
+
+    pub async fn health_details(&self) -> Value {
+        serde_json::from_slice(&self.check_health().await.json_details).unwrap()
+    }
+
+    /// QueryData with one query over [from, to] (seconds), as a panel or an alert rule sends it.
+    pub async fn query(&self, query: Value, from_s: i64, to_s: i64) -> QueryResult {
+        let mut results = self.query_many(vec![query], from_s, to_s).await;
+        results.remove("A").expect("response for refId A")
+    }
+
+    pub async fn query_many(&self, queries: Vec<Value>, from_s: i64, to_s: i64) -> BTreeMap<String, QueryResult> {
+        let mut client = pluginv2::data_client::DataClient::new(self.channel().await);
+        let queries = queries
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| pluginv2::DataQuery {
+                ref_id: q["refId"].as_str().map(str::to_string).unwrap_or_else(|| ((b'A' + i as u8) as char).to_string()),
+                query_type: q["queryType"].as_str().unwrap_or_default().to_string(),
+                max_data_points: 1000,
+                interval_ms: 60_000,
+                time_range: Some(pluginv2::TimeRange { from_epoch_ms: from_s * 1000, to_epoch_ms: to_s * 1000 }),
+                json: serde_json::to_vec(&q).unwrap(),
+            })
+            .collect();
+        let resp = client
+            .query_data(pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers: Default::default(), queries })
+            .await
+            .expect("QueryData")
+            .into_inner();
+        resp.responses
+            .into_iter()
+            .map(|(ref_id, r)| {
+                let frames = r.frames.iter().map(|f| decode_frame(f)).collect();
+                (ref_id, QueryResult { status: r.status, error: r.error, frames })
+            })
+            .collect()
+    }
+
+    pub async fn call_resource(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> pluginv2::CallResourceResponse {
+        let mut client = pluginv2::resource_client::ResourceClient::new(self.channel().await);
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), pluginv2::StringList { values: vec![v.to_string()] })).collect();
+        let req = pluginv2::CallResourceRequest {
+            plugin_context: Some(plugin_context()),
+            path: path.to_string(),
+            method: method.to_string(),
+            url: path.to_string(),
+            headers,
+            body: body.into(),
+        };
+        let mut stream = client.call_resource(req).await.expect("CallResource").into_inner();
+        stream.message().await.expect("resource response").expect("one message")
+    }
+
+    pub fn stdout_after_handshake(&self) -> Vec<u8> {
+        self.stdout_rest.lock().unwrap().clone()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "plugin did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn plugin_context() -> pluginv2::PluginContext {
+    pluginv2::PluginContext {
+        org_id: 1,
+        plugin_id: "vibe-claudecode-datasource".into(),
+        data_source_instance_settings: Some(pluginv2::DataSourceInstanceSettings {
+            id: 1,
+            uid: "claudecode".into(),
+            name: "Claude Code".into(),
+            json_data: b"{}".to_vec(),
+            last_updated_ms: 1_700_000_000_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub struct QueryResult {
+    pub status: i32,
+    pub error: String,
+    pub frames: Vec<DecodedFrame>,
+}
+
+#[derive(Debug)]
+pub struct DecodedFrame {
+    pub name: String,
+    pub meta: Value,
+    pub fields: Vec<DecodedField>,
+}
+
+#[derive(Debug)]
+pub struct DecodedField {
+    pub name: String,
+    pub labels: Value,
+    pub config: Value,
+    /// Grafana's field type from the Arrow metadata ("time", "number", "string", "boolean").
+    pub arrow_type: String,
+    /// Values as JSON: numbers, strings, booleans, null; times as ms since the epoch.
+    pub values: Vec<Value>,
+}
+
+impl DecodedFrame {
+    pub fn field(&self, name: &str) -> &DecodedField {
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no field {name} in {:?}", self.fields.iter().map(|f| &f.name).collect::<Vec<_>>()))
+    }
+    pub fn rows(&self) -> usize {
+        self.fields.first().map(|f| f.values.len()).unwrap_or(0)
+    }
+    /// Row index where `field` equals `value`.
+    pub fn row_where(&self, field: &str, value: &str) -> usize {
+        self.field(field).values.iter().position(|v| v == value).unwrap_or_else(|| panic!("no row with {field} = {value}"))
+    }
+}
+
+impl DecodedField {
+    pub fn f64s(&self) -> Vec<f64> {
+        self.values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()
+    }
+    pub fn i64s(&self) -> Vec<i64> {
+        self.values.iter().map(|v| v.as_i64().unwrap_or(i64::MIN)).collect()
+    }
+    pub fn strs(&self) -> Vec<String> {
+        self.values.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
+    }
+}
+
+pub fn decode_frame(bytes: &[u8]) -> DecodedFrame {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let metadata = read_file_metadata(&mut cursor).expect("Arrow IPC file");
+    let schema = metadata.schema.clone();
+    let name = schema.metadata.get("name").cloned().unwrap_or_default();
+    let meta: Value = schema.metadata.get("meta").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null);
+    let reader = FileReader::new(cursor, metadata, None, None);
+    let mut columns: Vec<Vec<Value>> = vec![Vec::new(); schema.fields.len()];
+    for chunk in reader {
+        let chunk = chunk.expect("record batch");
+        for (i, array) in chunk.arrays().iter().enumerate() {
+            columns[i].extend(array_values(array.as_ref()));
+        }
+    }
+    let fields = schema
+        .fields
+        .iter()
+        .zip(columns)
+        .map(|(f, values)| DecodedField {
+            name: f.name.clone(),
+            labels: f.metadata.get("labels").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({})),
+            config: f.metadata.get("config").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({})),
+            arrow_type: format!("{:?}", f.data_type),
+            values,
+        })
+        .collect();
+    DecodedFrame { name, meta, fields }
+}
+
+fn array_values(array: &dyn Array) -> Vec<Value> {
+    macro_rules! prim {
+        ($t:ty) => {
+            array
+                .as_any()
+                .downcast_ref::<PrimitiveArray<$t>>()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(|x| json!(*x)).unwrap_or(Value::Null))
+                .collect()
+        };
+    }
+    match array.data_type() {
+        DataType::Int8 => prim!(i8),
+        DataType::Int16 => prim!(i16),
+        DataType::Int32 => prim!(i32),
+        DataType::Int64 => prim!(i64),
+        DataType::UInt8 => prim!(u8),
+        DataType::UInt16 => prim!(u16),
+        DataType::UInt32 => prim!(u32),
+        DataType::UInt64 => prim!(u64),
+        DataType::Float32 => prim!(f32),
+        DataType::Float64 => prim!(f64),
+        DataType::Timestamp(_, _) => array
+            .as_any()
+            .downcast_ref::<PrimitiveArray<i64>>()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(|ns| json!(*ns / 1_000_000)).unwrap_or(Value::Null))
+            .collect(),
+        DataType::Boolean => {
+            array.as_any().downcast_ref::<BooleanArray>().unwrap().iter().map(|v| v.map(Value::Bool).unwrap_or(Value::Null)).collect()
+        }
+        DataType::Utf8 => {
+            array.as_any().downcast_ref::<Utf8Array<i32>>().unwrap().iter().map(|v| v.map(|s| json!(s)).unwrap_or(Value::Null)).collect()
+        }
+        DataType::LargeUtf8 => {
+            array.as_any().downcast_ref::<Utf8Array<i64>>().unwrap().iter().map(|v| v.map(|s| json!(s)).unwrap_or(Value::Null)).collect()
+        }
+        other => panic!("unexpected Arrow type {other:?}"),
+    }
+}
