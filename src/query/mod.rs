@@ -136,6 +136,11 @@ WITH ev AS (
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation') AS cache_creation_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total') AS active_time_s,
         any_value(app_version) AS app_version,
         any_value(terminal_type) AS terminal_type,
         any_value(resource) AS resource
@@ -159,6 +164,11 @@ WITH ev AS (
         coalesce(ev.tool_failures, 0) AS tool_failures,
         coalesce(ev.api_errors, 0) AS api_errors,
         coalesce(ev.events, 0) AS events,
+        round(coalesce(m.lines_added, 0))::BIGINT AS lines_added,
+        round(coalesce(m.lines_removed, 0))::BIGINT AS lines_removed,
+        round(coalesce(m.commits, 0))::BIGINT AS commits,
+        round(coalesce(m.pull_requests, 0))::BIGINT AS pull_requests,
+        coalesce(m.active_time_s, 0)::DOUBLE AS active_time_s,
         coalesce(ev.app_version, m.app_version) AS app_version,
         coalesce(ev.terminal_type, m.terminal_type) AS terminal_type,
         coalesce(ev.resource, m.resource) AS resource
@@ -171,7 +181,9 @@ SELECT session_id, user_id,
     prompts, api_calls, cost_usd,
     input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens AS tokens,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
-    tool_calls, tool_failures, api_errors, events, app_version, terminal_type,
+    tool_calls, tool_failures, api_errors, events,
+    lines_added, lines_removed, commits, pull_requests, active_time_s,
+    app_version, terminal_type,
     resource::VARCHAR AS resource
 FROM s
 ORDER BY last_seen DESC, session_id
@@ -373,6 +385,11 @@ mod tests {
         assert_eq!(ints(&t, "tool_failures"), [0]);
         assert_eq!(ints(&t, "api_errors"), [0]);
         assert_eq!(ints(&t, "events"), [35]);
+        assert_eq!(ints(&t, "lines_added"), [7]);
+        assert_eq!(ints(&t, "lines_removed"), [1]);
+        assert_eq!(ints(&t, "commits"), [1]);
+        assert_eq!(ints(&t, "pull_requests"), [1]);
+        assert!((floats(&t, "active_time_s")[0] - 1.746).abs() < 1e-9);
     }
 
     #[tokio::test]
