@@ -41,9 +41,7 @@ fn main() {
     }
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN:$ORIGIN/..");
-    for dest in [profile_dir.join("libduckdb.so")] {
-        copy_if_changed(&lib, &dest);
-    }
+    copy_if_changed(&lib, &profile_dir.join("libduckdb.so"));
 }
 
 fn copy_if_changed(src: &Path, dest: &Path) {

@@ -6,6 +6,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::config::Config;
 use crate::store::Store;
 
+/// A receiver's serve function: runs on a bound listener until shutdown.
+type ServeFn = fn(
+    Arc<AppState>,
+    tokio::net::TcpListener,
+    tokio::sync::watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
 pub struct AppState {
     pub config: Config,
     store: OnceLock<Store>,
@@ -101,11 +108,7 @@ impl AppState {
         address: String,
         which: fn(&mut Listeners) -> &mut ListenerState,
         shutdown: tokio::sync::watch::Receiver<bool>,
-        serve: fn(
-            Arc<AppState>,
-            tokio::net::TcpListener,
-            tokio::sync::watch::Receiver<bool>,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
+        serve: ServeFn,
     ) {
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(l) => l,

@@ -63,9 +63,9 @@ pub fn coerce(value: &Json, kind: ColumnKind) -> Value {
                 "false" | "0" | "no" => Value::Boolean(false),
                 _ => Value::Null,
             },
-            Json::Number(n) => match n.as_f64() {
-                Some(f) if f == 0.0 => Value::Boolean(false),
-                Some(f) if f == 1.0 => Value::Boolean(true),
+            Json::Number(n) => match n.as_i64() {
+                Some(0) => Value::Boolean(false),
+                Some(1) => Value::Boolean(true),
                 _ => Value::Null,
             },
             _ => Value::Null,

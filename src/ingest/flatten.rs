@@ -18,7 +18,7 @@ use crate::store::schema::{EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
 const EVENT_BODY_PREFIX: &str = "claude_code.";
 
 fn micros(unix_nano: u64) -> Option<Micros> {
-    (unix_nano != 0).then(|| (unix_nano / 1_000) as Micros)
+    (unix_nano != 0).then_some((unix_nano / 1_000) as Micros)
 }
 
 fn non_empty(s: &str) -> Option<String> {

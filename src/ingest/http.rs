@@ -69,6 +69,7 @@ pub struct ParsedRequest {
 }
 
 /// Checks path, method, content type and encoding; shared with the plugin's resource route.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per refused request
 pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap) -> Result<ParsedRequest, Response> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = Encoding::from_content_type(content_type);

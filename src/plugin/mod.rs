@@ -51,6 +51,7 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl ClaudeCodePlugin {
+    #[allow(clippy::result_large_err)] // frame errors come from the SDK as they are
     async fn run_query(&self, q: backend::DataQuery<serde_json::Value>) -> Result<backend::DataResponse, QueryError> {
         let ref_id = q.ref_id.clone();
         let err = |status, message: String| QueryError { ref_id: ref_id.clone(), message, status };

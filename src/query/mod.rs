@@ -32,10 +32,10 @@ impl QueryContext {
         (self.interval_ms.max(0) * 1_000).max(min_for_points).max(1_000_000)
     }
 
-    fn from_value(&self) -> Value {
+    fn range_start(&self) -> Value {
         Value::Timestamp(TimeUnit::Microsecond, self.from.timestamp_micros())
     }
-    fn to_value(&self) -> Value {
+    fn range_end(&self) -> Value {
         Value::Timestamp(TimeUnit::Microsecond, self.to.timestamp_micros())
     }
 }
@@ -99,7 +99,7 @@ fn table_frame(conn: &Connection, name: &str, sql: Sql) -> Result<Vec<Frame>, St
 }
 
 fn range_params(ctx: &QueryContext) -> Vec<Value> {
-    vec![ctx.from_value(), ctx.to_value()]
+    vec![ctx.range_start(), ctx.range_end()]
 }
 
 fn sessions_sql(q: &SessionsQuery, ctx: &QueryContext) -> Sql {
