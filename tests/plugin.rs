@@ -287,3 +287,48 @@ async fn sigterm_closes_cleanly_and_data_survives_a_restart() {
     assert_eq!(store["metric_points"], 18);
     assert_eq!(store["spans"], 26);
 }
+
+#[tokio::test]
+async fn go_plugin_health_service_reports_serving() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let plugin = Plugin::start().await;
+    let mut client = HealthClient::new(plugin.channel().await);
+    for service in ["plugin", "pluginv2.Data", "pluginv2.Diagnostics", "pluginv2.Resource"] {
+        let resp = client.check(HealthCheckRequest { service: service.into() }).await.unwrap_or_else(|e| panic!("{service}: {e}"));
+        assert_eq!(resp.into_inner().status, 1, "{service} SERVING");
+    }
+}
+
+#[tokio::test]
+async fn standalone_serve_stores_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+        .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let mut ready = 0;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("OTLP listener ready") || line.contains("store open") {
+            ready += 1;
+        }
+        if ready == 3 {
+            break;
+        }
+    }
+    assert_eq!(ready, 3, "two listeners and the store");
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("store closed")), "{rest:?}");
+    assert!(dir.path().join("claudecode.duckdb").exists());
+}
