@@ -98,6 +98,19 @@ struct PointCommon<'a> {
     exemplars: &'a [Exemplar],
 }
 
+/// The `PointCommon` of any data point type (they share these fields but no trait).
+macro_rules! point_common {
+    ($dp:expr, $exemplars:expr) => {
+        PointCommon {
+            attributes: &$dp.attributes,
+            start_time_unix_nano: $dp.start_time_unix_nano,
+            time_unix_nano: $dp.time_unix_nano,
+            flags: $dp.flags,
+            exemplars: $exemplars,
+        }
+    };
+}
+
 pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch {
     let mut batch = Batch::default();
     for rm in &req.resource_metrics {
@@ -158,25 +171,13 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                     Some(metric::Data::Sum(s)) => {
                         let t = Temporality::from_otlp(s.aggregation_temporality);
                         for dp in &s.data_points {
-                            let common = PointCommon {
-                                attributes: &dp.attributes,
-                                start_time_unix_nano: dp.start_time_unix_nano,
-                                time_unix_nano: dp.time_unix_nano,
-                                flags: dp.flags,
-                                exemplars: &dp.exemplars,
-                            };
+                            let common = point_common!(dp, &dp.exemplars);
                             push(common, "sum", Some(t), Some(s.is_monotonic), number_value(&dp.value), None, Map::new());
                         }
                     }
                     Some(metric::Data::Gauge(g)) => {
                         for dp in &g.data_points {
-                            let common = PointCommon {
-                                attributes: &dp.attributes,
-                                start_time_unix_nano: dp.start_time_unix_nano,
-                                time_unix_nano: dp.time_unix_nano,
-                                flags: dp.flags,
-                                exemplars: &dp.exemplars,
-                            };
+                            let common = point_common!(dp, &dp.exemplars);
                             push(common, "gauge", None, None, number_value(&dp.value), None, Map::new());
                         }
                     }
@@ -184,13 +185,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                         let t = Temporality::from_otlp(h.aggregation_temporality);
                         for dp in &h.data_points {
                             let extra = json!({"bucketCounts": dp.bucket_counts, "explicitBounds": dp.explicit_bounds, "min": dp.min, "max": dp.max});
-                            let common = PointCommon {
-                                attributes: &dp.attributes,
-                                start_time_unix_nano: dp.start_time_unix_nano,
-                                time_unix_nano: dp.time_unix_nano,
-                                flags: dp.flags,
-                                exemplars: &dp.exemplars,
-                            };
+                            let common = point_common!(dp, &dp.exemplars);
                             push(common, "histogram", Some(t), None, dp.sum, Some(dp.count), object(extra));
                         }
                     }
@@ -202,13 +197,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                                     b.as_ref().map(|b| json!({"offset": b.offset, "bucketCounts": b.bucket_counts}))
                                 };
                             let extra = json!({"scale": dp.scale, "zeroCount": dp.zero_count, "zeroThreshold": dp.zero_threshold, "positive": buckets(&dp.positive), "negative": buckets(&dp.negative), "min": dp.min, "max": dp.max});
-                            let common = PointCommon {
-                                attributes: &dp.attributes,
-                                start_time_unix_nano: dp.start_time_unix_nano,
-                                time_unix_nano: dp.time_unix_nano,
-                                flags: dp.flags,
-                                exemplars: &dp.exemplars,
-                            };
+                            let common = point_common!(dp, &dp.exemplars);
                             push(common, "exponential_histogram", Some(t), None, dp.sum, Some(dp.count), object(extra));
                         }
                     }
@@ -216,13 +205,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                         for dp in &s.data_points {
                             let q: Vec<Json> =
                                 dp.quantile_values.iter().map(|q| json!({"quantile": q.quantile, "value": q.value})).collect();
-                            let common = PointCommon {
-                                attributes: &dp.attributes,
-                                start_time_unix_nano: dp.start_time_unix_nano,
-                                time_unix_nano: dp.time_unix_nano,
-                                flags: dp.flags,
-                                exemplars: &[],
-                            };
+                            let common = point_common!(dp, &[]);
                             push(common, "summary", None, None, Some(dp.sum), Some(dp.count), object(json!({"quantiles": q})));
                         }
                     }
