@@ -306,6 +306,9 @@ fn wide_series(long: &Table, label: &str, value: &str, ctx: &QueryContext, bucke
     }
     let first = ctx.from.timestamp_micros().div_euclid(bucket_us) * bucket_us;
     let last = ctx.to.timestamp_micros().div_euclid(bucket_us) * bucket_us;
+    if last < first {
+        return Frame::new(""); // a reversed range selects nothing
+    }
     let n = ((last - first) / bucket_us + 1) as usize;
     let mut by_label: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
     for row in 0..long.rows() {
@@ -439,6 +442,16 @@ mod tests {
             let totals = &frames[1];
             assert_eq!(totals.fields()[0].name, "model");
         }
+    }
+
+    #[test]
+    fn a_reversed_range_is_no_data_not_a_panic() {
+        let reversed = QueryContext { from: ctx().to, to: ctx().from, ..ctx() };
+        let long = Table {
+            names: vec!["time".into(), "model".into(), "cost_usd".into()],
+            columns: vec![Column::Time(vec![reversed.to.into()]), Column::Text(vec![Some("m".into())]), Column::Float(vec![Some(1.0)])],
+        };
+        assert!(wide_series(&long, "model", "cost_usd", &reversed, reversed.bucket_us()).fields().is_empty());
     }
 
     #[tokio::test]
