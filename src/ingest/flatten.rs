@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::trace::v1::{span, status};
 use serde_json::{json, Map, Value as Json};
 
 use super::attrs::{any_to_json, attributes_to_map, string_attr, typed_values};
-use crate::store::rows::{Batch, EventRow, MetricRow, Micros, SpanRow, Temporality};
-use crate::store::schema::{EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
+use crate::store::rows::{Batch, Common, EventRow, MetricRow, Micros, SpanRow, Temporality};
+use crate::store::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
 
 /// Claude Code prefixes every event body with this; the event name is what follows.
 const EVENT_BODY_PREFIX: &str = "claude_code.";
@@ -43,6 +43,17 @@ impl Origin {
             resource: Json::Object(attrs).to_string(),
             scope_name: scope.and_then(|s| non_empty(&s.name)),
             scope_version: scope.and_then(|s| non_empty(&s.version)),
+        }
+    }
+
+    /// A record's `Common` part: typed columns lifted from `attrs`, then `attrs` as JSON.
+    fn common(&self, columns: &[AttrColumn], attrs: Map<String, Json>) -> Common {
+        Common {
+            typed: typed_values(columns, &attrs),
+            attributes: Json::Object(attrs).to_string(),
+            resource: self.resource.clone(),
+            scope_name: self.scope_name.clone(),
+            scope_version: self.scope_version.clone(),
         }
     }
 }
@@ -76,11 +87,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
                     trace_id: hex_id(&rec.trace_id),
                     span_id: hex_id(&rec.span_id),
                     flags: (rec.flags != 0).then_some(rec.flags),
-                    typed: typed_values(EVENT_COLUMNS, &attrs),
-                    attributes: Json::Object(attrs).to_string(),
-                    resource: origin.resource.clone(),
-                    scope_name: origin.scope_name.clone(),
-                    scope_version: origin.scope_version.clone(),
+                    common: origin.common(EVENT_COLUMNS, attrs),
                     dropped_attributes: rec.dropped_attributes_count,
                 });
             }
@@ -136,8 +143,9 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                         extra.insert("exemplars".into(), exemplars_json(p.exemplars));
                     }
                     let attrs = attributes_to_map(p.attributes);
-                    let attributes = Json::Object(attrs.clone()).to_string();
-                    let series_key = series_key(&[&m.name, &attributes, &origin.resource, origin.scope_name.as_deref().unwrap_or("")]);
+                    let common = origin.common(METRIC_COLUMNS, attrs);
+                    let series_key =
+                        series_key(&[&m.name, &common.attributes, &common.resource, common.scope_name.as_deref().unwrap_or("")]);
                     let increment = match (kind, temporality) {
                         ("gauge" | "summary", _) => None,
                         (_, Some(Temporality::Cumulative)) => None, // the writer computes it
@@ -157,11 +165,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                         increment,
                         count,
                         series_key,
-                        typed: typed_values(METRIC_COLUMNS, &attrs),
-                        attributes,
-                        resource: origin.resource.clone(),
-                        scope_name: origin.scope_name.clone(),
-                        scope_version: origin.scope_version.clone(),
+                        common,
                         extra: (!extra.is_empty()).then(|| Json::Object(extra).to_string()),
                         flags: (p.flags != 0).then_some(p.flags),
                     });
@@ -310,11 +314,7 @@ pub fn traces(req: &ExportTraceServiceRequest, received_at: Micros) -> Batch {
                     status_message: status.and_then(|s| non_empty(&s.message)),
                     trace_state: non_empty(&sp.trace_state),
                     flags: (sp.flags != 0).then_some(sp.flags),
-                    typed: typed_values(SPAN_COLUMNS, &attrs),
-                    attributes: Json::Object(attrs).to_string(),
-                    resource: origin.resource.clone(),
-                    scope_name: origin.scope_name.clone(),
-                    scope_version: origin.scope_version.clone(),
+                    common: origin.common(SPAN_COLUMNS, attrs),
                     events: (!events.is_empty()).then(|| Json::Array(events).to_string()),
                     links: (!links.is_empty()).then(|| Json::Array(links).to_string()),
                 });

@@ -17,6 +17,27 @@ fn text(s: Option<String>) -> Value {
     opt(s, Value::Text)
 }
 
+/// What every record carries besides its own fields: the typed attribute columns of its table
+/// and everything verbatim as JSON, plus the instrumentation scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    /// Values of the table's typed columns (`schema::*_COLUMNS`), in order.
+    pub typed: Vec<Value>,
+    pub attributes: String,
+    pub resource: String,
+    pub scope_name: Option<String>,
+    pub scope_version: Option<String>,
+}
+
+impl Common {
+    /// Appends the typed columns, then attributes, resource and scope, as the tables order them.
+    fn push_values(self, head: &mut Vec<Value>, tail: impl IntoIterator<Item = Value>) {
+        head.extend(self.typed);
+        head.extend([Value::Text(self.attributes), Value::Text(self.resource), text(self.scope_name), text(self.scope_version)]);
+        head.extend(tail);
+    }
+}
+
 /// One OTLP log record (a Claude Code event).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -30,12 +51,7 @@ pub struct EventRow {
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
     pub flags: Option<u32>,
-    /// Values of `schema::EVENT_COLUMNS`, in order.
-    pub typed: Vec<Value>,
-    pub attributes: String,
-    pub resource: String,
-    pub scope_name: Option<String>,
-    pub scope_version: Option<String>,
+    pub common: Common,
     pub dropped_attributes: u32,
 }
 
@@ -53,14 +69,7 @@ impl EventRow {
             text(self.span_id),
             opt(self.flags, Value::UInt),
         ];
-        v.extend(self.typed);
-        v.extend([
-            Value::Text(self.attributes),
-            Value::Text(self.resource),
-            text(self.scope_name),
-            text(self.scope_version),
-            Value::UInt(self.dropped_attributes),
-        ]);
+        self.common.push_values(&mut v, [Value::UInt(self.dropped_attributes)]);
         v
     }
 }
@@ -111,11 +120,7 @@ pub struct MetricRow {
     pub count: Option<u64>,
     /// Identity of the series (metric, attributes, resource, scope), stable across restarts.
     pub series_key: u64,
-    pub typed: Vec<Value>,
-    pub attributes: String,
-    pub resource: String,
-    pub scope_name: Option<String>,
-    pub scope_version: Option<String>,
+    pub common: Common,
     /// Histogram buckets, summary quantiles, exemplars.
     pub extra: Option<String>,
     pub flags: Option<u32>,
@@ -143,15 +148,7 @@ impl MetricRow {
             opt(self.count, Value::UBigInt),
             Value::UBigInt(self.series_key),
         ];
-        v.extend(self.typed);
-        v.extend([
-            Value::Text(self.attributes),
-            Value::Text(self.resource),
-            text(self.scope_name),
-            text(self.scope_version),
-            text(self.extra),
-            opt(self.flags, Value::UInt),
-        ]);
+        self.common.push_values(&mut v, [text(self.extra), opt(self.flags, Value::UInt)]);
         v
     }
 }
@@ -172,11 +169,7 @@ pub struct SpanRow {
     pub status_message: Option<String>,
     pub trace_state: Option<String>,
     pub flags: Option<u32>,
-    pub typed: Vec<Value>,
-    pub attributes: String,
-    pub resource: String,
-    pub scope_name: Option<String>,
-    pub scope_version: Option<String>,
+    pub common: Common,
     pub events: Option<String>,
     pub links: Option<String>,
 }
@@ -198,15 +191,7 @@ impl SpanRow {
             text(self.trace_state),
             opt(self.flags, Value::UInt),
         ];
-        v.extend(self.typed);
-        v.extend([
-            Value::Text(self.attributes),
-            Value::Text(self.resource),
-            text(self.scope_name),
-            text(self.scope_version),
-            text(self.events),
-            text(self.links),
-        ]);
+        self.common.push_values(&mut v, [text(self.events), text(self.links)]);
         v
     }
 }
