@@ -14,7 +14,6 @@ use crate::store::StoreError;
 /// What a successful export reports back: records refused (OTLP partial success), if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportOutcome {
-    pub stored: usize,
     pub rejected: u64,
     pub message: String,
 }
@@ -93,14 +92,10 @@ pub async fn export(state: &AppState, request: ExportRequest) -> Result<ExportOu
     if rejected > 0 {
         tracing::warn!(rejected, reason = %message, "records refused");
     }
-    let stored = if batch.is_empty() { 0 } else { store.write(batch).await?.total() };
-    Ok(ExportOutcome { stored, rejected, message })
-}
-
-impl crate::store::WriteOutcome {
-    pub fn total(&self) -> usize {
-        self.events + self.points + self.spans
+    if !batch.is_empty() {
+        store.write(batch).await?;
     }
+    Ok(ExportOutcome { rejected, message })
 }
 
 /// OTLP export responses, per signal and encoding.

@@ -122,29 +122,9 @@ impl Writer {
             }
         }
         let tx = self.conn.transaction()?;
-        {
-            let mut events = tx.appender("events")?;
-            for batch in batches.iter() {
-                for row in &batch.events {
-                    events.append_row(appender_params_from_iter(row.clone().into_values()))?;
-                }
-            }
-            events.flush()?;
-            let mut points = tx.appender("metric_points")?;
-            for batch in batches.iter() {
-                for row in &batch.points {
-                    points.append_row(appender_params_from_iter(row.clone().into_values()))?;
-                }
-            }
-            points.flush()?;
-            let mut spans = tx.appender("spans")?;
-            for batch in batches.iter() {
-                for row in &batch.spans {
-                    spans.append_row(appender_params_from_iter(row.clone().into_values()))?;
-                }
-            }
-            spans.flush()?;
-        }
+        append(&tx, "events", batches.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
+        append(&tx, "metric_points", batches.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
+        append(&tx, "spans", batches.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
         tx.commit()?;
         self.series.extend(pending);
         Ok(())
@@ -185,6 +165,19 @@ impl Writer {
             )
             .optional()
     }
+}
+
+/// Appends rows to `table` inside the transaction; opens no appender when there are none.
+fn append(conn: &Connection, table: &str, rows: impl Iterator<Item = Vec<duckdb::types::Value>>) -> duckdb::Result<()> {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut appender = conn.appender(table)?;
+    for row in rows {
+        appender.append_row(appender_params_from_iter(row))?;
+    }
+    appender.flush()
 }
 
 impl StoreStats {
