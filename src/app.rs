@@ -69,12 +69,14 @@ impl AppState {
 
     /// Opens the store on a blocking thread; records the error for health checks on failure.
     pub async fn open_store(self: &Arc<Self>) -> Result<Store, String> {
-        let dir = self.config.data_dir.clone()?;
-        let opened = tokio::task::spawn_blocking(move || Store::open(&dir)).await;
-        let result = match opened {
-            Ok(Ok(store)) => Ok(self.store.get_or_init(|| store).clone()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("opening the store panicked: {e}")),
+        let result = match self.config.data_dir.clone() {
+            // recorded like any other failure, so health checks say why instead of "still opening"
+            Err(e) => Err(e),
+            Ok(dir) => match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
+                Ok(Ok(store)) => Ok(self.store.get_or_init(|| store).clone()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("opening the store panicked: {e}")),
+            },
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, "store unavailable");

@@ -332,3 +332,36 @@ async fn standalone_serve_stores_and_stops_cleanly_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("store closed")), "{rest:?}");
     assert!(dir.path().join("claudecode.duckdb").exists());
 }
+
+#[tokio::test]
+async fn health_says_why_when_no_data_directory_is_configured() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+        .env("grafana_plugin_type", "datasource")
+        .env_remove("GF_PLUGIN_DATA_DIR")
+        .env_remove("GF_PATHS_DATA")
+        .env_remove("DATA_DIR")
+        .env("GF_PLUGIN_OTLP_GRPC_LISTEN", "127.0.0.1:0")
+        .env("GF_PLUGIN_OTLP_HTTP_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().split('|').nth(3).unwrap().to_string();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut client = grafana_plugin_sdk::pluginv2::diagnostics_client::DiagnosticsClient::new(channel);
+    let mut message = String::new();
+    for _ in 0..100 {
+        let req = grafana_plugin_sdk::pluginv2::CheckHealthRequest { plugin_context: Some(common::plugin_context()), ..Default::default() };
+        message = client.check_health(req).await.unwrap().into_inner().message;
+        if !message.contains("still opening") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(message.contains("no data directory") && message.contains("GF_PLUGIN_DATA_DIR"), "{message}");
+}
