@@ -15,6 +15,9 @@ pub struct Config {
     pub grpc_listen: String,
     pub http_listen: String,
     pub max_body_bytes: usize,
+    /// Raw SQL queries: time limit and row cap (`GF_PLUGIN_QUERY_TIMEOUT_SECONDS`,
+    /// `GF_PLUGIN_MAX_RESULT_ROWS`).
+    pub query_limits: crate::query::raw::Limits,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -29,6 +32,7 @@ impl Config {
             grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN").unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
             http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
             max_body_bytes: max_body_bytes(),
+            query_limits: query_limits(),
         }
     }
 
@@ -40,12 +44,25 @@ impl Config {
             grpc_listen: grpc.unwrap_or(env_cfg.grpc_listen),
             http_listen: http.unwrap_or(env_cfg.http_listen),
             max_body_bytes: env_cfg.max_body_bytes,
+            query_limits: env_cfg.query_limits,
         }
     }
 }
 
 fn max_body_bytes() -> usize {
     env("GF_PLUGIN_MAX_BODY_BYTES").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_BODY_BYTES)
+}
+
+fn query_limits() -> crate::query::raw::Limits {
+    let default = crate::query::raw::Limits::default();
+    crate::query::raw::Limits {
+        timeout: env("GF_PLUGIN_QUERY_TIMEOUT_SECONDS")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(std::time::Duration::from_secs_f64)
+            .unwrap_or(default.timeout),
+        max_rows: env("GF_PLUGIN_MAX_RESULT_ROWS").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default.max_rows),
+    }
 }
 
 /// `GF_PLUGIN_DATA_DIR`, else `$GF_PATHS_DATA/<id>` (Grafana's Docker image), else

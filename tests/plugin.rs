@@ -191,9 +191,9 @@ async fn fixtures_over_every_protocol_give_exact_numbers() {
     assert_eq!(f.field("accepts").i64s(), [10, 3, 3, 3]);
     assert_eq!(f.field("rejects").i64s(), [0, 0, 0, 0]);
 
-    // cost by model: wide series (time + one field per model, label model) and totals
+    // cost by model: wide series (time + one field per model, label model), totals as a table
     let r = plugin.query(json!({"refId": "A", "queryType": "cost_by_model"}), FROM, TO).await;
-    assert_eq!(r.frames.len(), 2);
+    assert_eq!(r.frames.len(), 1);
     let series = &r.frames[0];
     assert_eq!(series.fields.len(), 2);
     assert!(series.fields[0].arrow_type.contains("Timestamp"));
@@ -201,14 +201,16 @@ async fn fixtures_over_every_protocol_give_exact_numbers() {
     let total_series: f64 = series.fields[1].f64s().iter().sum();
     let expected = 0.048449 * 3.0 + 0.018464 + 0.013535;
     assert!((total_series - expected).abs() < 1e-9, "{total_series}");
-    let totals = &r.frames[1];
+    let r = plugin.query(json!({"refId": "A", "queryType": "cost_by_model", "format": "table"}), FROM, TO).await;
+    let totals = &r.frames[0];
     assert_eq!(totals.field("model").strs(), ["claude-opus-4-8[1m]"]);
+    assert_eq!(totals.field("cost_usd").config["unit"], "currencyUSD");
     assert!((totals.field("cost_usd").f64s()[0] - expected).abs() < 1e-9);
     assert_eq!(totals.field("input_tokens").i64s(), [147 * 3 + 27 + 12]);
     assert_eq!(totals.field("cache_creation_tokens").i64s(), [3584 * 3 + 2304 + 2048]);
 
-    let r = plugin.query(json!({"refId": "A", "queryType": "cost_by_model", "source": "events"}), FROM, TO).await;
-    let totals = &r.frames[1];
+    let r = plugin.query(json!({"refId": "A", "queryType": "cost_by_model", "source": "events", "format": "table"}), FROM, TO).await;
+    let totals = &r.frames[0];
     assert_eq!(totals.field("model").strs(), ["claude-opus-4-8"]);
     assert_eq!(totals.field("requests").i64s(), [7 * 3 + 2 + 1]);
     assert!((totals.field("cost_usd").f64s()[0] - expected).abs() < 1e-9);
@@ -364,4 +366,119 @@ async fn health_says_why_when_no_data_directory_is_configured() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(message.contains("no data directory") && message.contains("GF_PLUGIN_DATA_DIR"), "{message}");
+}
+
+/// What Grafana's server-side expressions accept (pkg/expr): one frame that is a numeric table
+/// (only string fields and exactly one number field), or wide series (time first, ascending,
+/// no nulls, then number fields), or "no data" (a frame without fields).
+fn assert_alertable(what: &str, r: &common::QueryResult) {
+    assert_eq!(r.error, "", "{what}");
+    assert!(!r.frames.is_empty(), "{what}: no frames");
+    let is_number = |t: &str| ["Int", "UInt", "Float"].iter().any(|p| t.starts_with(p));
+    if r.frames.len() == 1 && r.frames[0].fields.is_empty() {
+        return;
+    }
+    if r.frames.len() == 1 && !r.frames[0].fields.iter().any(|f| f.arrow_type.contains("Timestamp")) {
+        let numbers = r.frames[0].fields.iter().filter(|f| is_number(&f.arrow_type)).count();
+        let others = r.frames[0].fields.iter().filter(|f| !is_number(&f.arrow_type) && f.arrow_type != "Utf8").count();
+        assert!(numbers == 1 && others == 0, "{what}: numeric table needs one number and only strings: {:?}", r.frames[0].fields);
+        return;
+    }
+    for frame in &r.frames {
+        assert!(frame.fields[0].arrow_type.contains("Timestamp"), "{what}: time first");
+        let times = frame.fields[0].i64s();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{what}: ascending, unique times");
+        assert!(frame.fields[0].values.iter().all(|v| !v.is_null()), "{what}: no null times");
+        for f in &frame.fields[1..] {
+            assert!(is_number(&f.arrow_type), "{what}: {} is {}", f.name, f.arrow_type);
+        }
+    }
+}
+
+#[tokio::test]
+async fn alert_rules_get_frames_server_side_expressions_accept() {
+    let plugin = Plugin::start().await;
+    ingest_all(&plugin).await;
+    let mut queries = vec![
+        json!({"queryType": "stat", "measure": "cost", "compare": "previous_period", "output": "change_ratio"}),
+        json!({"queryType": "breakdown", "measure": "cost", "groupBy": "model"}),
+        json!({"queryType": "breakdown", "measure": "cost", "groupBy": "team", "format": "table"}),
+        json!({"queryType": "breakdown", "measure": "cache_hit_ratio", "groupBy": "user.id"}),
+        json!({"queryType": "cost_by_model"}),
+        json!({"queryType": "cost_by_model", "format": "table", "valueField": "cost_usd"}),
+        json!({"queryType": "api_latency", "percentiles": [95]}),
+        json!({"queryType": "api_latency", "groupBy": "model"}),
+        json!({"queryType": "api_latency", "format": "table", "groupBy": "model", "valueField": "p95_duration_ms"}),
+        json!({"queryType": "api_errors", "byStatusCode": false}),
+        json!({"queryType": "api_errors"}),
+        json!({"queryType": "api_errors", "format": "table", "valueField": "error_rate"}),
+        json!({"queryType": "tool_success_rate", "valueField": "success_rate"}),
+        json!({"queryType": "tool_costs", "valueField": "cost_per_call_usd"}),
+        json!({"queryType": "tool_decisions", "valueField": "decisions"}),
+        json!({"queryType": "tool_errors", "valueField": "failures"}),
+        json!({"queryType": "productivity", "groupBy": "model", "valueField": "lines_added"}),
+        json!({"queryType": "prompts", "valueField": "cost_usd"}),
+        json!({"queryType": "sessions", "valueField": "cost_usd"}),
+        json!({"queryType": "event_counts", "valueField": "count"}),
+        json!({"queryType": "sql", "format": "time_series", "rawSql": "SELECT $__timeGroupAlias(time, 1m, 0), event_name, count(*) AS n FROM events WHERE $__timeFilter(time) GROUP BY ALL ORDER BY 1"}),
+    ];
+    for m in [
+        "sessions",
+        "active_sessions",
+        "cost",
+        "tokens",
+        "cache_hit_ratio",
+        "active_time",
+        "lines_added",
+        "commits",
+        "pull_requests",
+        "api_requests",
+        "api_errors",
+        "api_error_rate",
+    ] {
+        queries.push(json!({"queryType": "stat", "measure": m}));
+    }
+    for q in queries {
+        let r = plugin.query_as_alert(q.clone(), FROM, TO).await;
+        assert_alertable(&q.to_string(), &r);
+    }
+    // the numbers an alert sees: today's cost, and the share of failed API requests
+    let r = plugin.query_as_alert(json!({"queryType": "stat", "measure": "cost"}), FROM, TO).await;
+    let expected = 0.048449 * 3.0 + 0.018464 + 0.013535;
+    assert!((r.frames[0].field("value").f64s()[0] - expected).abs() < 1e-9);
+    let r = plugin.query_as_alert(json!({"queryType": "stat", "measure": "api_error_rate", "source": "events"}), FROM, TO).await;
+    // 7 × 3 + 2 + 1 successful requests, one api_error (exhaust)
+    assert!((r.frames[0].field("value").f64s()[0] - 1.0 / 25.0).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn query_types_and_variable_values_are_resources() {
+    let plugin = Plugin::start().await;
+    ingest_all(&plugin).await;
+    let r = plugin.call_resource("GET", "query-types", &[], vec![]).await;
+    assert_eq!(r.code, 200);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(list.len(), 19);
+    // every example runs through QueryData as it is
+    for entry in &list {
+        assert!(entry["description"].as_str().is_some_and(|d| !d.is_empty()));
+        let r = plugin.query(entry["example"].clone(), FROM, TO).await;
+        assert_eq!(r.error, "", "{}", entry["queryType"]);
+    }
+    let r = plugin.call_resource("GET", "variables?key=model", &[], vec![]).await;
+    assert_eq!(r.code, 200);
+    let values: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        values,
+        json!([{"text": "claude-opus-4-8", "value": "claude-opus-4-8"}, {"text": "claude-opus-4-8[1m]", "value": "claude-opus-4-8[1m]"}])
+    );
+    let r = plugin.call_resource("GET", "variables?key=session&from=0&to=1", &[], vec![]).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(), json!([]));
+    let r = plugin.call_resource("GET", "variables?key=session", &[], vec![]).await;
+    assert_eq!(serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap().len(), 6);
+    let r = plugin.call_resource("GET", "variables", &[], vec![]).await;
+    assert_eq!(r.code, 400);
+    let r = plugin.call_resource("GET", "variables?key=model&from=yesterday", &[], vec![]).await;
+    assert_eq!(r.code, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("from"));
 }

@@ -62,11 +62,15 @@ impl ClaudeCodePlugin {
             to: q.time_range.to,
             interval_ms: q.interval.as_millis().min(i64::MAX as u128) as i64,
             max_data_points: q.max_data_points,
+            limits: self.state.config.query_limits,
         };
-        let frames = store
-            .read(move |conn| query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Task))
-            .await
-            .map_err(|e| err(QueryErrorKind::Internal, e.to_string()))?;
+        let frames = store.read(move |conn| query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Rejected)).await.map_err(
+            |e| match e {
+                // the query's own failure: bad options, SQL errors, sandbox refusals
+                crate::store::StoreError::Rejected(message) => err(QueryErrorKind::BadRequest, message),
+                other => err(QueryErrorKind::Internal, other.to_string()),
+            },
+        )?;
         let checked = frames
             .iter()
             .map(|f| f.check())
@@ -193,9 +197,75 @@ impl backend::ResourceService for ClaudeCodePlugin {
                 };
                 into_bytes_response(axum_response).await
             }
+            "/query-types" => json_response(StatusCode::OK, &query::catalog::query_types()),
+            "/variables" => self.variable_values(request.uri().query().unwrap_or("")).await,
             _ => return Err(ResourceError::NotFound(format!("no resource at {path}"))),
         };
         Ok((response, Box::pin(futures::stream::empty())))
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Bytes> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Bytes::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}
+
+impl ClaudeCodePlugin {
+    /// `GET variables?key=model[&from=ms&to=ms][&limit=n]`: `[{"text", "value"}]`; without a
+    /// range, all stored data.
+    async fn variable_values(&self, query_string: &str) -> Response<Bytes> {
+        let bad = |m: String| json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": m}));
+        let params: std::collections::HashMap<String, String> = form_urlencoded::parse(query_string.as_bytes()).into_owned().collect();
+        let Some(key) = params.get("key").filter(|k| !k.is_empty()).cloned() else {
+            return bad("variables needs ?key= (session, model, user, tool, event_name or any attribute key)".into());
+        };
+        let ms = |name: &str, default: chrono::DateTime<chrono::Utc>| -> Result<chrono::DateTime<chrono::Utc>, String> {
+            match params.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .ok_or_else(|| format!("{name}={v:?} is not a time in ms since the epoch")),
+            }
+        };
+        let (from, to) = match (ms("from", chrono::DateTime::UNIX_EPOCH), ms("to", chrono::Utc::now() + chrono::Duration::days(1))) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return bad(e),
+        };
+        let limit = match params.get("limit").map(|l| l.parse::<u32>()) {
+            None => 1000,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return bad("limit must be a positive number".into()),
+        };
+        let store = match self.state.store() {
+            Ok(s) => s,
+            Err(e) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": e})),
+        };
+        let ctx = QueryContext { from, to, interval_ms: 0, max_data_points: 0, limits: self.state.config.query_limits };
+        let q = query::model::VariableQuery { key, limit };
+        let result = store
+            .read(move |conn| {
+                let filters = query::filters::Filters::default();
+                let r = query::Runner { conn, ctx: &ctx, filters: &filters, value_field: None };
+                let sql = query::explore::variable_sql(&r, &q).map_err(crate::store::StoreError::Rejected)?;
+                sql.run(conn).map_err(crate::store::StoreError::Rejected)
+            })
+            .await;
+        match result {
+            Ok(t) => {
+                let values: Vec<serde_json::Value> = (0..t.rows())
+                    .filter_map(|i| t.column("value").and_then(|c| c.text_at(i)))
+                    .map(|v| serde_json::json!({"text": v, "value": v}))
+                    .collect();
+                json_response(StatusCode::OK, &values)
+            }
+            Err(crate::store::StoreError::Rejected(m)) => bad(m),
+            Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::json!({"error": e.to_string()})),
+        }
     }
 }
 

@@ -61,13 +61,6 @@ impl Column {
             _ => None,
         }
     }
-
-    pub fn time_at(&self, row: usize) -> Option<DateTime<Utc>> {
-        match self {
-            Column::Time(v) => v.get(row).copied().flatten(),
-            _ => None,
-        }
-    }
 }
 
 /// A whole result: column names and columns of equal length.
@@ -80,6 +73,20 @@ pub struct Table {
 impl Table {
     pub fn rows(&self) -> usize {
         self.columns.first().map(Column::len).unwrap_or(0)
+    }
+
+    /// Keeps the first `rows` rows.
+    pub fn truncate(&mut self, rows: usize) {
+        for c in &mut self.columns {
+            match c {
+                Column::Time(v) => v.truncate(rows),
+                Column::Int(v) => v.truncate(rows),
+                Column::UInt(v) => v.truncate(rows),
+                Column::Float(v) => v.truncate(rows),
+                Column::Bool(v) => v.truncate(rows),
+                Column::Text(v) => v.truncate(rows),
+            }
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -160,23 +167,40 @@ pub fn unit_for(name: &str) -> Option<&'static str> {
     let n = name.to_ascii_lowercase();
     if n.ends_with("usd") || n.starts_with("cost") {
         Some("currencyUSD")
-    } else if n.ends_with("_ms") || n.ends_with("duration_ms") {
+    } else if n.ends_with("_ms") || n == "duration" {
         Some("ms")
+    } else if n.ends_with("_s") {
+        Some("s")
     } else if n.ends_with("_rate") || n.ends_with("ratio") {
         Some("percentunit")
     } else if n.contains("tokens") {
-        Some("short")
+        Some("suffix: tokens")
     } else {
         None
     }
 }
 
+/// `cost_per_call_usd` → "Cost per call (USD)".
+pub fn display_name(name: &str) -> String {
+    let (base, suffix) = [("_usd", " (USD)"), ("_ms", " (ms)"), ("_s", " (s)")]
+        .iter()
+        .find_map(|(s, label)| name.strip_suffix(s).map(|b| (b, *label)))
+        .unwrap_or((name, ""));
+    let words = base.replace(['_', '.'], " ");
+    let mut chars = words.chars();
+    let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    format!("{first}{}{suffix}", chars.as_str())
+}
+
+/// Unit, decimals and display name of a table column.
 pub fn field_config(name: &str) -> Option<FieldConfig> {
-    let unit = unit_for(name)?;
     let mut config = FieldConfig::default();
-    config.unit = Some(unit.to_string());
-    if unit == "currencyUSD" {
-        config.decimals = Some(4);
+    config.display_name = Some(display_name(name));
+    if let Some(unit) = unit_for(name) {
+        config.unit = Some(unit.to_string());
+        if unit == "currencyUSD" {
+            config.decimals = Some(4);
+        }
     }
     Some(config)
 }

@@ -1,17 +1,74 @@
 //! The typed query model: the JSON a panel or alert rule stores, one variant per `queryType`.
+//! Every query also accepts the filters of `filters::Filters` and `valueField`.
 use serde::Deserialize;
+
+use super::filters::Filters;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "queryType", rename_all = "snake_case")]
 pub enum Query {
-    /// Sessions active in the time range, one row each.
     Sessions(SessionsQuery),
-    /// Every event of one session, in order.
     SessionTimeline(SessionTimelineQuery),
-    /// Cost per model: a wide time series and a table of totals.
     CostByModel(CostByModelQuery),
-    /// Per tool: calls, successes, failures, success rate, duration percentiles, decisions.
-    ToolSuccessRate(ToolSuccessRateQuery),
+    ToolSuccessRate(NoOptions),
+    Stat(StatQuery),
+    Breakdown(BreakdownQuery),
+    ApiLatency(ApiLatencyQuery),
+    ApiErrors(ApiErrorsQuery),
+    ToolErrors(NoOptions),
+    ToolDecisions(NoOptions),
+    ToolCosts(NoOptions),
+    Productivity(ProductivityQuery),
+    Prompts(LimitOnly),
+    Logs(LogsQuery),
+    Trace(TraceQuery),
+    EventCounts(NoOptions),
+    Variable(VariableQuery),
+    Annotations(AnnotationsQuery),
+    Sql(RawSqlQuery),
+}
+
+/// A parsed query with the options every type shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedQuery {
+    pub query: Query,
+    pub filters: Filters,
+    /// For table results: keep the text columns and only this numeric column, so the frame is a
+    /// numeric table that alert rules (server-side expressions) accept.
+    pub value_field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct NoOptions {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    TimeSeries,
+    Table,
+    Logs,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiErrorsQuery {
+    #[serde(default)]
+    pub format: Format,
+    /// Time series: one error-rate series per status code (default) or one overall series.
+    #[serde(default = "yes")]
+    pub by_status_code: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitOnly {
+    #[serde(default = "default_limit")]
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,13 +89,14 @@ pub struct SessionTimelineQuery {
     pub session_id: String,
 }
 
+/// Where cost and token numbers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CostSource {
-    /// `claude_code.cost.usage` / `claude_code.token.usage` metrics (model = configured model).
+pub enum Source {
+    /// `claude_code.*` metrics (model = configured model, e.g. `claude-opus-4-8[1m]`).
     #[default]
     Metrics,
-    /// `api_request` events (per request; model = API model id).
+    /// Log events, e.g. `api_request` (per request; model = API model id).
     Events,
 }
 
@@ -46,16 +104,196 @@ pub enum CostSource {
 #[serde(rename_all = "camelCase")]
 pub struct CostByModelQuery {
     #[serde(default)]
-    pub source: CostSource,
+    pub source: Source,
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// What a stat or breakdown counts or sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Sessions started (`claude_code.session.count`).
+    Sessions,
+    /// Distinct sessions with any telemetry in the range.
+    ActiveSessions,
+    Cost,
+    Tokens,
+    InputTokens,
+    OutputTokens,
+    CacheReadTokens,
+    CacheCreationTokens,
+    /// cacheRead ÷ (input + cacheRead + cacheCreation).
+    CacheHitRatio,
+    /// Seconds (`claude_code.active_time.total`).
+    ActiveTime,
+    LinesAdded,
+    LinesRemoved,
+    Commits,
+    PullRequests,
+    ApiRequests,
+    ApiErrors,
+    /// api_error ÷ (api_request + api_error).
+    ApiErrorRate,
+    RetriesExhausted,
+    Refusals,
+    ToolCalls,
+    ToolFailures,
+    Prompts,
+    Events,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// The range of equal length just before the query's range.
+    PreviousPeriod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatOutput {
+    All,
+    Value,
+    Previous,
+    Change,
+    ChangeRatio,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ToolSuccessRateQuery {}
+pub struct StatQuery {
+    pub measure: Measure,
+    #[serde(default)]
+    pub source: Source,
+    #[serde(default)]
+    pub compare: Option<Compare>,
+    /// Which number(s) to return; one number makes the frame alertable. Default: all.
+    #[serde(default)]
+    pub output: Option<StatOutput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakdownQuery {
+    pub measure: Measure,
+    /// Any attribute or resource attribute key: `model`, `user.id`, `team`, `terminal.type`, …
+    #[serde(default = "default_group_by")]
+    pub group_by: String,
+    #[serde(default)]
+    pub source: Source,
+    #[serde(default)]
+    pub format: Format,
+    /// Keep the top N groups by total and fold the rest into "other"; 0 keeps all.
+    #[serde(default = "default_top")]
+    pub limit: u32,
+}
+
+fn default_group_by() -> String {
+    "model".into()
+}
+
+fn default_top() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiLatencyQuery {
+    #[serde(default)]
+    pub group_by: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default = "default_percentiles")]
+    pub percentiles: Vec<u8>,
+}
+
+fn default_percentiles() -> Vec<u8> {
+    vec![50, 95, 99]
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductivityQuery {
+    #[serde(default)]
+    pub group_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsQuery {
+    /// Event names without the `claude_code.` prefix; empty = all.
+    #[serde(default)]
+    pub event_names: Vec<String>,
+    /// Case-insensitive text searched in prompt, response, error and tool parameters.
+    #[serde(default)]
+    pub search: Option<String>,
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceQuery {
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// The trace of a prompt (`prompt.id`), found through its events.
+    #[serde(default)]
+    pub prompt_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariableQuery {
+    /// `session`, `model`, `user`, `tool`, `event_name`, or any attribute / resource key.
+    pub key: String,
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationKind {
+    SessionStart,
+    ApiError,
+    ToolReject,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnotationsQuery {
+    #[serde(default = "all_annotation_kinds")]
+    pub kinds: Vec<AnnotationKind>,
+}
+
+fn all_annotation_kinds() -> Vec<AnnotationKind> {
+    vec![AnnotationKind::SessionStart, AnnotationKind::ApiError, AnnotationKind::ToolReject]
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawSqlQuery {
+    pub raw_sql: String,
+    #[serde(default = "table_format")]
+    pub format: Format,
+}
+
+fn table_format() -> Format {
+    Format::Table
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shared {
+    #[serde(flatten)]
+    filters: Filters,
+    #[serde(default)]
+    value_field: Option<String>,
+}
 
 /// Parses a query's JSON. Grafana sends `queryType` both inside the JSON and beside it; the
 /// outer one fills in when the JSON lacks it. Errors name the offending field.
-pub fn parse(json: &serde_json::Value, outer_query_type: &str) -> Result<Query, String> {
+pub fn parse(json: &serde_json::Value, outer_query_type: &str) -> Result<ParsedQuery, String> {
     let mut json = json.clone();
     if let Some(obj) = json.as_object_mut() {
         let missing = obj.get("queryType").and_then(|v| v.as_str()).is_none_or(str::is_empty);
@@ -65,7 +303,9 @@ pub fn parse(json: &serde_json::Value, outer_query_type: &str) -> Result<Query, 
     } else {
         return Err("query must be a JSON object".into());
     }
-    serde_json::from_value(json).map_err(|e| format!("invalid query: {e}"))
+    let query: Query = serde_json::from_value(json.clone()).map_err(|e| format!("invalid query: {e}"))?;
+    let shared: Shared = serde_json::from_value(json).map_err(|e| format!("invalid query filters: {e}"))?;
+    Ok(ParsedQuery { query, filters: shared.filters, value_field: shared.value_field.filter(|v| !v.is_empty()) })
 }
 
 #[cfg(test)]
@@ -73,18 +313,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn q(v: serde_json::Value) -> Query {
+        parse(&v, "").unwrap().query
+    }
+
     #[test]
-    fn the_four_query_shapes() {
-        assert_eq!(parse(&json!({"queryType": "sessions", "refId": "A"}), "").unwrap(), Query::Sessions(SessionsQuery { limit: 1000 }));
+    fn query_shapes_and_defaults() {
+        assert_eq!(q(json!({"queryType": "sessions", "refId": "A"})), Query::Sessions(SessionsQuery { limit: 1000 }));
         assert_eq!(
-            parse(&json!({"queryType": "session_timeline", "sessionId": "abc"}), "").unwrap(),
+            q(json!({"queryType": "session_timeline", "sessionId": "abc"})),
             Query::SessionTimeline(SessionTimelineQuery { session_id: "abc".into() })
         );
         assert_eq!(
-            parse(&json!({"queryType": "cost_by_model"}), "").unwrap(),
-            Query::CostByModel(CostByModelQuery { source: CostSource::Metrics })
+            q(json!({"queryType": "cost_by_model"})),
+            Query::CostByModel(CostByModelQuery { source: Source::Metrics, format: Format::TimeSeries })
         );
-        assert_eq!(parse(&json!({}), "tool_success_rate").unwrap(), Query::ToolSuccessRate(ToolSuccessRateQuery {}));
+        assert_eq!(parse(&json!({}), "tool_success_rate").unwrap().query, Query::ToolSuccessRate(NoOptions {}));
+        assert_eq!(
+            q(json!({"queryType": "breakdown", "measure": "cost"})),
+            Query::Breakdown(BreakdownQuery {
+                measure: Measure::Cost,
+                group_by: "model".into(),
+                source: Source::Metrics,
+                format: Format::TimeSeries,
+                limit: 10
+            })
+        );
+        let p = parse(&json!({"queryType": "stat", "measure": "cost", "sessions": ["s"], "valueField": "value"}), "").unwrap();
+        assert_eq!(p.filters.sessions, ["s"]);
+        assert_eq!(p.value_field.as_deref(), Some("value"));
     }
 
     #[test]
@@ -97,5 +354,11 @@ mod tests {
         assert!(e.contains("queryType"), "{e}");
         let e = parse(&json!({"queryType": "cost_by_model", "source": "logs"}), "").unwrap_err();
         assert!(e.contains("logs"), "{e}");
+        let e = parse(&json!({"queryType": "stat", "measure": "money"}), "").unwrap_err();
+        assert!(e.contains("money"), "{e}");
+        let e = parse(&json!({"queryType": "stat"}), "").unwrap_err();
+        assert!(e.contains("measure"), "{e}");
+        let e = parse(&json!({"queryType": "sessions", "sessions": 5}), "").unwrap_err();
+        assert!(e.contains("filters"), "{e}");
     }
 }

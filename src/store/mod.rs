@@ -40,6 +40,9 @@ pub enum StoreError {
     Query(#[from] duckdb::Error),
     #[error("query task failed: {0}")]
     Task(String),
+    /// The query itself was refused or failed (bad options, SQL errors, sandbox limits).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// Counters shared between the writer and health checks.
@@ -91,6 +94,9 @@ impl Store {
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
         let schema_version = migrate(&conn, &path)?;
+        // Raw SQL from dashboards runs on this database: no file, network or extension access
+        // for any connection, and no SET/PRAGMA changing that afterwards. One-way switches.
+        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;").map_err(open_err)?;
         let reader = conn.try_clone().map_err(open_err)?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);

@@ -124,6 +124,33 @@ impl Plugin {
     }
 
     pub async fn query_many(&self, queries: Vec<Value>, from_s: i64, to_s: i64) -> BTreeMap<String, QueryResult> {
+        self.query_with(queries, from_s, to_s, 60_000, 1000, Default::default()).await
+    }
+
+    /// As a Grafana-managed alert rule calls it: the stored JSON as is (datasource, intervalMs,
+    /// maxDataPoints inside), `FromAlert: true`, 1 s interval, 43200 max data points, no
+    /// frontend code in between.
+    pub async fn query_as_alert(&self, query: Value, from_s: i64, to_s: i64) -> QueryResult {
+        let mut q = query;
+        let obj = q.as_object_mut().expect("query object");
+        obj.insert("refId".into(), "A".into());
+        obj.insert("datasource".into(), serde_json::json!({"type": "vibe-claudecode-datasource", "uid": "claude-code"}));
+        obj.insert("intervalMs".into(), 1000.into());
+        obj.insert("maxDataPoints".into(), 43200.into());
+        let headers = [("FromAlert".to_string(), "true".to_string())].into_iter().collect();
+        let mut results = self.query_with(vec![q], from_s, to_s, 1000, 43200, headers).await;
+        results.remove("A").expect("response for refId A")
+    }
+
+    pub async fn query_with(
+        &self,
+        queries: Vec<Value>,
+        from_s: i64,
+        to_s: i64,
+        interval_ms: i64,
+        max_data_points: i64,
+        headers: std::collections::HashMap<String, String>,
+    ) -> BTreeMap<String, QueryResult> {
         let mut client = pluginv2::data_client::DataClient::new(self.channel().await);
         let queries = queries
             .into_iter()
@@ -131,14 +158,14 @@ impl Plugin {
             .map(|(i, q)| pluginv2::DataQuery {
                 ref_id: q["refId"].as_str().map(str::to_string).unwrap_or_else(|| ((b'A' + i as u8) as char).to_string()),
                 query_type: q["queryType"].as_str().unwrap_or_default().to_string(),
-                max_data_points: 1000,
-                interval_ms: 60_000,
+                max_data_points,
+                interval_ms,
                 time_range: Some(pluginv2::TimeRange { from_epoch_ms: from_s * 1000, to_epoch_ms: to_s * 1000 }),
                 json: serde_json::to_vec(&q).unwrap(),
             })
             .collect();
         let resp = client
-            .query_data(pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers: Default::default(), queries })
+            .query_data(pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers, queries })
             .await
             .expect("QueryData")
             .into_inner();

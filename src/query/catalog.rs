@@ -1,0 +1,159 @@
+//! Every query type with a description and a complete, runnable example: served by the
+//! `query-types` resource (the frontend's query-type picker) and checked against the README.
+use serde::Serialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryTypeInfo {
+    pub query_type: &'static str,
+    pub description: &'static str,
+    pub example: Value,
+}
+
+fn info(query_type: &'static str, description: &'static str, example: Value) -> QueryTypeInfo {
+    QueryTypeInfo { query_type, description, example }
+}
+
+pub fn query_types() -> Vec<QueryTypeInfo> {
+    vec![
+        info(
+            "stat",
+            "One number for the range (sessions, active_sessions, cost, tokens, active_time, lines_added, lines_removed, commits, pull_requests, api_requests, api_errors, …), optionally with the previous period and the change.",
+            json!({"queryType": "stat", "measure": "cost", "compare": "previous_period"}),
+        ),
+        info(
+            "breakdown",
+            "A measure by any attribute (model, user.id, user.email, team, terminal.type, app.version, query_source, effort, speed, …) as wide time series or table, top N plus \"other\".",
+            json!({"queryType": "breakdown", "measure": "tokens", "groupBy": "team", "format": "time_series", "limit": 5}),
+        ),
+        info(
+            "cost_by_model",
+            "Cost per model over time (time_series) or totals with tokens by type (table).",
+            json!({"queryType": "cost_by_model", "source": "metrics", "format": "table"}),
+        ),
+        info(
+            "sessions",
+            "One row per session: user, team, first/last seen, prompts, API calls, cost, tokens, tools, errors, lines, commits, PRs, active time.",
+            json!({"queryType": "sessions", "limit": 100}),
+        ),
+        info(
+            "session_timeline",
+            "Every event of one session in order, with parameters.",
+            json!({"queryType": "session_timeline", "sessionId": "4a513f9f-1086-4ca5-adf4-9dcd94af912f"}),
+        ),
+        info(
+            "prompts",
+            "One row per prompt: time, session, prompt text when logged, API calls, tool calls, tokens, cost, duration, cost per tool call.",
+            json!({"queryType": "prompts", "limit": 50}),
+        ),
+        info(
+            "api_latency",
+            "API request duration percentiles (p50/p75/p90/p95/p99) over time or by a group as a table.",
+            json!({"queryType": "api_latency", "percentiles": [50, 95, 99], "groupBy": "model", "format": "time_series"}),
+        ),
+        info(
+            "api_errors",
+            "API error rate (api_error ÷ requests) over time by status code or overall; table per status code with retries exhausted.",
+            json!({"queryType": "api_errors", "format": "time_series", "byStatusCode": false}),
+        ),
+        info(
+            "tool_success_rate",
+            "Per tool: calls, successes, failures, success rate, duration p50/p95/p99, accepts and rejects.",
+            json!({"queryType": "tool_success_rate"}),
+        ),
+        info("tool_errors", "Failed tool calls by tool and error type, with an example message.", json!({"queryType": "tool_errors"})),
+        info(
+            "tool_decisions",
+            "Accept/reject decisions by tool and source, from tool_decision events and the code_edit_tool.decision metric.",
+            json!({"queryType": "tool_decisions"}),
+        ),
+        info(
+            "tool_costs",
+            "Cost per tool call where attributable: each call is charged the model call that requested it.",
+            json!({"queryType": "tool_costs"}),
+        ),
+        info(
+            "productivity",
+            "Lines added/removed, commits, pull requests and active time (cli/user), optionally by a group such as model.",
+            json!({"queryType": "productivity", "groupBy": "model"}),
+        ),
+        info(
+            "logs",
+            "Events as log lines for Explore: filter by event names and free text in prompt, response, error and tool parameters.",
+            json!({"queryType": "logs", "eventNames": ["api_error", "tool_result"], "search": "timeout", "limit": 500}),
+        ),
+        info(
+            "trace",
+            "A prompt's spans (interaction → llm_request → tool) in Grafana's trace view, by prompt id or trace id.",
+            json!({"queryType": "trace", "promptId": "b0f9a1f4-3c8e-4d5e-9a4b-1f2e3d4c5b6a"}),
+        ),
+        info(
+            "event_counts",
+            "Counts, failures and durations of every event and span name (hooks, MCP connections, compaction, skills, subagents, plugins, auth, refusals, …).",
+            json!({"queryType": "event_counts"}),
+        ),
+        info(
+            "variable",
+            "Distinct values of session, model, user, tool, event_name or any attribute / resource key, for template variables.",
+            json!({"queryType": "variable", "key": "model"}),
+        ),
+        info(
+            "annotations",
+            "Annotations for session starts, API errors and rejected tools.",
+            json!({"queryType": "annotations", "kinds": ["session_start", "api_error", "tool_reject"]}),
+        ),
+        info(
+            "sql",
+            "Raw read-only SQL with macros ($__timeFilter, $__timeGroup, $__interval, …) as table, time series or logs.",
+            json!({"queryType": "sql", "format": "time_series", "rawSql": "SELECT $__timeGroupAlias(time, $__interval, 0), model, sum(cost_usd) AS cost_usd FROM events WHERE $__timeFilter(time) AND event_name = 'api_request' GROUP BY ALL ORDER BY 1"}),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::testing::state_with;
+    use crate::query::testing::{ctx, frames};
+    use crate::test_fixtures::run as fixture_run;
+
+    #[tokio::test]
+    async fn every_example_parses_runs_and_is_in_the_readme() {
+        let (state, _dir) = state_with(&fixture_run("tools", "grpc")).await;
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for qt in query_types() {
+            assert!(seen.insert(qt.query_type), "{} listed twice", qt.query_type);
+            assert_eq!(qt.example["queryType"], qt.query_type);
+            let result = frames(&state, qt.example.clone(), ctx()).await;
+            assert!(result.is_ok(), "{}: {:?}", qt.query_type, result.err());
+            let compact = serde_json::to_string(&qt.example).unwrap();
+            assert!(readme.contains(&compact), "README lacks the example of {}: {compact}", qt.query_type);
+        }
+        // every variant of the model is listed
+        let variants = [
+            "sessions",
+            "session_timeline",
+            "cost_by_model",
+            "tool_success_rate",
+            "stat",
+            "breakdown",
+            "api_latency",
+            "api_errors",
+            "tool_errors",
+            "tool_decisions",
+            "tool_costs",
+            "productivity",
+            "prompts",
+            "logs",
+            "trace",
+            "event_counts",
+            "variable",
+            "annotations",
+            "sql",
+        ];
+        assert_eq!(seen.len(), variants.len());
+        assert!(variants.iter().all(|v| seen.contains(v)));
+    }
+}

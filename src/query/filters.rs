@@ -1,0 +1,269 @@
+//! Filters every typed query accepts: lists of sessions, users, models and teams (multi-value
+//! variables) and ad hoc `key operator value` filters on any stored attribute. Keys map to typed
+//! columns where the table has one, otherwise to the attribute (then resource) JSON; values are
+//! always bound parameters.
+use serde::{Deserialize, Deserializer};
+
+use super::sql::Params;
+use crate::store::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
+
+/// The table a query reads; keys resolve differently per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Events,
+    Metrics,
+    Spans,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Metrics => "metric_points",
+            Table::Spans => "spans",
+        }
+    }
+
+    fn typed(self) -> &'static [AttrColumn] {
+        match self {
+            Table::Events => EVENT_COLUMNS,
+            Table::Metrics => METRIC_COLUMNS,
+            Table::Spans => SPAN_COLUMNS,
+        }
+    }
+
+    /// The `time` column of the table (spans: their start).
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Spans => "start_time",
+            _ => "time",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filters {
+    #[serde(default, deserialize_with = "string_list")]
+    pub sessions: Vec<String>,
+    /// Matches user.id, user.email or user.account_uuid.
+    #[serde(default, deserialize_with = "string_list")]
+    pub users: Vec<String>,
+    #[serde(default, deserialize_with = "string_list")]
+    pub models: Vec<String>,
+    /// The `team` resource attribute (from OTEL_RESOURCE_ATTRIBUTES).
+    #[serde(default, deserialize_with = "string_list")]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub adhoc_filters: Vec<AdhocFilter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AdhocFilter {
+    pub key: String,
+    #[serde(default = "default_operator")]
+    pub operator: String,
+    #[serde(default)]
+    pub value: String,
+    /// Grafana's multi-value operators (`=|`, `!=|`) send the values here.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+fn default_operator() -> String {
+    "=".into()
+}
+
+/// A multi-value variable as Grafana may interpolate it: a JSON array, one string, or the
+/// `'a','b'` sqlstring form. "All" (`$__all`, `*`, empty) means no filter.
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+        Null(()),
+    }
+    let values = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => split_sqlstring(&s),
+        OneOrMany::Many(v) => v.iter().flat_map(|s| split_sqlstring(s)).collect(),
+        OneOrMany::Null(()) => vec![],
+    };
+    if values.iter().any(|v| v == "$__all" || v == "*" || v == "All") {
+        return Ok(vec![]);
+    }
+    Ok(values.into_iter().filter(|v| !v.is_empty()).collect())
+}
+
+/// `'a','b'` → [a, b] (quotes doubled inside); anything else is one value.
+fn split_sqlstring(s: &str) -> Vec<String> {
+    let t = s.trim();
+    if !(t.starts_with('\'') && t.ends_with('\'') && t.len() >= 2) {
+        return vec![s.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = t.chars().peekable();
+    let mut inside = false;
+    while let Some(c) = chars.next() {
+        match (inside, c) {
+            (false, '\'') => inside = true,
+            (false, _) => {} // separators
+            (true, '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                cur.push('\'');
+            }
+            (true, '\'') => {
+                inside = false;
+                out.push(std::mem::take(&mut cur));
+            }
+            (true, c) => cur.push(c),
+        }
+    }
+    out
+}
+
+/// SQL for the value of attribute `key` in `table`: the typed column when there is one, else the
+/// attribute or, failing that, the resource attribute of that name.
+pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, String> {
+    resolve(table, key, params, true)
+}
+
+fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Result<String, String> {
+    let key = key.trim();
+    let key = match key {
+        "session" => "session.id",
+        "user" => "user.id",
+        "tool" => "tool_name",
+        "event" | "event_name" => "event.name",
+        other => other,
+    };
+    if key.is_empty() || key.len() > 256 {
+        return Err(format!("attribute key {key:?} must be 1 to 256 characters"));
+    }
+    let own = match (table, key) {
+        (Table::Events, "event.name") => Some("event_name"),
+        (Table::Metrics, "metric.name" | "metric_name") => Some("metric_name"),
+        (Table::Spans, "span.name" | "name") => Some("name"),
+        (Table::Spans | Table::Events, "trace_id" | "trace.id") => Some("trace_id"),
+        _ => None,
+    };
+    if let Some(column) = own {
+        return Ok(column.to_string());
+    }
+    if let Some(c) = table.typed().iter().find(|c| c.keys.first() == Some(&key) || c.column == key) {
+        return Ok(match c.kind {
+            crate::store::schema::ColumnKind::Text => format!("\"{}\"", c.column),
+            _ if !as_text => format!("\"{}\"", c.column),
+            _ => format!("CAST(\"{}\" AS VARCHAR)", c.column),
+        });
+    }
+    if key.starts_with('$') || key.starts_with('/') {
+        return Err(format!("attribute key {key:?} may not start with '$' or '/'"));
+    }
+    // A plain key (not a JSON path) looks the member up by name, dots included.
+    let k = params.bind(key);
+    Ok(format!("coalesce(json_extract_string(attributes, {k}), json_extract_string(resource, {k}))"))
+}
+
+impl Filters {
+    /// ` AND …` conditions for `table`, or "" when nothing is filtered.
+    pub fn clause(&self, table: Table, params: &mut Params) -> Result<String, String> {
+        let mut parts = Vec::new();
+        if !self.sessions.is_empty() {
+            parts.push(format!("session_id IN ({})", params.bind_list(&self.sessions)));
+        }
+        if !self.users.is_empty() {
+            let list = params.bind_list(&self.users);
+            parts.push(format!("(user_id IN ({list}) OR user_email IN ({list}) OR user_account_uuid IN ({list}))"));
+        }
+        if !self.models.is_empty() {
+            parts.push(format!("model IN ({})", params.bind_list(&self.models)));
+        }
+        if !self.teams.is_empty() {
+            let expr = key_expr(table, "team", params)?;
+            parts.push(format!("{expr} IN ({})", params.bind_list(&self.teams)));
+        }
+        for f in &self.adhoc_filters {
+            parts.push(adhoc(table, f, params)?);
+        }
+        Ok(parts.iter().map(|p| format!(" AND {p}")).collect())
+    }
+}
+
+fn adhoc(table: Table, f: &AdhocFilter, params: &mut Params) -> Result<String, String> {
+    let op = f.operator.trim();
+    let numeric = matches!(op, "<" | ">" | "<=" | ">=");
+    let expr = resolve(table, &f.key, params, !numeric)?;
+    Ok(match op {
+        "=" => format!("{expr} = {}", params.bind(f.value.as_str())),
+        "!=" => format!("{expr} IS DISTINCT FROM {}", params.bind(f.value.as_str())),
+        "=~" => format!("regexp_full_match({expr}, {})", params.bind(f.value.as_str())),
+        "!~" => format!("NOT coalesce(regexp_full_match({expr}, {}), false)", params.bind(f.value.as_str())),
+        "<" | ">" | "<=" | ">=" => {
+            let v: f64 = f.value.trim().parse().map_err(|_| format!("ad hoc filter {:?} {op}: {:?} is not a number", f.key, f.value))?;
+            format!("TRY_CAST({expr} AS DOUBLE) {op} {}", params.bind(v))
+        }
+        "=|" | "!=|" => {
+            let values = if f.values.is_empty() { vec![f.value.clone()] } else { f.values.clone() };
+            let list = params.bind_list(&values);
+            if op == "=|" {
+                format!("{expr} IN ({list})")
+            } else {
+                format!("coalesce({expr} NOT IN ({list}), true)")
+            }
+        }
+        other => return Err(format!("ad hoc filter {:?}: unknown operator {other:?} (use =, !=, =~, !~, <, >, <=, >=, =|, !=|)", f.key)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use serde_json::json;
+
+    fn params() -> Params {
+        Params::with_range(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn lists_accept_arrays_strings_sqlstrings_and_all() {
+        let f: Filters =
+            serde_json::from_value(json!({"sessions": "'a','b''c'", "users": ["u1"], "models": "$__all", "teams": null})).unwrap();
+        assert_eq!(f.sessions, ["a", "b'c"]);
+        assert_eq!(f.users, ["u1"]);
+        assert!(f.models.is_empty() && f.teams.is_empty());
+        let f: Filters = serde_json::from_value(json!({"sessions": ["'x','y'"]})).unwrap();
+        assert_eq!(f.sessions, ["x", "y"]);
+    }
+
+    #[test]
+    fn keys_resolve_to_typed_columns_or_bound_json_lookups() {
+        let mut p = params();
+        assert_eq!(key_expr(Table::Events, "session.id", &mut p).unwrap(), "\"session_id\"");
+        assert_eq!(key_expr(Table::Metrics, "type", &mut p).unwrap(), "\"type\"");
+        assert_eq!(key_expr(Table::Events, "event.name", &mut p).unwrap(), "event_name");
+        assert_eq!(key_expr(Table::Events, "status_code", &mut p).unwrap(), "CAST(\"status_code\" AS VARCHAR)");
+        let e = key_expr(Table::Events, "team'; DROP TABLE events; --", &mut p).unwrap();
+        assert_eq!(e, "coalesce(json_extract_string(attributes, $3), json_extract_string(resource, $3))");
+        assert!(key_expr(Table::Events, "$.x", &mut p).is_err());
+    }
+
+    #[test]
+    fn clauses_bind_every_value() {
+        let f: Filters = serde_json::from_value(json!({
+            "sessions": ["s1", "s2"],
+            "adhocFilters": [{"key": "team", "operator": "=~", "value": "plat.*"}, {"key": "cost_usd", "operator": ">", "value": "0.01"}]
+        }))
+        .unwrap();
+        let mut p = params();
+        let c = f.clause(Table::Events, &mut p).unwrap();
+        assert_eq!(
+            c,
+            " AND session_id IN ($3, $4) AND regexp_full_match(coalesce(json_extract_string(attributes, $5), json_extract_string(resource, $5)), $6) AND TRY_CAST(\"cost_usd\" AS DOUBLE) > $7"
+        );
+        let bad: Filters = serde_json::from_value(json!({"adhocFilters": [{"key": "k", "operator": "LIKE", "value": "x"}]})).unwrap();
+        assert!(bad.clause(Table::Events, &mut params()).unwrap_err().contains("unknown operator"));
+    }
+}

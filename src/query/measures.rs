@@ -1,0 +1,256 @@
+//! Measures (what a stat or breakdown sums or counts) and the two query types built on them:
+//! `stat` (one number, optionally against the previous period) and `breakdown` (by any
+//! attribute, as wide time series or table, top N plus "other").
+use grafana_plugin_sdk::data::{Field, Frame, IntoOptField, VisType};
+
+use super::filters::{key_expr, Table};
+use super::model::{BreakdownQuery, Format, Measure, Source, StatOutput, StatQuery};
+use super::series::{Fill, Grid};
+use super::sql::timestamp;
+use super::Runner;
+
+/// How a measure is computed: rows of `table` matching `filter`, aggregated by `agg`.
+#[derive(Debug, Clone, Copy)]
+pub struct MeasureDef {
+    pub table: Table,
+    pub filter: &'static str,
+    pub agg: &'static str,
+    /// Ratios are not zero-filled, and not coalesced to 0 when nothing matched.
+    pub ratio: bool,
+}
+
+const fn def(table: Table, filter: &'static str, agg: &'static str) -> MeasureDef {
+    MeasureDef { table, filter, agg, ratio: false }
+}
+
+const COST_METRIC: &str = "metric_name = 'claude_code.cost.usage'";
+const TOKEN_METRIC: &str = "metric_name = 'claude_code.token.usage'";
+const API_REQUEST: &str = "event_name = 'api_request'";
+const SUM_INCREMENT: &str = "sum(increment)";
+const EVENT_TOKENS: &str =
+    "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))";
+
+impl Measure {
+    /// The result column: the measure's name, with its unit where the name alone is ambiguous.
+    pub fn column(self) -> &'static str {
+        match self {
+            Measure::Cost => "cost_usd",
+            Measure::ActiveTime => "active_time_s",
+            other => other.name(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Sessions => "sessions",
+            Measure::ActiveSessions => "active_sessions",
+            Measure::Cost => "cost",
+            Measure::Tokens => "tokens",
+            Measure::InputTokens => "input_tokens",
+            Measure::OutputTokens => "output_tokens",
+            Measure::CacheReadTokens => "cache_read_tokens",
+            Measure::CacheCreationTokens => "cache_creation_tokens",
+            Measure::CacheHitRatio => "cache_hit_ratio",
+            Measure::ActiveTime => "active_time",
+            Measure::LinesAdded => "lines_added",
+            Measure::LinesRemoved => "lines_removed",
+            Measure::Commits => "commits",
+            Measure::PullRequests => "pull_requests",
+            Measure::ApiRequests => "api_requests",
+            Measure::ApiErrors => "api_errors",
+            Measure::ApiErrorRate => "api_error_rate",
+            Measure::RetriesExhausted => "retries_exhausted",
+            Measure::Refusals => "refusals",
+            Measure::ToolCalls => "tool_calls",
+            Measure::ToolFailures => "tool_failures",
+            Measure::Prompts => "prompts",
+            Measure::Events => "events",
+        }
+    }
+
+    /// The SQL of the measure. `source` picks metrics or events where both carry it; measures
+    /// only one of them carries ignore it.
+    pub fn def(self, source: Source) -> MeasureDef {
+        use Measure::*;
+        use Table::{Events as E, Metrics as M};
+        let events = source == Source::Events;
+        match self {
+            Sessions if events => def(E, "session_id IS NOT NULL", "count(DISTINCT session_id)"),
+            Sessions => def(M, "metric_name = 'claude_code.session.count'", SUM_INCREMENT),
+            ActiveSessions => def(if events { E } else { M }, "session_id IS NOT NULL", "count(DISTINCT session_id)"),
+            Cost if events => def(E, API_REQUEST, "sum(cost_usd)"),
+            Cost => def(M, COST_METRIC, SUM_INCREMENT),
+            Tokens if events => def(E, API_REQUEST, EVENT_TOKENS),
+            Tokens => def(M, TOKEN_METRIC, SUM_INCREMENT),
+            InputTokens if events => def(E, API_REQUEST, "sum(input_tokens)"),
+            InputTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'input'", SUM_INCREMENT),
+            OutputTokens if events => def(E, API_REQUEST, "sum(output_tokens)"),
+            OutputTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'output'", SUM_INCREMENT),
+            CacheReadTokens if events => def(E, API_REQUEST, "sum(cache_read_tokens)"),
+            CacheReadTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheRead'", SUM_INCREMENT),
+            CacheCreationTokens if events => def(E, API_REQUEST, "sum(cache_creation_tokens)"),
+            CacheCreationTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'", SUM_INCREMENT),
+            CacheHitRatio if events => MeasureDef {
+                ratio: true,
+                ..def(
+                    E,
+                    API_REQUEST,
+                    "sum(cache_read_tokens) / nullif(sum(coalesce(input_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0)), 0)",
+                )
+            },
+            CacheHitRatio => MeasureDef {
+                ratio: true,
+                ..def(
+                    M,
+                    "metric_name = 'claude_code.token.usage' AND type IN ('input', 'cacheRead', 'cacheCreation')",
+                    "sum(increment) FILTER (WHERE type = 'cacheRead') / nullif(sum(increment), 0)",
+                )
+            },
+            ActiveTime => def(M, "metric_name = 'claude_code.active_time.total'", SUM_INCREMENT),
+            LinesAdded => def(M, "metric_name = 'claude_code.lines_of_code.count' AND type = 'added'", SUM_INCREMENT),
+            LinesRemoved => def(M, "metric_name = 'claude_code.lines_of_code.count' AND type = 'removed'", SUM_INCREMENT),
+            Commits => def(M, "metric_name = 'claude_code.commit.count'", SUM_INCREMENT),
+            PullRequests => def(M, "metric_name = 'claude_code.pull_request.count'", SUM_INCREMENT),
+            ApiRequests => def(E, API_REQUEST, "count(*)"),
+            ApiErrors => def(E, "event_name = 'api_error'", "count(*)"),
+            ApiErrorRate => MeasureDef {
+                ratio: true,
+                ..def(
+                    E,
+                    "event_name IN ('api_request', 'api_error')",
+                    "(count(*) FILTER (WHERE event_name = 'api_error'))::DOUBLE / nullif(count(*), 0)",
+                )
+            },
+            RetriesExhausted => def(E, "event_name = 'api_retries_exhausted'", "count(*)"),
+            Refusals => def(E, "event_name = 'api_refusal'", "count(*)"),
+            ToolCalls => def(E, "event_name = 'tool_result'", "count(*)"),
+            ToolFailures => def(E, "event_name = 'tool_result' AND success = false", "count(*)"),
+            Prompts => def(E, "prompt_id IS NOT NULL", "count(DISTINCT prompt_id)"),
+            Events => def(E, "true", "count(*)"),
+        }
+    }
+}
+
+impl MeasureDef {
+    fn value_sql(&self) -> String {
+        if self.ratio {
+            self.agg.to_string()
+        } else {
+            format!("coalesce({}, 0)", self.agg)
+        }
+    }
+}
+
+pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
+    let m = q.measure.def(q.source);
+    let mut p = r.params();
+    let clause = r.filters.clause(m.table, &mut p)?;
+    let text = format!(
+        "SELECT {value} AS value FROM {table} WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}",
+        value = m.value_sql(),
+        table = m.table.name(),
+        time = m.table.time_column(),
+        filter = m.filter,
+    );
+    let sql = p.into_sql(text);
+    let value = single_number(&sql.run(r.conn)?);
+    let column = q.measure.column();
+    let mut fields: Vec<(String, Option<f64>)> = vec![("value".into(), value)];
+    let mut described = sql.describe();
+    if q.compare.is_some() {
+        let span = r.ctx.to - r.ctx.from;
+        let prev_to = r.ctx.from - chrono::Duration::microseconds(1);
+        let mut prev = sql.clone();
+        prev.params[0] = timestamp(r.ctx.from - span);
+        prev.params[1] = timestamp(prev_to);
+        let previous = single_number(&prev.run(r.conn)?);
+        let change = value.zip(previous).map(|(v, p)| v - p);
+        let ratio = change.zip(previous).and_then(|(c, p)| (p != 0.0).then(|| c / p));
+        fields.push(("previous".into(), previous));
+        fields.push(("change".into(), change));
+        fields.push(("change_ratio".into(), ratio));
+        described.push_str(&format!("\n-- previous period: {}", prev.describe()));
+    }
+    let keep = match q.output {
+        None | Some(StatOutput::All) => None,
+        Some(StatOutput::Value) => Some("value"),
+        Some(StatOutput::Previous) => Some("previous"),
+        Some(StatOutput::Change) => Some("change"),
+        Some(StatOutput::ChangeRatio) => Some("change_ratio"),
+    };
+    if let Some(keep) = keep {
+        if q.compare.is_none() && keep != "value" {
+            return Err(format!("output {keep:?} needs \"compare\": \"previous_period\""));
+        }
+        fields.retain(|(n, _)| n == keep);
+    }
+    let unit_column = |name: &str| if name == "change_ratio" { "change_ratio".to_string() } else { column.to_string() };
+    let out: Vec<Field> = fields
+        .into_iter()
+        .map(|(name, v)| {
+            let mut config = super::frames::field_config(&unit_column(&name)).unwrap_or_default();
+            config.display_name = Some(super::frames::display_name(&format!("{}_{}", q.measure.name(), name)));
+            vec![v].into_opt_field(name.as_str()).with_config(config)
+        })
+        .collect();
+    let mut meta = super::meta_text(described, Some(VisType::Table));
+    meta.custom = Some(serde_json::json!({"measure": q.measure.name()}).as_object().cloned().unwrap_or_default());
+    Ok(vec![Frame::new(q.measure.name()).with_fields(out).with_metadata(meta)])
+}
+
+fn single_number(t: &super::frames::Table) -> Option<f64> {
+    t.columns.first().and_then(|c| c.f64_at(0))
+}
+
+pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, String> {
+    let m = q.measure.def(q.source);
+    let mut p = r.params();
+    let group = key_expr(m.table, &q.group_by, &mut p)?;
+    let clause = r.filters.clause(m.table, &mut p)?;
+    let series = q.format != Format::Table;
+    let bucket = if series { Some(p.bind(r.ctx.bucket_us())) } else { None };
+    let (top_cte, group_out) = if q.limit > 0 {
+        let n = p.bind(i64::from(q.limit));
+        (
+            format!(", top AS (SELECT __group FROM base GROUP BY __group ORDER BY {agg} DESC NULLS LAST, __group LIMIT {n})", agg = m.agg),
+            "CASE WHEN __group IN (SELECT __group FROM top) THEN __group ELSE 'other' END".to_string(),
+        )
+    } else {
+        (String::new(), "__group".to_string())
+    };
+    let time_out = bucket.as_ref().map(|b| format!("make_timestamp((epoch_us(time) // {b}) * {b}) AS time, ")).unwrap_or_default();
+    let order = if series { "time, __group" } else { "value DESC NULLS LAST, __group" };
+    let text = format!(
+        "WITH base AS (
+    SELECT *, coalesce({group}, '(none)') AS __group
+    FROM {table}
+    WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}
+){top_cte}
+SELECT {time_out}{group_out} AS __group, {value} AS value
+FROM base
+GROUP BY ALL
+ORDER BY {order}",
+        table = m.table.name(),
+        time = m.table.time_column(),
+        filter = m.filter,
+        value = m.value_sql(),
+    );
+    let sql = p.into_sql(text);
+    let mut long = sql.run(r.conn)?;
+    rename(&mut long, "__group", &q.group_by);
+    rename(&mut long, "value", q.measure.column());
+    if series {
+        let fill = if m.ratio { Fill::Null } else { Fill::Value(0.0) };
+        let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
+        let frame = super::series::pivot(&long, grid, fill)?;
+        Ok(vec![frame.with_name(format!("{}_by_{}", q.measure.name(), q.group_by)).with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+    } else {
+        Ok(vec![super::table_to_frame(&format!("{}_by_{}", q.measure.name(), q.group_by), r.reduce(long)?, &sql)])
+    }
+}
+
+pub fn rename(t: &mut super::frames::Table, from: &str, to: &str) {
+    if let Some(n) = t.names.iter_mut().find(|n| *n == from) {
+        *n = to.to_string();
+    }
+}

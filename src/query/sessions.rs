@@ -1,0 +1,233 @@
+//! Sessions, one session's event timeline, and prompts (one row per `prompt.id`).
+use super::filters::Table;
+use super::model::{LimitOnly, SessionTimelineQuery, SessionsQuery};
+use super::sql::Sql;
+use super::Runner;
+
+pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
+    let mut p = r.params();
+    let ev_filter = r.filters.clause(Table::Events, &mut p)?;
+    let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
+    let limit = p.bind(i64::from(q.limit));
+    let text = format!(
+        "
+WITH ev AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(time) AS first_seen,
+        max(time) AS last_seen,
+        count(DISTINCT prompt_id) AS prompts,
+        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
+        sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
+        sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
+        sum(cache_creation_tokens) FILTER (WHERE event_name = 'api_request') AS cache_creation_tokens,
+        count(*) FILTER (WHERE event_name = 'tool_result') AS tool_calls,
+        count(*) FILTER (WHERE event_name = 'tool_result' AND success = false) AS tool_failures,
+        count(*) FILTER (WHERE event_name = 'api_error') AS api_errors,
+        count(*) AS events,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM events
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
+    GROUP BY session_id
+), m AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(coalesce(start_time, time)) AS first_seen,
+        max(time) AS last_seen,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input') AS input_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation') AS cache_creation_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total') AS active_time_s,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM metric_points
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
+    GROUP BY session_id
+), s AS (
+    SELECT session_id,
+        coalesce(ev.user_id, m.user_id) AS user_id,
+        least(ev.first_seen, m.first_seen) AS first_seen,
+        greatest(ev.last_seen, m.last_seen) AS last_seen,
+        coalesce(ev.prompts, 0) AS prompts,
+        coalesce(ev.api_calls, 0) AS api_calls,
+        -- per-request events when the logs exporter is on, else the metrics
+        coalesce(ev.cost_usd, m.cost_usd, 0)::DOUBLE AS cost_usd,
+        round(coalesce(ev.input_tokens, m.input_tokens, 0))::BIGINT AS input_tokens,
+        round(coalesce(ev.output_tokens, m.output_tokens, 0))::BIGINT AS output_tokens,
+        round(coalesce(ev.cache_read_tokens, m.cache_read_tokens, 0))::BIGINT AS cache_read_tokens,
+        round(coalesce(ev.cache_creation_tokens, m.cache_creation_tokens, 0))::BIGINT AS cache_creation_tokens,
+        coalesce(ev.tool_calls, 0) AS tool_calls,
+        coalesce(ev.tool_failures, 0) AS tool_failures,
+        coalesce(ev.api_errors, 0) AS api_errors,
+        coalesce(ev.events, 0) AS events,
+        round(coalesce(m.lines_added, 0))::BIGINT AS lines_added,
+        round(coalesce(m.lines_removed, 0))::BIGINT AS lines_removed,
+        round(coalesce(m.commits, 0))::BIGINT AS commits,
+        round(coalesce(m.pull_requests, 0))::BIGINT AS pull_requests,
+        coalesce(m.active_time_s, 0)::DOUBLE AS active_time_s,
+        coalesce(ev.app_version, m.app_version) AS app_version,
+        coalesce(ev.terminal_type, m.terminal_type) AS terminal_type,
+        coalesce(ev.resource, m.resource) AS resource
+    FROM ev FULL OUTER JOIN m USING (session_id)
+)
+SELECT session_id, user_id,
+    json_extract_string(resource, '$.team') AS team,
+    first_seen, last_seen,
+    (epoch_ms(last_seen) - epoch_ms(first_seen))::DOUBLE AS duration_ms,
+    prompts, api_calls, cost_usd,
+    input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens AS tokens,
+    input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+    tool_calls, tool_failures, api_errors, events,
+    lines_added, lines_removed, commits, pull_requests, active_time_s,
+    app_version, terminal_type,
+    resource::VARCHAR AS resource
+FROM s
+ORDER BY last_seen DESC, session_id
+LIMIT {limit}"
+    );
+    Ok(p.into_sql(text))
+}
+
+pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, String> {
+    let mut p = r.params();
+    let session = p.bind(q.session_id.as_str());
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let text = format!(
+        "
+SELECT time, event_name, event_sequence, prompt_id, model, cost_usd,
+    input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+    duration_ms, tool_name, tool_use_id, decision, source, success, status_code, attempt,
+    error, prompt, tool_parameters AS parameters, attributes::VARCHAR AS attributes
+FROM events
+WHERE session_id = {session} AND time BETWEEN $1 AND $2{filter}
+ORDER BY time, event_sequence"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// One row per prompt: what it cost and caused. `cost_per_tool_call` spreads the prompt's cost
+/// over its tool calls.
+pub fn prompts_sql(r: &Runner, q: &LimitOnly) -> Result<Sql, String> {
+    let mut p = r.params();
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let limit = p.bind(i64::from(q.limit));
+    let text = format!(
+        "
+WITH per_prompt AS (
+    SELECT prompt_id,
+        min(time) AS time,
+        any_value(session_id) AS session_id,
+        any_value(user_id) AS user_id,
+        max(prompt) FILTER (WHERE event_name = 'user_prompt') AS prompt,
+        max(prompt_length) FILTER (WHERE event_name = 'user_prompt') AS prompt_length,
+        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
+        count(*) FILTER (WHERE event_name = 'api_error') AS api_errors,
+        count(*) FILTER (WHERE event_name = 'tool_result') AS tool_calls,
+        count(*) FILTER (WHERE event_name = 'tool_result' AND success = false) AS tool_failures,
+        coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0)
+            + coalesce(cache_creation_tokens, 0)) FILTER (WHERE event_name = 'api_request'), 0)::BIGINT AS tokens,
+        coalesce(sum(cost_usd) FILTER (WHERE event_name = 'api_request'), 0)::DOUBLE AS cost_usd,
+        (epoch_ms(max(time)) - epoch_ms(min(time)))::DOUBLE AS duration_ms
+    FROM events
+    WHERE time BETWEEN $1 AND $2 AND prompt_id IS NOT NULL{filter}
+    GROUP BY prompt_id
+)
+SELECT time, prompt_id, session_id, user_id, prompt, prompt_length, api_calls, api_errors,
+    tool_calls, tool_failures, tokens, cost_usd, duration_ms,
+    cost_usd / nullif(tool_calls, 0) AS cost_per_tool_call_usd
+FROM per_prompt
+ORDER BY time DESC, prompt_id
+LIMIT {limit}"
+    );
+    Ok(p.into_sql(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::testing::state_with;
+    use crate::query::filters::Filters;
+    use crate::query::testing::*;
+    use crate::test_fixtures::run as fixture_run;
+
+    fn runner_sql(state: &crate::app::AppState, f: impl FnOnce(&Runner) -> Result<Sql, String>, filters: &Filters) -> Sql {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let _ = state;
+        let r = Runner { conn: &conn, ctx: &ctx(), filters, value_field: None };
+        f(&r).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_match_the_tools_fixture() {
+        let (state, _dir) = state_with(&fixture_run("tools", "http/protobuf")).await;
+        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &Filters::default());
+        let t = table(&state, sql).await;
+        assert_eq!(texts(&t, "session_id"), ["4a513f9f-1086-4ca5-adf4-9dcd94af912f"]);
+        assert_eq!(texts(&t, "team"), ["platform"]);
+        assert_eq!(ints(&t, "prompts"), [1]);
+        assert_eq!(ints(&t, "api_calls"), [7]);
+        assert!((floats(&t, "cost_usd")[0] - 0.048449).abs() < 1e-12);
+        assert_eq!(ints(&t, "input_tokens"), [147]);
+        assert_eq!(ints(&t, "output_tokens"), [306]);
+        assert_eq!(ints(&t, "cache_read_tokens"), [35328]);
+        assert_eq!(ints(&t, "cache_creation_tokens"), [3584]);
+        assert_eq!(ints(&t, "tokens"), [39365]);
+        assert_eq!(ints(&t, "tool_calls"), [6]);
+        assert_eq!(ints(&t, "tool_failures"), [0]);
+        assert_eq!(ints(&t, "api_errors"), [0]);
+        assert_eq!(ints(&t, "events"), [35]);
+        assert_eq!(ints(&t, "lines_added"), [7]);
+        assert_eq!(ints(&t, "lines_removed"), [1]);
+        assert_eq!(ints(&t, "commits"), [1]);
+        assert_eq!(ints(&t, "pull_requests"), [1]);
+        assert!((floats(&t, "active_time_s")[0] - 1.746).abs() < 1e-9);
+
+        // filtered out by session and by team
+        let other: Filters = serde_json::from_value(serde_json::json!({"sessions": ["x"]})).unwrap();
+        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &other);
+        assert_eq!(table(&state, sql).await.rows(), 0);
+        let team: Filters = serde_json::from_value(serde_json::json!({"teams": ["platform"]})).unwrap();
+        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &team);
+        assert_eq!(table(&state, sql).await.rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn timeline_is_ordered_by_sequence() {
+        let (state, _dir) = state_with(&fixture_run("tools", "http/json")).await;
+        let q = SessionTimelineQuery { session_id: "66d7c442-7dcc-40ef-ad40-14021ab26796".into() };
+        let t = table(&state, runner_sql(&state, |r| timeline_sql(r, &q), &Filters::default())).await;
+        assert_eq!(t.rows(), 35);
+        assert_eq!(ints(&t, "event_sequence"), (0..35).collect::<Vec<i64>>());
+        let names = texts(&t, "event_name");
+        assert_eq!(names.iter().filter(|n| *n == "api_request").count(), 7);
+        let cost: f64 = floats(&t, "cost_usd").iter().filter(|c| !c.is_nan()).sum();
+        assert!((cost - 0.048449).abs() < 1e-12, "{cost}");
+        let unknown = SessionTimelineQuery { session_id: "nope".into() };
+        assert_eq!(table(&state, runner_sql(&state, |r| timeline_sql(r, &unknown), &Filters::default())).await.rows(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_prompt_with_its_calls_and_cost() {
+        let (state, _dir) = state_with(&fixture_run("tools", "grpc")).await;
+        let t = table(&state, runner_sql(&state, |r| prompts_sql(r, &LimitOnly { limit: 100 }), &Filters::default())).await;
+        assert_eq!(t.rows(), 1);
+        assert_eq!(ints(&t, "api_calls"), [7]);
+        assert_eq!(ints(&t, "tool_calls"), [6]);
+        assert_eq!(ints(&t, "tokens"), [39365]);
+        assert!((floats(&t, "cost_usd")[0] - 0.048449).abs() < 1e-12);
+        assert!((floats(&t, "cost_per_tool_call_usd")[0] - 0.048449 / 6.0).abs() < 1e-12);
+        assert!(!texts(&t, "prompt")[0].is_empty());
+        assert!(floats(&t, "duration_ms")[0] > 0.0);
+    }
+}

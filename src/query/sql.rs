@@ -1,0 +1,106 @@
+//! SQL text with its bound parameters. Every value that comes from a query (ids, names, regexes,
+//! limits, the time range) is bound as `$n`; only fixed fragments are ever part of the text.
+use chrono::{DateTime, Utc};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::Connection;
+
+use super::frames::Table;
+
+/// A query's SQL with its parameters, kept together for the query inspector.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pub text: String,
+    pub params: Vec<Value>,
+}
+
+impl Sql {
+    pub fn run(&self, conn: &Connection) -> Result<Table, String> {
+        let mut stmt = conn.prepare(&self.text).map_err(|e| format!("preparing query: {e}"))?;
+        let arrow = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| format!("running query: {e}"))?;
+        let schema = arrow.get_schema();
+        let batches: Vec<_> = arrow.collect();
+        Table::from_batches(&schema, &batches)
+    }
+
+    /// SQL and parameter values as the query inspector shows them.
+    pub fn describe(&self) -> String {
+        if self.params.is_empty() {
+            return self.text.trim().to_string();
+        }
+        let params: Vec<String> = self.params.iter().map(describe_value).collect();
+        format!("{}\n-- parameters: [{}]", self.text.trim(), params.join(", "))
+    }
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Timestamp(_, us) => DateTime::from_timestamp_micros(*us).map(|t| format!("'{}'", t.to_rfc3339())).unwrap_or_default(),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::BigInt(i) => i.to_string(),
+        Value::Double(f) => f.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Collects parameter values while SQL text is assembled; `bind` returns the placeholder.
+/// `$1` and `$2` are always the start and end of the query's time range.
+#[derive(Debug, Clone)]
+pub struct Params(Vec<Value>);
+
+impl Params {
+    pub fn with_range(from: DateTime<Utc>, to: DateTime<Utc>) -> Params {
+        Params(vec![timestamp(from), timestamp(to)])
+    }
+
+    /// No range parameters (queries not bound to the time range, such as a trace by id).
+    pub fn empty() -> Params {
+        Params(vec![])
+    }
+
+    pub fn bind(&mut self, value: impl Into<BindValue>) -> String {
+        self.0.push(value.into().0);
+        format!("${}", self.0.len())
+    }
+
+    /// `$a, $b, …` for a list of values, for `IN (…)`.
+    pub fn bind_list(&mut self, values: &[String]) -> String {
+        values.iter().map(|v| self.bind(v.as_str())).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn into_sql(self, text: impl Into<String>) -> Sql {
+        Sql { text: text.into(), params: self.0 }
+    }
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
+}
+
+/// A value `Params::bind` accepts.
+pub struct BindValue(Value);
+
+impl From<&str> for BindValue {
+    fn from(s: &str) -> Self {
+        BindValue(Value::Text(s.to_string()))
+    }
+}
+impl From<String> for BindValue {
+    fn from(s: String) -> Self {
+        BindValue(Value::Text(s))
+    }
+}
+impl From<i64> for BindValue {
+    fn from(i: i64) -> Self {
+        BindValue(Value::BigInt(i))
+    }
+}
+impl From<f64> for BindValue {
+    fn from(f: f64) -> Self {
+        BindValue(Value::Double(f))
+    }
+}
+impl From<DateTime<Utc>> for BindValue {
+    fn from(t: DateTime<Utc>) -> Self {
+        BindValue(timestamp(t))
+    }
+}

@@ -1,0 +1,128 @@
+//! Tools: calls and success rate, failures by error type, accept/reject decisions, and the
+//! model cost attributable to each tool call.
+use super::filters::Table;
+use super::sql::Sql;
+use super::Runner;
+
+pub fn success_sql(r: &Runner) -> Result<Sql, String> {
+    let mut p = r.params();
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let text = format!(
+        "
+WITH r AS (
+    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+        count(*) AS calls,
+        count(*) FILTER (WHERE success) AS successes,
+        count(*) FILTER (WHERE success = false) AS failures,
+        quantile_cont(duration_ms, 0.5) AS p50_duration_ms,
+        quantile_cont(duration_ms, 0.95) AS p95_duration_ms,
+        quantile_cont(duration_ms, 0.99) AS p99_duration_ms
+    FROM events
+    WHERE event_name = 'tool_result' AND time BETWEEN $1 AND $2{filter}
+    GROUP BY 1
+), d AS (
+    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+        count(*) FILTER (WHERE decision = 'accept') AS accepts,
+        count(*) FILTER (WHERE decision = 'reject') AS rejects
+    FROM events
+    WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{filter}
+    GROUP BY 1
+)
+SELECT tool_name,
+    coalesce(calls, 0) AS calls,
+    coalesce(successes, 0) AS successes,
+    coalesce(failures, 0) AS failures,
+    successes::DOUBLE / nullif(calls, 0) AS success_rate,
+    p50_duration_ms, p95_duration_ms, p99_duration_ms,
+    coalesce(accepts, 0) AS accepts,
+    coalesce(rejects, 0) AS rejects
+FROM r FULL OUTER JOIN d USING (tool_name)
+ORDER BY calls DESC, tool_name"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// Failed tool results by tool and error type, with one example message.
+pub fn errors_sql(r: &Runner) -> Result<Sql, String> {
+    let mut p = r.params();
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let text = format!(
+        "
+SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+    coalesce(error_type, '(none)') AS error_type,
+    count(*) AS failures,
+    max(time) AS last_seen,
+    any_value(error) AS example_error
+FROM events
+WHERE event_name = 'tool_result' AND success = false AND time BETWEEN $1 AND $2{filter}
+GROUP BY 1, 2
+ORDER BY failures DESC, tool_name, error_type"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// Accept/reject decisions by tool and source: from `tool_decision` events and from the
+/// `claude_code.code_edit_tool.decision` metric (Edit, Write, NotebookEdit only).
+pub fn decisions_sql(r: &Runner) -> Result<Sql, String> {
+    let mut p = r.params();
+    let ev_filter = r.filters.clause(Table::Events, &mut p)?;
+    let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
+    let text = format!(
+        "
+SELECT 'tool_decision' AS origin,
+    coalesce(tool_name, '(unknown)') AS tool_name,
+    coalesce(source, '(unknown)') AS source,
+    coalesce(decision, '(unknown)') AS decision,
+    count(*) AS decisions
+FROM events
+WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{ev_filter}
+GROUP BY ALL
+UNION ALL
+SELECT 'code_edit_tool.decision',
+    coalesce(tool_name, '(unknown)'),
+    coalesce(source, '(unknown)'),
+    coalesce(decision, '(unknown)'),
+    round(sum(increment))::BIGINT
+FROM metric_points
+WHERE metric_name = 'claude_code.code_edit_tool.decision' AND time BETWEEN $1 AND $2{m_filter}
+GROUP BY ALL
+ORDER BY origin DESC, decisions DESC, tool_name, source, decision"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// Cost per tool call where attributable: each tool result is charged the cost of the model
+/// call that asked for it (the last `api_request` before it in the same prompt), split evenly
+/// between the tool calls that request produced.
+pub fn costs_sql(r: &Runner) -> Result<Sql, String> {
+    let mut p = r.params();
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let text = format!(
+        "
+WITH ev AS (
+    SELECT session_id, prompt_id, event_sequence, event_name, tool_name, cost_usd
+    FROM events
+    WHERE event_name IN ('api_request', 'tool_result') AND prompt_id IS NOT NULL AND event_sequence IS NOT NULL
+        AND time BETWEEN $1 AND $2{filter}
+), req AS (
+    SELECT session_id, prompt_id, event_sequence, cost_usd FROM ev WHERE event_name = 'api_request'
+), res AS (
+    SELECT session_id, prompt_id, event_sequence, tool_name FROM ev WHERE event_name = 'tool_result'
+), attributed AS (
+    SELECT res.tool_name, res.session_id, req.event_sequence AS request_sequence, req.cost_usd
+    FROM res ASOF JOIN req
+        ON res.session_id = req.session_id AND res.prompt_id = req.prompt_id AND res.event_sequence > req.event_sequence
+), split AS (
+    SELECT tool_name, cost_usd / count(*) OVER (PARTITION BY session_id, request_sequence) AS cost
+    FROM attributed
+)
+SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+    count(*) AS calls,
+    coalesce(sum(cost), 0) AS attributed_cost_usd,
+    coalesce(sum(cost), 0) / count(*) AS cost_per_call_usd
+FROM split
+GROUP BY 1
+ORDER BY attributed_cost_usd DESC, tool_name"
+    );
+    Ok(p.into_sql(text))
+}

@@ -1,0 +1,200 @@
+//! Cost by model, API performance (latency percentiles, errors) and productivity.
+use grafana_plugin_sdk::data::{Frame, VisType};
+
+use super::filters::{key_expr, Table};
+use super::measures::{breakdown, rename};
+use super::model::{ApiErrorsQuery, ApiLatencyQuery, BreakdownQuery, CostByModelQuery, Format, Measure, ProductivityQuery, Source};
+use super::series::{pivot, Fill, Grid};
+use super::Runner;
+
+/// Cost per model: as wide time series (one field per model, label `model`), or as a table of
+/// totals with tokens by type.
+pub fn cost_by_model(r: &Runner, q: &CostByModelQuery) -> Result<Vec<Frame>, String> {
+    if q.format != Format::Table {
+        let b = BreakdownQuery { measure: Measure::Cost, group_by: "model".into(), source: q.source, format: Format::TimeSeries, limit: 0 };
+        return Ok(breakdown(r, &b)?.into_iter().map(|f| f.with_name("cost_by_model")).collect());
+    }
+    let mut p = r.params();
+    let text = match q.source {
+        Source::Metrics => {
+            let filter = r.filters.clause(Table::Metrics, &mut p)?;
+            format!(
+                "
+SELECT coalesce(model, '(none)') AS model,
+    coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage'), 0) AS cost_usd,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input'), 0))::BIGINT AS input_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output'), 0))::BIGINT AS output_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead'), 0))::BIGINT AS cache_read_tokens,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'), 0))::BIGINT AS cache_creation_tokens
+FROM metric_points
+WHERE metric_name IN ('claude_code.cost.usage', 'claude_code.token.usage') AND time BETWEEN $1 AND $2{filter}
+GROUP BY 1 ORDER BY cost_usd DESC, model"
+            )
+        }
+        Source::Events => {
+            let filter = r.filters.clause(Table::Events, &mut p)?;
+            format!(
+                "
+SELECT coalesce(model, '(none)') AS model,
+    coalesce(sum(cost_usd), 0) AS cost_usd,
+    coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+    coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+    coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+    coalesce(sum(cache_creation_tokens), 0)::BIGINT AS cache_creation_tokens,
+    count(*) AS requests
+FROM events
+WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2{filter}
+GROUP BY 1 ORDER BY cost_usd DESC, model"
+            )
+        }
+    };
+    r.table("cost_by_model_totals", p.into_sql(text))
+}
+
+/// Quantile literals for the percentiles a query may ask for (a fixed list, never spliced input).
+fn quantile(p: u8) -> Result<&'static str, String> {
+    Ok(match p {
+        50 => "0.5",
+        75 => "0.75",
+        90 => "0.9",
+        95 => "0.95",
+        99 => "0.99",
+        other => return Err(format!("percentiles: {other} is not one of 50, 75, 90, 95, 99")),
+    })
+}
+
+/// `api_request` durations: percentiles over time (optionally per group) or as a table.
+pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, String> {
+    if q.percentiles.is_empty() {
+        return Err("percentiles: give at least one of 50, 75, 90, 95, 99".into());
+    }
+    let mut p = r.params();
+    let group = match &q.group_by {
+        Some(key) => Some(key_expr(Table::Events, key, &mut p)?),
+        None => None,
+    };
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let mut cols = Vec::new();
+    for pct in &q.percentiles {
+        cols.push(format!("quantile_cont(duration_ms, {}) AS p{pct}_duration_ms", quantile(*pct)?));
+    }
+    let series = q.format != Format::Table;
+    let mut select = Vec::new();
+    if series {
+        let b = p.bind(r.ctx.bucket_us());
+        select.push(format!("make_timestamp((epoch_us(time) // {b}) * {b}) AS time"));
+    }
+    if let Some(g) = &group {
+        select.push(format!("coalesce({g}, '(none)') AS __group"));
+    }
+    if !series {
+        select.push("count(*) AS requests".into());
+        select.push("avg(duration_ms) AS avg_duration_ms".into());
+    }
+    select.extend(cols);
+    let order = if series { "ORDER BY 1" } else { "ORDER BY requests DESC" };
+    let text = format!(
+        "
+SELECT {}
+FROM events
+WHERE event_name = 'api_request' AND duration_ms IS NOT NULL AND time BETWEEN $1 AND $2{filter}
+GROUP BY ALL {order}",
+        select.join(",\n    ")
+    );
+    let sql = p.into_sql(text);
+    let mut long = sql.run(r.conn)?;
+    if let Some(key) = &q.group_by {
+        rename(&mut long, "__group", key);
+    }
+    if series {
+        let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
+        Ok(vec![pivot(&long, grid, Fill::Null)?.with_name("api_latency").with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+    } else {
+        Ok(vec![super::table_to_frame("api_latency", r.reduce(long)?, &sql)])
+    }
+}
+
+/// API errors: the error rate (api_error ÷ (api_request + api_error)) over time, per status code
+/// or overall, or a table per status code with retries exhausted.
+pub fn api_errors(r: &Runner, q: &ApiErrorsQuery) -> Result<Vec<Frame>, String> {
+    let mut p = r.params();
+    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let status = "coalesce(CAST(status_code AS VARCHAR), 'network')";
+    let base = format!(
+        "base AS (
+    SELECT time, event_name, status_code FROM events
+    WHERE event_name IN ('api_request', 'api_error', 'api_retries_exhausted') AND time BETWEEN $1 AND $2{filter}
+)"
+    );
+    if q.format == Format::Table {
+        let text = format!(
+            "
+WITH {base}, total AS (SELECT count(*) FILTER (WHERE event_name IN ('api_request', 'api_error')) AS requests FROM base)
+SELECT {status} AS status_code,
+    count(*) FILTER (WHERE event_name = 'api_error') AS errors,
+    count(*) FILTER (WHERE event_name = 'api_retries_exhausted') AS retries_exhausted,
+    (count(*) FILTER (WHERE event_name = 'api_error'))::DOUBLE / nullif(any_value(total.requests), 0) AS error_rate
+FROM base, total
+WHERE event_name IN ('api_error', 'api_retries_exhausted')
+GROUP BY 1 ORDER BY errors DESC, status_code"
+        );
+        return r.table("api_errors", p.into_sql(text));
+    }
+    let b = p.bind(r.ctx.bucket_us());
+    let bucket = format!("make_timestamp((epoch_us(time) // {b}) * {b})");
+    let text = if q.by_status_code {
+        format!(
+            "
+WITH {base},
+totals AS (SELECT {bucket} AS time, count(*) AS requests FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1),
+errs AS (SELECT {bucket} AS time, {status} AS status_code, count(*) AS errors FROM base WHERE event_name = 'api_error' GROUP BY ALL)
+SELECT time, status_code, errors::DOUBLE / requests AS error_rate
+FROM errs JOIN totals USING (time) ORDER BY 1, 2"
+        )
+    } else {
+        format!(
+            "
+WITH {base}
+SELECT {bucket} AS time, (count(*) FILTER (WHERE event_name = 'api_error'))::DOUBLE / count(*) AS error_rate
+FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1 ORDER BY 1"
+        )
+    };
+    let sql = p.into_sql(text);
+    let long = sql.run(r.conn)?;
+    let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
+    // A bucket without errors has rate 0 when per status code; overall, a bucket without
+    // requests has no rate.
+    let fill = if q.by_status_code { Fill::Value(0.0) } else { Fill::Null };
+    Ok(vec![pivot(&long, grid, fill)?.with_name("api_errors").with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+}
+
+/// Lines added/removed, commits, PRs and active time (total, cli, user), optionally per group.
+pub fn productivity(r: &Runner, q: &ProductivityQuery) -> Result<Vec<Frame>, String> {
+    let mut p = r.params();
+    let group = match &q.group_by {
+        Some(key) => format!("coalesce({}, '(none)') AS __group,\n    ", key_expr(Table::Metrics, key, &mut p)?),
+        None => String::new(),
+    };
+    let filter = r.filters.clause(Table::Metrics, &mut p)?;
+    let text = format!(
+        "
+SELECT {group}round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added'), 0))::BIGINT AS lines_added,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed'), 0))::BIGINT AS lines_removed,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count'), 0))::BIGINT AS commits,
+    round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count'), 0))::BIGINT AS pull_requests,
+    coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total'), 0) AS active_time_s,
+    coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total' AND type = 'cli'), 0) AS active_time_cli_s,
+    coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total' AND type = 'user'), 0) AS active_time_user_s
+FROM metric_points
+WHERE metric_name IN ('claude_code.lines_of_code.count', 'claude_code.commit.count', 'claude_code.pull_request.count',
+    'claude_code.active_time.total') AND time BETWEEN $1 AND $2{filter}
+GROUP BY ALL
+ORDER BY lines_added DESC"
+    );
+    let sql = p.into_sql(text);
+    let mut t = sql.run(r.conn)?;
+    if let Some(key) = &q.group_by {
+        rename(&mut t, "__group", key);
+    }
+    Ok(vec![super::table_to_frame("productivity", r.reduce(t)?, &sql)])
+}
