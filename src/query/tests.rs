@@ -498,3 +498,67 @@ async fn delta_and_cumulative_give_identical_totals() {
     assert_eq!(as_cumulative[0], 1.0, "one session, reported three times");
     assert!(close(as_cumulative[2], 0.018464));
 }
+
+/// Failures the captured runs never produced, made from real records of the tools run: a failed
+/// tool call, a rejected decision and a refusal (an `api_request` record renamed, as TELEMETRY.md
+/// lists for `api_refusal`).
+fn failure_records() -> Vec<u8> {
+    let body = crate::test_fixtures::fixture("http-json/tools-03-logs.json");
+    let mut req: Value = serde_json::from_slice(&body).unwrap();
+    let records = req.pointer_mut("/resourceLogs/0/scopeLogs/0/logRecords").unwrap().as_array_mut().unwrap();
+    let attr =
+        |r: &Value, k: &str| -> Option<Value> { r["attributes"].as_array()?.iter().find(|a| a["key"] == k).map(|a| a["value"].clone()) };
+    let set = |r: &mut Value, k: &str, v: &str| {
+        let attrs = r["attributes"].as_array_mut().unwrap();
+        attrs.retain(|a| a["key"] != k);
+        attrs.push(json!({"key": k, "value": {"stringValue": v}}));
+    };
+    let find =
+        |records: &Vec<Value>, name: &str| records.iter().find(|r| attr(r, "event.name") == Some(json!({"stringValue": name}))).cloned();
+    let mut failed = find(records, "tool_result").expect("a tool_result");
+    set(&mut failed, "success", "false");
+    set(&mut failed, "error_type", "TelemetrySafeError");
+    set(&mut failed, "error", "Command timed out after 120s");
+    set(&mut failed, "tool_name", "Bash");
+    let mut rejected = find(records, "tool_decision").expect("a tool_decision");
+    set(&mut rejected, "decision", "reject");
+    set(&mut rejected, "source", "user_reject");
+    set(&mut rejected, "tool_name", "Write");
+    let mut refusal = find(records, "api_request").expect("an api_request");
+    set(&mut refusal, "event.name", "api_refusal");
+    *records = vec![failed, rejected, refusal];
+    serde_json::to_vec(&req).unwrap()
+}
+
+#[tokio::test]
+async fn failures_rejections_and_refusals() {
+    use crate::ingest::decode::{Encoding, Signal};
+    let (state, _dir) = state_with(&[]).await;
+    let outcome = crate::ingest::export_body(&state, Signal::Logs, Encoding::Json, &failure_records(), false).await.unwrap();
+    assert_eq!(outcome.rejected, 0);
+    let c = one(&state, json!({"queryType": "tool_errors"})).await;
+    assert_eq!(c["tool_name"], [json!("Bash")]);
+    assert_eq!(c["error_type"], [json!("TelemetrySafeError")]);
+    assert_eq!(c["failures"], [json!(1)]);
+    assert_eq!(c["example_error"], [json!("Command timed out after 120s")]);
+    let c = one(&state, json!({"queryType": "tool_success_rate"})).await;
+    assert_eq!(c["tool_name"], [json!("Bash"), json!("Write")]);
+    assert_eq!(c["failures"], [json!(1), json!(0)]);
+    assert_eq!(c["success_rate"], [json!(0.0), Value::Null], "no calls: no rate");
+    assert_eq!(c["rejects"], [json!(0), json!(1)]);
+    for (measure, value) in [("tool_failures", 1.0), ("refusals", 1.0), ("tool_calls", 1.0)] {
+        assert_eq!(f(&one(&state, json!({"queryType": "stat", "measure": measure})).await["value"][0]), value, "{measure}");
+    }
+    let c = one(&state, json!({"queryType": "tool_decisions"})).await;
+    assert_eq!(
+        (c["tool_name"][0].clone(), c["source"][0].clone(), c["decision"][0].clone()),
+        (json!("Write"), json!("user_reject"), json!("reject"))
+    );
+    let c = one(&state, json!({"queryType": "annotations", "kinds": ["tool_reject"]})).await;
+    assert_eq!(c["title"], [json!("Tool rejected: Write")]);
+    let c = one(&state, json!({"queryType": "logs", "search": "timed out"})).await;
+    assert_eq!(c["level"], [json!("error")]);
+    assert!(c["body"][0].as_str().unwrap().contains("error=Command timed out after 120s"));
+    let c = one(&state, json!({"queryType": "logs", "eventNames": ["api_refusal", "tool_decision"]})).await;
+    assert_eq!(c["level"], [json!("warning"), json!("warning")]);
+}
