@@ -221,7 +221,8 @@ pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, String> {
     let time_out = bucket.as_ref().map(|b| format!("make_timestamp((epoch_us(time) // {b}) * {b}) AS time, ")).unwrap_or_default();
     let order = if series { "time, __group" } else { "value DESC NULLS LAST, __group" };
     let text = format!(
-        "WITH base AS (
+        // NOT MATERIALIZED: inlined into both uses, so each scan reads only the columns it needs
+        "WITH base AS NOT MATERIALIZED (
     SELECT *, coalesce({group}, '(none)') AS __group
     FROM {table}
     WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}
