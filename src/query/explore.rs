@@ -64,7 +64,11 @@ LIMIT {limit}"
 /// JSON object text → Grafana's `[{key, value}]` tag list.
 fn tag_list(object: Option<&str>) -> Json {
     let map = object.and_then(|s| serde_json::from_str::<serde_json::Map<String, Json>>(s).ok()).unwrap_or_default();
-    Json::Array(map.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect())
+    Json::Array(tags(map.iter()))
+}
+
+fn tags<'a>(map: impl Iterator<Item = (&'a String, &'a Json)>) -> Vec<Json> {
+    map.map(|(key, value)| json!({"key": key, "value": value})).collect()
 }
 
 /// Span events (`[{timeUnixNano, name, attributes}]`) → Grafana's `[{timestamp (ms), fields}]`.
@@ -75,8 +79,8 @@ fn span_logs(events: Option<&str>) -> Json {
             .map(|e| {
                 let ns: f64 = e.get("timeUnixNano").and_then(|t| t.as_str()).and_then(|t| t.parse().ok()).unwrap_or(0.0);
                 let mut fields = vec![json!({"key": "event", "value": e.get("name").cloned().unwrap_or(Json::Null)})];
-                if let Some(Json::Array(attrs)) = Some(tag_list(e.get("attributes").map(|a| a.to_string()).as_deref())) {
-                    fields.extend(attrs);
+                if let Some(attrs) = e.get("attributes").and_then(Json::as_object) {
+                    fields.extend(tags(attrs.iter()));
                 }
                 json!({"timestamp": ns / 1e6, "fields": fields})
             })

@@ -193,7 +193,7 @@ pub fn display_name(name: &str) -> String {
 }
 
 /// Unit, decimals and display name of a table column.
-pub fn field_config(name: &str) -> Option<FieldConfig> {
+pub fn field_config(name: &str) -> FieldConfig {
     let mut config = FieldConfig::default();
     config.display_name = Some(display_name(name));
     if let Some(unit) = unit_for(name) {
@@ -202,5 +202,5 @@ pub fn field_config(name: &str) -> Option<FieldConfig> {
             config.decimals = Some(4);
         }
     }
-    Some(config)
+    config
 }

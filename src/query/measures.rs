@@ -4,7 +4,7 @@
 use grafana_plugin_sdk::data::{Field, Frame, IntoOptField, VisType};
 
 use super::filters::{key_expr, Table};
-use super::model::{BreakdownQuery, Format, Measure, Source, StatOutput, StatQuery};
+use super::model::{BreakdownQuery, Measure, Source, StatOutput, StatQuery};
 use super::series::{Fill, Grid};
 use super::sql::timestamp;
 use super::Runner;
@@ -142,6 +142,16 @@ impl MeasureDef {
 }
 
 pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
+    let keep = match q.output {
+        None | Some(StatOutput::All) => None,
+        Some(StatOutput::Value) => Some("value"),
+        Some(StatOutput::Previous) => Some("previous"),
+        Some(StatOutput::Change) => Some("change"),
+        Some(StatOutput::ChangeRatio) => Some("change_ratio"),
+    };
+    if let Some(keep) = keep.filter(|k| *k != "value" && q.compare.is_none()) {
+        return Err(format!("output {keep:?} needs \"compare\": \"previous_period\""));
+    }
     let m = q.measure.def(q.source);
     let mut p = r.params();
     let clause = r.filters.clause(m.table, &mut p)?;
@@ -171,30 +181,20 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
         fields.push(("change_ratio".into(), ratio));
         described.push_str(&format!("\n-- previous period: {}", prev.describe()));
     }
-    let keep = match q.output {
-        None | Some(StatOutput::All) => None,
-        Some(StatOutput::Value) => Some("value"),
-        Some(StatOutput::Previous) => Some("previous"),
-        Some(StatOutput::Change) => Some("change"),
-        Some(StatOutput::ChangeRatio) => Some("change_ratio"),
-    };
     if let Some(keep) = keep {
-        if q.compare.is_none() && keep != "value" {
-            return Err(format!("output {keep:?} needs \"compare\": \"previous_period\""));
-        }
         fields.retain(|(n, _)| n == keep);
     }
     let unit_column = |name: &str| if name == "change_ratio" { "change_ratio".to_string() } else { column.to_string() };
     let out: Vec<Field> = fields
         .into_iter()
         .map(|(name, v)| {
-            let mut config = super::frames::field_config(&unit_column(&name)).unwrap_or_default();
+            let mut config = super::frames::field_config(&unit_column(&name));
             config.display_name = Some(super::frames::display_name(&format!("{}_{}", q.measure.name(), name)));
             vec![v].into_opt_field(name.as_str()).with_config(config)
         })
         .collect();
     let mut meta = super::meta_text(described, Some(VisType::Table));
-    meta.custom = Some(serde_json::json!({"measure": q.measure.name()}).as_object().cloned().unwrap_or_default());
+    meta.custom = Some(serde_json::Map::from_iter([("measure".to_string(), q.measure.name().into())]));
     Ok(vec![Frame::new(q.measure.name()).with_fields(out).with_metadata(meta)])
 }
 
@@ -207,7 +207,7 @@ pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, String> {
     let mut p = r.params();
     let group = key_expr(m.table, &q.group_by, &mut p)?;
     let clause = r.filters.clause(m.table, &mut p)?;
-    let series = q.format != Format::Table;
+    let series = q.format.is_series()?;
     let bucket = if series { Some(p.bind(r.ctx.bucket_us())) } else { None };
     let (top_cte, group_out) = if q.limit > 0 {
         let n = p.bind(i64::from(q.limit));

@@ -148,6 +148,17 @@ pub mod testing {
         }
     }
 
+    /// One hour around the fixtures' capture time (2026-11-21 21:20–22:20 UTC), 1-minute buckets.
+    pub fn hour() -> QueryContext {
+        QueryContext {
+            from: DateTime::from_timestamp(1_795_296_000, 0).unwrap(),
+            to: DateTime::from_timestamp(1_795_299_599, 0).unwrap(),
+            interval_ms: 60_000,
+            max_data_points: 1000,
+            limits: raw::Limits::default(),
+        }
+    }
+
     /// Runs query JSON against the state's store with `ctx`.
     pub async fn frames(state: &AppState, json: serde_json::Value, ctx: QueryContext) -> Result<Vec<Frame>, String> {
         let parsed = model::parse(&json, "")?;

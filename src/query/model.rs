@@ -50,6 +50,18 @@ pub enum Format {
     Logs,
 }
 
+impl Format {
+    /// For typed queries with a series and a table form: whether to return the series.
+    /// `logs` belongs to raw SQL only.
+    pub fn is_series(self) -> Result<bool, String> {
+        match self {
+            Format::TimeSeries => Ok(true),
+            Format::Table => Ok(false),
+            Format::Logs => Err("format \"logs\" is only for raw SQL; use \"time_series\" or \"table\"".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiErrorsQuery {

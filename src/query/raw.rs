@@ -290,13 +290,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> QueryContext {
-        QueryContext {
-            from: DateTime::from_timestamp(1_795_296_000, 0).unwrap(),
-            to: DateTime::from_timestamp(1_795_299_600, 0).unwrap(),
-            interval_ms: 60_000,
-            max_data_points: 1000,
-            limits: Limits::default(),
-        }
+        QueryContext { to: DateTime::from_timestamp(1_795_299_600, 0).unwrap(), ..crate::query::testing::hour() }
     }
 
     #[test]

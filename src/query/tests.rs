@@ -2,21 +2,10 @@
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use super::testing::{columns, frames};
+use super::testing::{columns, frames, hour};
 use super::QueryContext;
 use crate::ingest::testing::state_with;
 use crate::test_fixtures::run as fixture_run;
-
-/// One hour around the fixtures' capture time, 1-minute buckets.
-fn hour() -> QueryContext {
-    QueryContext {
-        from: DateTime::from_timestamp(1_795_296_000, 0).unwrap(),
-        to: DateTime::from_timestamp(1_795_299_599, 0).unwrap(),
-        interval_ms: 60_000,
-        max_data_points: 1000,
-        limits: super::raw::Limits::default(),
-    }
-}
 
 async fn one(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
     let fs = frames(state, q.clone(), hour()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
@@ -153,7 +142,11 @@ async fn api_latency_and_errors() {
     let e = frames(&state, json!({"queryType": "api_latency", "percentiles": [42]}), hour()).await.unwrap_err();
     assert!(e.contains("42"), "{e}");
 
+    let e = frames(&state, json!({"queryType": "breakdown", "measure": "cost", "format": "logs"}), hour()).await.unwrap_err();
+    assert!(e.contains("only for raw SQL"), "{e}");
+
     let (state, _dir) = state_with(&fixture_run("exhaust", "http/json")).await;
+    assert!(one(&state, json!({"queryType": "api_latency", "format": "table"})).await.is_empty(), "no requests: no data");
     let c = one(&state, json!({"queryType": "api_errors", "format": "table"})).await;
     assert_eq!(c["status_code"], [json!("500")]);
     assert_eq!((c["errors"][0].clone(), c["retries_exhausted"][0].clone(), f(&c["error_rate"][0])), (json!(1), json!(1), 1.0));

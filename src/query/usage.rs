@@ -10,7 +10,7 @@ use super::Runner;
 /// Cost per model: as wide time series (one field per model, label `model`), or as a table of
 /// totals with tokens by type.
 pub fn cost_by_model(r: &Runner, q: &CostByModelQuery) -> Result<Vec<Frame>, String> {
-    if q.format != Format::Table {
+    if q.format.is_series()? {
         let b = BreakdownQuery { measure: Measure::Cost, group_by: "model".into(), source: q.source, format: Format::TimeSeries, limit: 0 };
         return Ok(breakdown(r, &b)?.into_iter().map(|f| f.with_name("cost_by_model")).collect());
     }
@@ -78,7 +78,7 @@ pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, String
     for pct in &q.percentiles {
         cols.push(format!("quantile_cont(duration_ms, {}) AS p{pct}_duration_ms", quantile(*pct)?));
     }
-    let series = q.format != Format::Table;
+    let series = q.format.is_series()?;
     let mut select = Vec::new();
     if series {
         let b = p.bind(r.ctx.bucket_us());
@@ -92,7 +92,8 @@ pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, String
         select.push("avg(duration_ms) AS avg_duration_ms".into());
     }
     select.extend(cols);
-    let order = if series { "ORDER BY 1" } else { "ORDER BY requests DESC" };
+    // HAVING: without a group, no requests must be "no data", not one row of zeros
+    let order = if series { "ORDER BY 1" } else { "HAVING count(*) > 0 ORDER BY requests DESC" };
     let text = format!(
         "
 SELECT {}
@@ -126,7 +127,7 @@ pub fn api_errors(r: &Runner, q: &ApiErrorsQuery) -> Result<Vec<Frame>, String> 
     WHERE event_name IN ('api_request', 'api_error', 'api_retries_exhausted') AND time BETWEEN $1 AND $2{filter}
 )"
     );
-    if q.format == Format::Table {
+    if !q.format.is_series()? {
         let text = format!(
             "
 WITH {base}, total AS (SELECT count(*) FILTER (WHERE event_name IN ('api_request', 'api_error')) AS requests FROM base)
