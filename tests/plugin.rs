@@ -481,4 +481,9 @@ async fn query_types_and_variable_values_are_resources() {
     let r = plugin.call_resource("GET", "variables?key=model&from=yesterday", &[], vec![]).await;
     assert_eq!(r.code, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("from"));
+    let r = plugin.call_resource("GET", "endpoints", &[], vec![]).await;
+    assert_eq!(r.code, 200);
+    let endpoints: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(endpoints["grpc"]["state"], "listening");
+    assert_eq!(endpoints["http"]["address"], plugin.http_addr.as_str());
 }

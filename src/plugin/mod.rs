@@ -199,6 +199,8 @@ impl backend::ResourceService for ClaudeCodePlugin {
             }
             "/query-types" => json_response(StatusCode::OK, &query::catalog::query_types()),
             "/variables" => self.variable_values(request.uri().query().unwrap_or("")).await,
+            // where the OTLP listeners are, for the config editor's ready-to-paste Claude Code setup
+            "/endpoints" => json_response(StatusCode::OK, &self.state.listeners()),
             _ => return Err(ResourceError::NotFound(format!("no resource at {path}"))),
         };
         Ok((response, Box::pin(futures::stream::empty())))

@@ -1,0 +1,392 @@
+import React, { ChangeEvent, useEffect, useState } from 'react';
+import { QueryEditorProps, SelectableValue } from '@grafana/data';
+import {
+  CodeEditor,
+  InlineField,
+  InlineSwitch,
+  Input,
+  MultiSelect,
+  RadioButtonGroup,
+  Select,
+  Stack,
+  Text,
+} from '@grafana/ui';
+
+import { DataSource } from '../datasource';
+import {
+  ANNOTATION_KINDS,
+  EVENT_NAMES,
+  FORMAT_LABELS,
+  GROUP_KEYS,
+  MEASURES,
+  PERCENTILES,
+  QUERY_TYPES,
+  queryTypeOptions,
+  SOURCES,
+  STAT_OUTPUTS,
+  switchQueryType,
+  VARIABLE_KEYS,
+} from '../querySpec';
+import { AnnotationKind, ClaudeCodeOptions, ClaudeCodeQuery, Format, QueryType, QueryTypeInfo } from '../types';
+
+type Props = QueryEditorProps<DataSource, ClaudeCodeQuery, ClaudeCodeOptions>;
+
+const LABEL_WIDTH = 16;
+
+/** A list field shown as comma-separated text: `$session` or `a, b`. */
+const listText = (v: string[] | string | undefined) => (Array.isArray(v) ? v.join(', ') : (v ?? ''));
+const textList = (s: string) => {
+  const items = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+  return items.length > 0 ? items : undefined;
+};
+
+/** Keeps typed-in values (variables, custom keys) selectable next to the known ones. */
+function withCurrent(options: Array<SelectableValue<string>>, value?: string): Array<SelectableValue<string>> {
+  return value && !options.some((o) => o.value === value) ? [...options, { value, label: value }] : options;
+}
+
+export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) {
+  const [catalog, setCatalog] = useState<QueryTypeInfo[] | undefined>();
+  useEffect(() => {
+    let live = true;
+    datasource
+      .getQueryTypes()
+      .then((c) => live && setCatalog(c))
+      // the built-in descriptions are used when the catalog cannot be loaded
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [datasource]);
+
+  const queryType: QueryType = query.queryType ?? 'stat';
+  const spec = QUERY_TYPES[queryType] ?? QUERY_TYPES.stat;
+  const has = (o: (typeof spec.options)[number]) => spec.options.includes(o);
+
+  // selects and switches run at once; text inputs on blur
+  const set = (patch: Partial<ClaudeCodeQuery>, run = true) => {
+    onChange({ ...query, ...patch });
+    if (run) {
+      onRunQuery();
+    }
+  };
+  const text = (field: keyof ClaudeCodeQuery) => (e: ChangeEvent<HTMLInputElement>) =>
+    set({ [field]: e.currentTarget.value || undefined }, false);
+  const number = (field: keyof ClaudeCodeQuery) => (e: ChangeEvent<HTMLInputElement>) => {
+    const n = parseInt(e.currentTarget.value, 10);
+    set({ [field]: Number.isFinite(n) && n >= 0 ? n : undefined }, false);
+  };
+  const list = (field: 'sessions' | 'users' | 'models' | 'teams') => (e: ChangeEvent<HTMLInputElement>) =>
+    set({ [field]: textList(e.currentTarget.value) }, false);
+  const run = () => onRunQuery();
+
+  const formats = spec.formats ?? [];
+  const description = catalog?.find((c) => c.queryType === queryType)?.description ?? spec.description;
+
+  return (
+    <Stack direction="column" gap={1}>
+      <Stack wrap="wrap" gap={1} alignItems="center">
+        <InlineField label="Query type" labelWidth={LABEL_WIDTH} htmlFor="cc-query-type">
+          <Select
+            inputId="cc-query-type"
+            width={28}
+            options={queryTypeOptions(catalog)}
+            value={queryType}
+            onChange={(v) => v.value && set(switchQueryType(query, v.value))}
+          />
+        </InlineField>
+        <Text color="secondary" variant="bodySmall">
+          {description}
+        </Text>
+      </Stack>
+
+      <Stack wrap="wrap" gap={1}>
+        {has('measure') && (
+          <InlineField label="Measure" labelWidth={LABEL_WIDTH} htmlFor="cc-measure">
+            <Select
+              inputId="cc-measure"
+              width={28}
+              options={MEASURES}
+              value={query.measure}
+              onChange={(v) => set({ measure: v.value })}
+            />
+          </InlineField>
+        )}
+        {has('source') && (
+          <InlineField label="Source" tooltip="Where cost and token numbers come from">
+            <RadioButtonGroup
+              options={SOURCES}
+              value={query.source ?? 'metrics'}
+              onChange={(source) => set({ source })}
+            />
+          </InlineField>
+        )}
+        {has('compare') && (
+          <InlineField label="Compare with previous period" htmlFor="cc-compare">
+            <InlineSwitch
+              id="cc-compare"
+              value={query.compare === 'previous_period'}
+              onChange={(e) =>
+                set({
+                  compare: e.currentTarget.checked ? 'previous_period' : undefined,
+                  output: e.currentTarget.checked ? query.output : undefined,
+                })
+              }
+            />
+          </InlineField>
+        )}
+        {has('compare') && query.compare === 'previous_period' && (
+          <InlineField label="Output" tooltip="One number makes the query usable in an alert rule" htmlFor="cc-output">
+            <Select
+              inputId="cc-output"
+              width={20}
+              options={STAT_OUTPUTS}
+              value={query.output ?? 'all'}
+              onChange={(v) => set({ output: v.value === 'all' ? undefined : (v.value as ClaudeCodeQuery['output']) })}
+            />
+          </InlineField>
+        )}
+        {(has('groupBy') || has('optionalGroupBy')) && (
+          <InlineField
+            label="Group by"
+            labelWidth={LABEL_WIDTH}
+            tooltip="Any attribute or resource attribute key"
+            htmlFor="cc-group-by"
+          >
+            <Select
+              inputId="cc-group-by"
+              width={24}
+              allowCustomValue
+              isClearable={has('optionalGroupBy')}
+              options={withCurrent(GROUP_KEYS, query.groupBy)}
+              value={query.groupBy ?? null}
+              onChange={(v) => set({ groupBy: v?.value || undefined })}
+            />
+          </InlineField>
+        )}
+        {has('percentiles') && (
+          <InlineField label="Percentiles" htmlFor="cc-percentiles">
+            <MultiSelect
+              inputId="cc-percentiles"
+              width={30}
+              options={PERCENTILES.map((p) => ({ value: p, label: `p${p}` }))}
+              value={query.percentiles ?? [50, 95, 99]}
+              onChange={(v) =>
+                set({
+                  percentiles: v
+                    .map((o) => o.value!)
+                    .filter((p) => p !== undefined)
+                    .sort((a, b) => a - b),
+                })
+              }
+            />
+          </InlineField>
+        )}
+        {has('byStatusCode') && (
+          <InlineField label="By status code" htmlFor="cc-by-status">
+            <InlineSwitch
+              id="cc-by-status"
+              value={query.byStatusCode ?? true}
+              onChange={(e) => set({ byStatusCode: e.currentTarget.checked })}
+            />
+          </InlineField>
+        )}
+        {has('sessionId') && (
+          <InlineField label="Session" labelWidth={LABEL_WIDTH} tooltip="A session id or a variable such as $session">
+            <Input
+              id="cc-session-id"
+              aria-label="Session id"
+              width={44}
+              value={query.sessionId ?? ''}
+              placeholder="$session"
+              onChange={text('sessionId')}
+              onBlur={run}
+            />
+          </InlineField>
+        )}
+        {has('eventNames') && (
+          <InlineField label="Events" labelWidth={LABEL_WIDTH} tooltip="Empty: every event" htmlFor="cc-event-names">
+            <MultiSelect
+              inputId="cc-event-names"
+              width={50}
+              allowCustomValue
+              options={EVENT_NAMES}
+              value={query.eventNames ?? []}
+              onChange={(v) => set({ eventNames: v.map((o) => o.value!).filter(Boolean) })}
+            />
+          </InlineField>
+        )}
+        {has('search') && (
+          <InlineField label="Search" tooltip="Case-insensitive text in prompt, response, error and tool parameters">
+            <Input
+              id="cc-search"
+              aria-label="Search"
+              width={30}
+              value={query.search ?? ''}
+              onChange={text('search')}
+              onBlur={run}
+            />
+          </InlineField>
+        )}
+        {has('trace') && (
+          <>
+            <InlineField label="Prompt id" labelWidth={LABEL_WIDTH}>
+              <Input
+                id="cc-prompt-id"
+                aria-label="Prompt id"
+                width={40}
+                value={query.promptId ?? ''}
+                onChange={text('promptId')}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="or trace id">
+              <Input
+                id="cc-trace-id"
+                aria-label="Trace id"
+                width={36}
+                value={query.traceId ?? ''}
+                onChange={text('traceId')}
+                onBlur={run}
+              />
+            </InlineField>
+          </>
+        )}
+        {has('key') && (
+          <InlineField label="Values of" labelWidth={LABEL_WIDTH} htmlFor="cc-key">
+            <Select
+              inputId="cc-key"
+              width={24}
+              allowCustomValue
+              options={withCurrent(VARIABLE_KEYS, query.key)}
+              value={query.key}
+              onChange={(v) => set({ key: v.value })}
+            />
+          </InlineField>
+        )}
+        {has('kinds') && (
+          <InlineField label="Show" labelWidth={LABEL_WIDTH} htmlFor="cc-kinds">
+            <MultiSelect
+              inputId="cc-kinds"
+              width={50}
+              options={ANNOTATION_KINDS}
+              value={query.kinds ?? ['session_start', 'api_error', 'tool_reject']}
+              onChange={(v) => set({ kinds: v.map((o) => o.value as AnnotationKind).filter(Boolean) })}
+            />
+          </InlineField>
+        )}
+        {formats.length > 0 && (
+          <InlineField label="Format" labelWidth={has('rawSql') ? LABEL_WIDTH : undefined}>
+            <RadioButtonGroup<Format>
+              options={formats.map((f) => ({ value: f, label: FORMAT_LABELS[f] }))}
+              value={query.format ?? formats[0]}
+              onChange={(format) => set({ format })}
+            />
+          </InlineField>
+        )}
+        {has('limit') && (
+          <InlineField
+            label={queryType === 'breakdown' ? 'Top' : 'Limit'}
+            tooltip={queryType === 'breakdown' ? 'Largest groups kept; the rest is "other"; 0 keeps all' : 'Most rows'}
+          >
+            <Input
+              id="cc-limit"
+              aria-label="Limit"
+              type="number"
+              min={0}
+              width={10}
+              value={query.limit ?? ''}
+              onChange={number('limit')}
+              onBlur={run}
+            />
+          </InlineField>
+        )}
+      </Stack>
+
+      {has('rawSql') && (
+        <Stack direction="column" gap={0.5}>
+          <CodeEditor
+            language="sql"
+            height={160}
+            showLineNumbers
+            showMiniMap={false}
+            value={query.rawSql ?? ''}
+            onBlur={(rawSql) => set({ rawSql })}
+            onSave={(rawSql) => set({ rawSql })}
+          />
+          <Text color="secondary" variant="bodySmall">
+            Read-only DuckDB SQL over the tables events, metric_points and spans. Macros: $__timeFilter(time),
+            $__timeGroupAlias(time, $__interval[, 0]), $__timeFrom(), $__timeTo(), $__interval_ms. Quote multi-value
+            variables with {'${var:sqlstring}'}.
+          </Text>
+        </Stack>
+      )}
+
+      {queryType !== 'sql' && queryType !== 'variable' && (
+        <Stack wrap="wrap" gap={1}>
+          <InlineField label="Sessions" labelWidth={LABEL_WIDTH} tooltip="Ids or variables, comma-separated">
+            <Input
+              id="cc-sessions"
+              aria-label="Sessions filter"
+              width={24}
+              placeholder="all"
+              value={listText(query.sessions)}
+              onChange={list('sessions')}
+              onBlur={run}
+            />
+          </InlineField>
+          <InlineField label="Users" tooltip="user.id, user.email or account uuid; comma-separated">
+            <Input
+              id="cc-users"
+              aria-label="Users filter"
+              width={20}
+              placeholder="all"
+              value={listText(query.users)}
+              onChange={list('users')}
+              onBlur={run}
+            />
+          </InlineField>
+          <InlineField label="Models">
+            <Input
+              id="cc-models"
+              aria-label="Models filter"
+              width={20}
+              placeholder="all"
+              value={listText(query.models)}
+              onChange={list('models')}
+              onBlur={run}
+            />
+          </InlineField>
+          <InlineField label="Teams" tooltip="The team resource attribute">
+            <Input
+              id="cc-teams"
+              aria-label="Teams filter"
+              width={16}
+              placeholder="all"
+              value={listText(query.teams)}
+              onChange={list('teams')}
+              onBlur={run}
+            />
+          </InlineField>
+          <InlineField
+            label="Value field"
+            tooltip="For alert rules on tables: keep only this numeric column (e.g. success_rate, value)"
+          >
+            <Input
+              id="cc-value-field"
+              aria-label="Value field"
+              width={16}
+              placeholder="all columns"
+              value={query.valueField ?? ''}
+              onChange={text('valueField')}
+              onBlur={run}
+            />
+          </InlineField>
+        </Stack>
+      )}
+    </Stack>
+  );
+}

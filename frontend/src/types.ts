@@ -1,0 +1,120 @@
+import { DataSourceJsonData } from '@grafana/data';
+import { DataQuery } from '@grafana/schema';
+
+/** Every `queryType` the backend answers (see the `query-types` resource). */
+export type QueryType =
+  | 'stat'
+  | 'breakdown'
+  | 'cost_by_model'
+  | 'sessions'
+  | 'session_timeline'
+  | 'prompts'
+  | 'api_latency'
+  | 'api_errors'
+  | 'tool_success_rate'
+  | 'tool_errors'
+  | 'tool_decisions'
+  | 'tool_costs'
+  | 'productivity'
+  | 'logs'
+  | 'trace'
+  | 'event_counts'
+  | 'variable'
+  | 'annotations'
+  | 'sql';
+
+export type Format = 'time_series' | 'table' | 'logs';
+export type Source = 'metrics' | 'events';
+export type StatOutput = 'all' | 'value' | 'previous' | 'change' | 'change_ratio';
+export type AnnotationKind = 'session_start' | 'api_error' | 'tool_reject';
+
+export interface AdhocFilter {
+  key: string;
+  operator: string;
+  value: string;
+  values?: string[];
+}
+
+/**
+ * The JSON a panel or alert rule stores. One flat shape: the backend reads the fields its
+ * `queryType` needs and ignores the rest, so switching types in the editor keeps shared options.
+ */
+export interface ClaudeCodeQuery extends DataQuery {
+  queryType?: QueryType;
+  // filters every type accepts: a list, one value, or a variable such as `$session`
+  sessions?: string[] | string;
+  users?: string[] | string;
+  models?: string[] | string;
+  teams?: string[] | string;
+  adhocFilters?: AdhocFilter[];
+  valueField?: string;
+  // per-type options
+  measure?: string;
+  source?: Source;
+  compare?: 'previous_period';
+  output?: StatOutput;
+  groupBy?: string;
+  format?: Format;
+  limit?: number;
+  percentiles?: number[];
+  byStatusCode?: boolean;
+  sessionId?: string;
+  eventNames?: string[];
+  search?: string;
+  traceId?: string;
+  promptId?: string;
+  key?: string;
+  kinds?: AnnotationKind[];
+  rawSql?: string;
+}
+
+/** A template variable's query (the variable editor stores only these). */
+export interface VariableQuery extends DataQuery {
+  key: string;
+  limit?: number;
+}
+
+export const DEFAULT_QUERY: Partial<ClaudeCodeQuery> = {
+  queryType: 'stat',
+  measure: 'cost',
+};
+
+/** How Claude Code should reach the OTLP receiver, for the generated configuration. */
+export type OtlpProtocol = 'grpc' | 'http/protobuf' | 'http/json';
+
+/** Per-datasource settings (jsonData). */
+export interface ClaudeCodeOptions extends DataSourceJsonData {
+  /** The URL Claude Code sends to, as reachable from developer machines. */
+  otlpEndpoint?: string;
+  otlpProtocol?: OtlpProtocol;
+  /** Days of history to keep; 0 or unset keeps everything. */
+  retentionDays?: number;
+  /** Extra resource attributes suggested in the generated configuration, e.g. `team=platform`. */
+  resourceAttributes?: string;
+  logUserPrompts?: boolean;
+  logToolDetails?: boolean;
+  enableTraces?: boolean;
+}
+
+/** Secure settings: sent to the backend only, never back to the browser. */
+export interface ClaudeCodeSecureOptions {
+  ingestToken?: string;
+}
+
+/** A listener as the `endpoints` resource reports it. */
+export interface ListenerState {
+  state: 'starting' | 'listening' | 'failed';
+  address?: string;
+  error?: string;
+}
+
+export interface Endpoints {
+  grpc: ListenerState;
+  http: ListenerState;
+}
+
+export interface QueryTypeInfo {
+  queryType: QueryType;
+  description: string;
+  example: Record<string, unknown>;
+}
