@@ -18,13 +18,8 @@ fn read_json(path: &str) -> Value {
 
 #[test]
 fn plugin_json_matches_grafanas_schema_and_includes_every_dashboard() {
-    let schema = std::fs::read_to_string(format!("{ROOT}/../shared/grafana/plugin.schema.json"))
-        .or_else(|_| std::fs::read_to_string(std::env::var("GRAFANA_PLUGIN_SCHEMA").unwrap_or_default()))
-        .expect("../shared/grafana/plugin.schema.json (or $GRAFANA_PLUGIN_SCHEMA)");
-    let schema: Value = serde_json::from_str(&schema).unwrap();
-    let validator = jsonschema::draft7::new(&schema).expect("schema compiles");
     let plugin = read_json("plugin.json");
-    let errors: Vec<String> = validator.iter_errors(&plugin).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    let errors = common::plugin_schema_errors(&plugin);
     assert!(errors.is_empty(), "plugin.json: {errors:#?}");
     assert_eq!(plugin["id"], "vibe-claudecode-datasource");
     assert_eq!(plugin["executable"], "gpx_claudecode");
@@ -131,4 +126,115 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
             }
         }
     }
+}
+
+fn read_yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// What a rule's reduce step sees of query A: the last or largest non-null number.
+fn reduce(r: &common::QueryResult, reducer: &str) -> Option<f64> {
+    let values: Vec<f64> = r
+        .frames
+        .iter()
+        .flat_map(|f| f.fields.iter().filter(|x| is_number(x)).flat_map(|x| x.values.iter().filter_map(Value::as_f64)))
+        .filter(|v| v.is_finite())
+        .collect();
+    match reducer {
+        "last" => values.last().copied(),
+        "max" => values.into_iter().reduce(f64::max),
+        other => panic!("reducer {other} not modelled"),
+    }
+}
+
+#[tokio::test]
+async fn provisioning_files_fit_the_plugin_and_alert_rules_evaluate() {
+    let datasources = read_yaml("provisioning/datasources/claude-code.yaml");
+    let ds = &datasources["datasources"][0];
+    assert_eq!(ds["type"], "vibe-claudecode-datasource");
+    let uid = ds["uid"].as_str().unwrap();
+    let providers = read_yaml("provisioning/dashboards/claude-code.yaml");
+    let path = providers["providers"][0]["options"]["path"].as_str().unwrap();
+    assert!(path.ends_with("/vibe-claudecode-datasource/dashboards"), "{path}");
+
+    // the compose example: a glibc (-ubuntu) Grafana image, the package and provisioning
+    // mounted where the provider above looks, the receiver's ports published
+    let compose = read_yaml("docker-compose.yaml");
+    let grafana = &compose["services"]["grafana"];
+    assert!(grafana["image"].as_str().unwrap().ends_with("-ubuntu"), "{}", grafana["image"]);
+    let volumes: Vec<&str> = grafana["volumes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(volumes.contains(&"./dist:/var/lib/grafana/plugins/vibe-claudecode-datasource:ro"), "{volumes:?}");
+    assert!(volumes.contains(&"./provisioning:/etc/grafana/provisioning:ro"), "{volumes:?}");
+    let ports: Vec<&str> = grafana["ports"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(ports, ["3000:3000", "4317:4317", "4318:4318"]);
+    assert_eq!(grafana["environment"]["GF_PLUGIN_OTLP_HTTP_LISTEN"], "0.0.0.0:4318");
+
+    // the exhaust run: one API request failed with 500 after its retries
+    let plugin = Plugin::start().await;
+    let client = reqwest::Client::new();
+    for f in run("exhaust", "http/json") {
+        let resp = client
+            .post(format!("http://{}/v1/{}", plugin.http_addr, f.signal))
+            .header("content-type", &f.content_type)
+            .body(fixture(&f.file))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", f.file);
+    }
+    let last = plugin.query(json!({"queryType": "sql", "rawSql": "SELECT epoch(max(time)) AS t FROM events"}), FROM, TO).await;
+    let now = last.frames[0].field("t").f64s()[0].ceil() as i64 + 1;
+
+    let rules = read_yaml("provisioning/alerting/claude-code.yaml");
+    let mut fired = std::collections::BTreeMap::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let title = rule["title"].as_str().unwrap();
+        let data = rule["data"].as_array().unwrap();
+        let ref_ids: Vec<&str> = data.iter().map(|d| d["refId"].as_str().unwrap()).collect();
+        assert!(ref_ids.contains(&rule["condition"].as_str().unwrap()), "{title}: condition");
+        let mut a = None;
+        let mut reducer = None;
+        let mut threshold = None;
+        for d in data {
+            let model = &d["model"];
+            if d["datasourceUid"] == "__expr__" {
+                let input = model["expression"].as_str().unwrap();
+                assert!(ref_ids.contains(&input), "{title}: expression {input}");
+                match model["type"].as_str().unwrap() {
+                    "reduce" => reducer = Some(model["reducer"].as_str().unwrap().to_string()),
+                    "threshold" => {
+                        let evaluator = &model["conditions"][0]["evaluator"];
+                        assert_eq!(evaluator["type"], "gt", "{title}");
+                        threshold = evaluator["params"][0].as_f64();
+                    }
+                    other => panic!("{title}: expression type {other} not modelled"),
+                }
+                continue;
+            }
+            assert_eq!(d["datasourceUid"], uid, "{title}: runs on the provisioned datasource");
+            let range = &d["relativeTimeRange"];
+            let (from, to) = (now - range["from"].as_i64().unwrap(), now - range["to"].as_i64().unwrap());
+            let r = plugin.query_as_alert(model.clone(), from, to).await;
+            common::assert_alertable(title, &r);
+            a = Some(r);
+        }
+        let a = a.unwrap_or_else(|| panic!("{title}: no datasource query"));
+        let value = match &reducer {
+            Some(reducer) => reduce(&a, reducer),
+            None => reduce(&a, "last"),
+        };
+        fired.insert(title.to_string(), value.is_some_and(|v| v > threshold.unwrap()));
+    }
+    assert_eq!(
+        fired,
+        [
+            ("Claude Code API error rate over 5 %", true),
+            ("Claude Code P95 API latency over 30 s", false),
+            ("Claude Code cost spike (over 2x the previous day)", false),
+        ]
+        .into_iter()
+        .map(|(t, f)| (t.to_string(), f))
+        .collect()
+    );
 }

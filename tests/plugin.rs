@@ -368,33 +368,6 @@ async fn health_says_why_when_no_data_directory_is_configured() {
     assert!(message.contains("no data directory") && message.contains("GF_PLUGIN_DATA_DIR"), "{message}");
 }
 
-/// What Grafana's server-side expressions accept (pkg/expr): one frame that is a numeric table
-/// (only string fields and exactly one number field), or wide series (time first, ascending,
-/// no nulls, then number fields), or "no data" (a frame without fields).
-fn assert_alertable(what: &str, r: &common::QueryResult) {
-    assert_eq!(r.error, "", "{what}");
-    assert!(!r.frames.is_empty(), "{what}: no frames");
-    let is_number = |t: &str| ["Int", "UInt", "Float"].iter().any(|p| t.starts_with(p));
-    if r.frames.len() == 1 && r.frames[0].fields.is_empty() {
-        return;
-    }
-    if r.frames.len() == 1 && !r.frames[0].fields.iter().any(|f| f.arrow_type.contains("Timestamp")) {
-        let numbers = r.frames[0].fields.iter().filter(|f| is_number(&f.arrow_type)).count();
-        let others = r.frames[0].fields.iter().filter(|f| !is_number(&f.arrow_type) && f.arrow_type != "Utf8").count();
-        assert!(numbers == 1 && others == 0, "{what}: numeric table needs one number and only strings: {:?}", r.frames[0].fields);
-        return;
-    }
-    for frame in &r.frames {
-        assert!(frame.fields[0].arrow_type.contains("Timestamp"), "{what}: time first");
-        let times = frame.fields[0].i64s();
-        assert!(times.windows(2).all(|w| w[0] < w[1]), "{what}: ascending, unique times");
-        assert!(frame.fields[0].values.iter().all(|v| !v.is_null()), "{what}: no null times");
-        for f in &frame.fields[1..] {
-            assert!(is_number(&f.arrow_type), "{what}: {} is {}", f.name, f.arrow_type);
-        }
-    }
-}
-
 #[tokio::test]
 async fn alert_rules_get_frames_server_side_expressions_accept() {
     let plugin = Plugin::start().await;
@@ -440,7 +413,7 @@ async fn alert_rules_get_frames_server_side_expressions_accept() {
     }
     for q in queries {
         let r = plugin.query_as_alert(q.clone(), FROM, TO).await;
-        assert_alertable(&q.to_string(), &r);
+        common::assert_alertable(&q.to_string(), &r);
     }
     // the numbers an alert sees: today's cost, and the share of failed API requests
     let r = plugin.query_as_alert(json!({"queryType": "stat", "measure": "cost"}), FROM, TO).await;

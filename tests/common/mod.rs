@@ -16,6 +16,18 @@ use serde_json::{json, Value};
 #[path = "../../src/test_fixtures.rs"]
 pub mod test_fixtures;
 
+/// Violations of Grafana's plugin.json schema (`../shared/grafana/plugin.schema.json`, draft 7,
+/// the one Grafana's plugin validator uses; `$GRAFANA_PLUGIN_SCHEMA` points elsewhere).
+pub fn plugin_schema_errors(plugin: &Value) -> Vec<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let schema = std::fs::read_to_string(format!("{root}/../shared/grafana/plugin.schema.json"))
+        .or_else(|_| std::fs::read_to_string(std::env::var("GRAFANA_PLUGIN_SCHEMA").unwrap_or_default()))
+        .expect("../shared/grafana/plugin.schema.json (or $GRAFANA_PLUGIN_SCHEMA)");
+    let schema: Value = serde_json::from_str(&schema).expect("schema is JSON");
+    let validator = jsonschema::draft7::new(&schema).expect("schema compiles");
+    validator.iter_errors(plugin).map(|e| format!("{} at {}", e, e.instance_path)).collect()
+}
+
 pub struct Plugin {
     child: Child,
     /// Address of the plugin's gRPC server, from the handshake line.
@@ -36,8 +48,13 @@ impl Plugin {
     }
 
     pub async fn start_with(data_dir: tempfile::TempDir, grpc: &str, http: &str) -> Plugin {
+        Self::start_program(std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode")), data_dir, grpc, http).await
+    }
+
+    /// Starts `program` (the built binary, or the packaged one in dist/) as Grafana does.
+    pub async fn start_program(program: &std::path::Path, data_dir: tempfile::TempDir, grpc: &str, http: &str) -> Plugin {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+        let mut child = Command::new(program)
             .env("grafana_plugin_type", "datasource")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
             .env("GF_PLUGIN_DATA_DIR", data_dir.path())
@@ -47,7 +64,7 @@ impl Plugin {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn gpx_claudecode");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut handshake = String::new();
@@ -128,17 +145,19 @@ impl Plugin {
     }
 
     /// As a Grafana-managed alert rule calls it: the stored JSON as is (datasource, intervalMs,
-    /// maxDataPoints inside), `FromAlert: true`, 1 s interval, 43200 max data points, no
-    /// frontend code in between.
+    /// maxDataPoints inside), `FromAlert: true`, the rule's interval (default 1 s), 43200 max
+    /// data points, no frontend code in between.
     pub async fn query_as_alert(&self, query: Value, from_s: i64, to_s: i64) -> QueryResult {
         let mut q = query;
         let obj = q.as_object_mut().expect("query object");
         obj.insert("refId".into(), "A".into());
         obj.insert("datasource".into(), serde_json::json!({"type": "vibe-claudecode-datasource", "uid": "claude-code"}));
-        obj.insert("intervalMs".into(), 1000.into());
+        // a rule's stored intervalMs is used as is; Grafana's default is 1 s
+        let interval_ms = obj.get("intervalMs").and_then(Value::as_i64).unwrap_or(1000);
+        obj.insert("intervalMs".into(), interval_ms.into());
         obj.insert("maxDataPoints".into(), 43200.into());
         let headers = [("FromAlert".to_string(), "true".to_string())].into_iter().collect();
-        let mut results = self.query_with(vec![q], from_s, to_s, 1000, 43200, headers).await;
+        let mut results = self.query_with(vec![q], from_s, to_s, interval_ms, 43200, headers).await;
         results.remove("A").expect("response for refId A")
     }
 
@@ -359,5 +378,32 @@ fn array_values(array: &dyn Array) -> Vec<Value> {
             array.as_any().downcast_ref::<Utf8Array<i64>>().unwrap().iter().map(|v| v.map(|s| json!(s)).unwrap_or(Value::Null)).collect()
         }
         other => panic!("unexpected Arrow type {other:?}"),
+    }
+}
+
+/// What Grafana's server-side expressions accept (pkg/expr): one frame that is a numeric table
+/// (only string fields and exactly one number field), or wide series (time first, ascending,
+/// no nulls, then number fields), or "no data" (a frame without fields).
+pub fn assert_alertable(what: &str, r: &QueryResult) {
+    assert_eq!(r.error, "", "{what}");
+    assert!(!r.frames.is_empty(), "{what}: no frames");
+    let is_number = |t: &str| ["Int", "UInt", "Float"].iter().any(|p| t.starts_with(p));
+    if r.frames.len() == 1 && r.frames[0].fields.is_empty() {
+        return;
+    }
+    if r.frames.len() == 1 && !r.frames[0].fields.iter().any(|f| f.arrow_type.contains("Timestamp")) {
+        let numbers = r.frames[0].fields.iter().filter(|f| is_number(&f.arrow_type)).count();
+        let others = r.frames[0].fields.iter().filter(|f| !is_number(&f.arrow_type) && f.arrow_type != "Utf8").count();
+        assert!(numbers == 1 && others == 0, "{what}: numeric table needs one number and only strings: {:?}", r.frames[0].fields);
+        return;
+    }
+    for frame in &r.frames {
+        assert!(frame.fields[0].arrow_type.contains("Timestamp"), "{what}: time first");
+        let times = frame.fields[0].i64s();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{what}: ascending, unique times");
+        assert!(frame.fields[0].values.iter().all(|v| !v.is_null()), "{what}: no null times");
+        for f in &frame.fields[1..] {
+            assert!(is_number(&f.arrow_type), "{what}: {} is {}", f.name, f.arrow_type);
+        }
     }
 }

