@@ -36,6 +36,11 @@ describe('applyTemplateVariables', () => {
     expect(q).not.toHaveProperty('sessions');
   });
 
+  it("keeps the dashboards' ${var:sqlstring} form whole for the backend to split", () => {
+    const q = ds.applyTemplateVariables({ refId: 'A', queryType: 'stat', models: '${model:sqlstring}' }, {});
+    expect(q.models).toEqual(["'claude-opus-4-8','claude-sonnet-4-6'"]);
+  });
+
   it('passes "All" through for the backend and leaves unknown variables as written', () => {
     const all = makeDataSource({ model: '$__all' });
     const q = all.applyTemplateVariables({ refId: 'A', queryType: 'stat', models: ['$model'], teams: ['$nope'] }, {});
