@@ -4,6 +4,7 @@
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
 mod app;
+mod bench;
 mod config;
 mod ingest;
 mod plugin;
