@@ -4,6 +4,8 @@
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
 mod app;
+// the telemetry generator; compiled into the product once the benchmark runner uses it
+#[cfg(test)]
 mod bench;
 mod config;
 mod ingest;

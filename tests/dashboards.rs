@@ -3,7 +3,7 @@
 //! backend on fixture data with frames of the shape the panel type needs.
 mod common;
 
-use common::test_fixtures::{fixture, run};
+use common::test_fixtures::run;
 use common::{DecodedFrame, Plugin};
 use serde_json::{json, Value};
 
@@ -77,15 +77,9 @@ fn assert_shape(panel_type: &str, what: &str, frames: &[DecodedFrame]) {
 #[tokio::test]
 async fn every_dashboard_panel_gets_data_of_its_shape() {
     let plugin = Plugin::start().await;
-    let client = reqwest::Client::new();
-    for f in [run("tools", "http/protobuf"), run("exhaust", "http/json"), run("error-cumulative", "http/protobuf")].concat() {
-        let mut req = client.post(format!("http://{}/v1/{}", plugin.http_addr, f.signal)).header("content-type", &f.content_type);
-        if let Some(e) = &f.content_encoding {
-            req = req.header("content-encoding", e);
-        }
-        let resp = req.body(fixture(&f.file)).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "{}", f.file);
-    }
+    plugin
+        .ingest_http(&[run("tools", "http/protobuf"), run("exhaust", "http/json"), run("error-cumulative", "http/protobuf")].concat())
+        .await;
     for file in ["dashboards/overview.json", "dashboards/sessions.json"] {
         let dash = read_json(file);
         assert!(dash.get("__inputs").is_none(), "{file}: no __inputs, so file provisioning works");
@@ -172,17 +166,7 @@ async fn provisioning_files_fit_the_plugin_and_alert_rules_evaluate() {
 
     // the exhaust run: one API request failed with 500 after its retries
     let plugin = Plugin::start().await;
-    let client = reqwest::Client::new();
-    for f in run("exhaust", "http/json") {
-        let resp = client
-            .post(format!("http://{}/v1/{}", plugin.http_addr, f.signal))
-            .header("content-type", &f.content_type)
-            .body(fixture(&f.file))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{}", f.file);
-    }
+    plugin.ingest_http(&run("exhaust", "http/json")).await;
     let last = plugin.query(json!({"queryType": "sql", "rawSql": "SELECT epoch(max(time)) AS t FROM events"}), FROM, TO).await;
     let now = last.frames[0].field("t").f64s()[0].ceil() as i64 + 1;
 

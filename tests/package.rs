@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::test_fixtures::{fixture, run};
+use common::test_fixtures::run;
 use common::Plugin;
 use serde_json::{json, Value};
 
@@ -90,17 +90,7 @@ async fn packaged_binary_runs_as_a_plugin_from_dist() {
     // started exactly as Grafana does; libduckdb.so must come from dist/ through the rpath
     let plugin = Plugin::start_program(&binary, tempfile::tempdir().unwrap(), "127.0.0.1:0", "127.0.0.1:0").await;
     assert!(plugin.handshake.starts_with("1|2|tcp|127.0.0.1:"), "{}", plugin.handshake);
-    let client = reqwest::Client::new();
-    for f in run("tools", "http/protobuf") {
-        let resp = client
-            .post(format!("http://{}/v1/{}", plugin.http_addr, f.signal))
-            .header("content-type", &f.content_type)
-            .body(fixture(&f.file))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{}", f.file);
-    }
+    plugin.ingest_http(&run("tools", "http/protobuf")).await;
     let r = plugin.query(json!({"queryType": "stat", "measure": "cost"}), 1_700_000_000, 1_900_000_000).await;
     assert_eq!(r.error, "");
     assert!((r.frames[0].field("value").f64s()[0] - 0.048449).abs() < 1e-9);

@@ -26,8 +26,11 @@ import {
 // Separates the values of a multi-value variable while interpolating; never inside a value.
 const SEPARATOR = '\u001f';
 
-/** Fields holding one text value that may contain `$variables`. */
-const TEXT_FIELDS = ['sessionId', 'promptId', 'traceId', 'search', 'groupBy', 'key', 'valueField'] as const;
+/**
+ * Fields holding one text value that may contain `$variables`. In raw SQL `${var:sqlstring}`
+ * quotes values safely; a bare `$var` is replaced as written.
+ */
+const TEXT_FIELDS = ['sessionId', 'promptId', 'traceId', 'search', 'groupBy', 'key', 'valueField', 'rawSql'] as const;
 /** Filter fields: lists whose items may be multi-value variables. */
 const LIST_FIELDS = ['sessions', 'users', 'models', 'teams'] as const;
 
@@ -104,10 +107,6 @@ export class DataSource extends DataSourceWithBackend<ClaudeCodeQuery, ClaudeCod
     }
     if (query.eventNames) {
       out.eventNames = this.interpolateList(query.eventNames, scopedVars);
-    }
-    if (query.rawSql) {
-      // `${var:sqlstring}` quotes values safely; a bare `$var` is replaced as written
-      out.rawSql = this.templateSrv.replace(query.rawSql, scopedVars);
     }
     const adhoc: AdhocFilter[] = (query.adhocFilters ?? []).map((f) => ({
       ...f,

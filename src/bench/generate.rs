@@ -6,8 +6,6 @@
 //! export (session count, cost, tokens by type, active time, lines, commits, PRs, edit decisions).
 //! Users belong to teams; sessions pick a user, a model mix, prompts, tool calls and the rare
 //! API error. A unit test checks every generated event against the fixtures' shapes.
-#![cfg_attr(not(test), allow(dead_code))] // the benchmark runner is the next step of issue 5
-
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};

@@ -134,6 +134,20 @@ impl Plugin {
         serde_json::from_slice(&self.check_health().await.json_details).unwrap()
     }
 
+    /// Posts fixture exports to the OTLP/HTTP receiver as Claude Code does (`/v1/<signal>`, the
+    /// captured content type and encoding); each must be acknowledged.
+    pub async fn ingest_http(&self, fixtures: &[test_fixtures::Fixture]) {
+        let client = reqwest::Client::new();
+        for f in fixtures {
+            let mut req = client.post(format!("http://{}/v1/{}", self.http_addr, f.signal)).header("content-type", &f.content_type);
+            if let Some(e) = &f.content_encoding {
+                req = req.header("content-encoding", e);
+            }
+            let resp = req.body(test_fixtures::fixture(&f.file)).send().await.expect("POST to the OTLP/HTTP receiver");
+            assert_eq!(resp.status(), 200, "{}", f.file);
+        }
+    }
+
     /// QueryData with one query over [from, to] (seconds), as a panel or an alert rule sends it.
     pub async fn query(&self, query: Value, from_s: i64, to_s: i64) -> QueryResult {
         let mut results = self.query_many(vec![query], from_s, to_s).await;

@@ -1,4 +1,4 @@
-import React, { ChangeEvent, useEffect, useMemo, useState } from 'react';
+import React, { ChangeEvent, useEffect, useState } from 'react';
 import { DataSourcePluginOptionsEditorProps } from '@grafana/data';
 import { getBackendSrv } from '@grafana/runtime';
 import {
@@ -31,6 +31,13 @@ const PROTOCOLS: Array<{ value: OtlpProtocol; label: string }> = [
   { value: 'http/protobuf', label: 'HTTP/protobuf' },
   { value: 'grpc', label: 'gRPC' },
   { value: 'http/json', label: 'HTTP/JSON' },
+];
+
+/** Optional Claude Code telemetry, each a switch that adds its env var to the configuration. */
+const SWITCHES: Array<{ key: 'logUserPrompts' | 'logToolDetails' | 'enableTraces'; label: string; id: string }> = [
+  { key: 'logUserPrompts', label: 'Log prompt text', id: 'cc-log-prompts' },
+  { key: 'logToolDetails', label: 'Log tool parameters', id: 'cc-log-tools' },
+  { key: 'enableTraces', label: 'Traces (beta)', id: 'cc-traces' },
 ];
 
 function Snippet({ title, text, testId }: { title: string; text: string; testId: string }) {
@@ -76,7 +83,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
 
   const hasToken = Boolean(secureJsonFields?.ingestToken || secureJsonData?.ingestToken);
   const endpoint = otlpEndpoint(jsonData, endpoints, window.location.hostname || 'localhost');
-  const env = useMemo(() => claudeCodeEnv(jsonData, endpoint, hasToken), [jsonData, endpoint, hasToken]);
+  const env = claudeCodeEnv(jsonData, endpoint, hasToken);
   const warnings = endpointWarnings(jsonData, endpoints);
 
   return (
@@ -166,27 +173,15 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           />
         </Field>
         <Stack gap={3}>
-          <Field label="Log prompt text" htmlFor="cc-log-prompts">
-            <Switch
-              id="cc-log-prompts"
-              value={Boolean(jsonData.logUserPrompts)}
-              onChange={(e) => setJson({ logUserPrompts: e.currentTarget.checked })}
-            />
-          </Field>
-          <Field label="Log tool parameters" htmlFor="cc-log-tools">
-            <Switch
-              id="cc-log-tools"
-              value={Boolean(jsonData.logToolDetails)}
-              onChange={(e) => setJson({ logToolDetails: e.currentTarget.checked })}
-            />
-          </Field>
-          <Field label="Traces (beta)" htmlFor="cc-traces">
-            <Switch
-              id="cc-traces"
-              value={Boolean(jsonData.enableTraces)}
-              onChange={(e) => setJson({ enableTraces: e.currentTarget.checked })}
-            />
-          </Field>
+          {SWITCHES.map(({ key, label, id }) => (
+            <Field key={key} label={label} htmlFor={id}>
+              <Switch
+                id={id}
+                value={Boolean(jsonData[key])}
+                onChange={(e) => setJson({ [key]: e.currentTarget.checked })}
+              />
+            </Field>
+          ))}
         </Stack>
         {warnings.map((w) => (
           <Alert key={w} severity="warning" title="OTLP listener">

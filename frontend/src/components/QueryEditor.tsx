@@ -33,6 +33,16 @@ type Props = QueryEditorProps<DataSource, ClaudeCodeQuery, ClaudeCodeOptions>;
 
 const LABEL_WIDTH = 16;
 
+type ListField = 'sessions' | 'users' | 'models' | 'teams';
+
+/** The filters every typed query accepts, as comma-separated lists. */
+const FILTER_FIELDS: Array<{ field: ListField; label: string; tooltip: string; width: number }> = [
+  { field: 'sessions', label: 'Sessions', tooltip: 'Ids or variables, comma-separated', width: 24 },
+  { field: 'users', label: 'Users', tooltip: 'user.id, user.email or account uuid; comma-separated', width: 20 },
+  { field: 'models', label: 'Models', tooltip: 'Model ids or variables, comma-separated', width: 20 },
+  { field: 'teams', label: 'Teams', tooltip: 'The team resource attribute', width: 16 },
+];
+
 /** A list field shown as comma-separated text: `$session` or `a, b`. */
 const listText = (v: string[] | string | undefined) => (Array.isArray(v) ? v.join(', ') : (v ?? ''));
 const textList = (s: string) => {
@@ -327,50 +337,19 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
 
       {queryType !== 'sql' && queryType !== 'variable' && (
         <Stack wrap="wrap" gap={1}>
-          <InlineField label="Sessions" labelWidth={LABEL_WIDTH} tooltip="Ids or variables, comma-separated">
-            <Input
-              id="cc-sessions"
-              aria-label="Sessions filter"
-              width={24}
-              placeholder="all"
-              value={listText(query.sessions)}
-              onChange={list('sessions')}
-              onBlur={run}
-            />
-          </InlineField>
-          <InlineField label="Users" tooltip="user.id, user.email or account uuid; comma-separated">
-            <Input
-              id="cc-users"
-              aria-label="Users filter"
-              width={20}
-              placeholder="all"
-              value={listText(query.users)}
-              onChange={list('users')}
-              onBlur={run}
-            />
-          </InlineField>
-          <InlineField label="Models">
-            <Input
-              id="cc-models"
-              aria-label="Models filter"
-              width={20}
-              placeholder="all"
-              value={listText(query.models)}
-              onChange={list('models')}
-              onBlur={run}
-            />
-          </InlineField>
-          <InlineField label="Teams" tooltip="The team resource attribute">
-            <Input
-              id="cc-teams"
-              aria-label="Teams filter"
-              width={16}
-              placeholder="all"
-              value={listText(query.teams)}
-              onChange={list('teams')}
-              onBlur={run}
-            />
-          </InlineField>
+          {FILTER_FIELDS.map(({ field, label, tooltip, width }, n) => (
+            <InlineField key={field} label={label} labelWidth={n === 0 ? LABEL_WIDTH : undefined} tooltip={tooltip}>
+              <Input
+                id={`cc-${field}`}
+                aria-label={`${label} filter`}
+                width={width}
+                placeholder="all"
+                value={listText(query[field])}
+                onChange={list(field)}
+                onBlur={run}
+              />
+            </InlineField>
+          ))}
           <InlineField
             label="Value field"
             tooltip="For alert rules on tables: keep only this numeric column (e.g. success_rate, value)"
