@@ -129,3 +129,9 @@ impl AppState {
         }
     }
 }
+
+/// Accepted connections with TCP_NODELAY: without it every small gRPC response waits for the
+/// peer's delayed ACK (~40 ms per query or export on Linux).
+pub fn nodelay_incoming(listener: tokio::net::TcpListener) -> Result<tonic::transport::server::TcpIncoming, String> {
+    tonic::transport::server::TcpIncoming::from_listener(listener, true, None).map_err(|e| format!("listener: {e}"))
+}

@@ -4,8 +4,6 @@
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
 mod app;
-// the telemetry generator; compiled into the product once the benchmark runner uses it
-#[cfg(test)]
 mod bench;
 mod config;
 mod ingest;
@@ -52,6 +50,8 @@ enum Command {
         #[arg(long)]
         http: Option<String>,
     },
+    /// Benchmark ingest and queries against DuckDB's own speed; prints Markdown tables (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 fn env_filter() -> EnvFilter {
@@ -71,6 +71,10 @@ fn main() -> ExitCode {
         Some(Command::Serve { data_dir, grpc, http }) => {
             tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(env_filter()).init();
             runtime.block_on(standalone(Config::standalone(data_dir, grpc, http)))
+        }
+        Some(Command::Bench(args)) => {
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(env_filter()).init();
+            runtime.block_on(bench::run(args))
         }
         None if std::env::var_os("grafana_plugin_type").is_some() => {
             // Grafana's log format on stderr; stdout carries only the handshake line.

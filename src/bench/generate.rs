@@ -85,6 +85,7 @@ impl Default for Population {
 
 /// One session's exports and what they add up to (for exact checks).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))] // the totals are for tests' exact checks
 pub struct Session {
     pub logs: ExportLogsServiceRequest,
     pub metrics: ExportMetricsServiceRequest,

@@ -65,7 +65,7 @@ pub async fn serve(
             MetricsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit),
         )
         .add_service(TraceServiceServer::new(receiver).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await

@@ -141,7 +141,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
+    // Without TCP_NODELAY small responses wait for the peer's delayed ACK (~40 ms each).
     axum::serve(listener, router(state))
+        .tcp_nodelay(true)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -284,7 +284,7 @@ pub async fn serve(
     plugin: ClaudeCodePlugin,
     listener: tokio::net::TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), String> {
     let limit = plugin.state.config.max_body_bytes;
     let (mut reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
@@ -296,8 +296,9 @@ pub async fn serve(
         .add_service(pluginv2::data_server::DataServer::new(plugin.clone()))
         .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
         .add_service(pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
+        .map_err(|e| e.to_string())
 }

@@ -15,6 +15,11 @@ pub struct Sql {
 
 impl Sql {
     pub fn run(&self, conn: &Connection) -> Result<Table, String> {
+        CAPTURED.with(|c| {
+            if let Some(list) = c.borrow_mut().as_mut() {
+                list.push(self.clone());
+            }
+        });
         let mut stmt = conn.prepare(&self.text).map_err(|e| format!("preparing query: {e}"))?;
         let arrow = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| format!("running query: {e}"))?;
         let schema = arrow.get_schema();
@@ -40,6 +45,20 @@ fn describe_value(v: &Value) -> String {
         Value::Double(f) => f.to_string(),
         other => format!("{other:?}"),
     }
+}
+
+thread_local! {
+    /// SQL run on this thread while `capture` is active.
+    static CAPTURED: std::cell::RefCell<Option<Vec<Sql>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` and returns the SQL statements it ran on this thread: the benchmark times exactly
+/// these straight in DuckDB to compare with the plugin.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<Sql>) {
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let sqls = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, sqls)
 }
 
 /// Collects parameter values while SQL text is assembled; `bind` returns the placeholder.
