@@ -72,7 +72,12 @@ impl AppState {
         let result = match self.config.data_dir.clone() {
             // recorded like any other failure, so health checks say why instead of "still opening"
             Err(e) => Err(e),
-            Ok(dir) => match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
+            Ok(dir) => match tokio::task::spawn_blocking({
+                let memory_limit = self.config.memory_limit.clone();
+                move || Store::open(&dir, &memory_limit)
+            })
+            .await
+            {
                 Ok(Ok(store)) => Ok(self.store.get_or_init(|| store).clone()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("opening the store panicked: {e}")),

@@ -7,6 +7,9 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4317";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:4318";
 /// Largest request body accepted, compressed or not (and after decompression).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+/// DuckDB's buffer pool; its own default (80 % of RAM) would let a Grafana host's plugin grow to
+/// gigabytes of cached pages.
+pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +21,8 @@ pub struct Config {
     /// Raw SQL queries: time limit and row cap (`GF_PLUGIN_QUERY_TIMEOUT_SECONDS`,
     /// `GF_PLUGIN_MAX_RESULT_ROWS`).
     pub query_limits: crate::query::raw::Limits,
+    /// DuckDB's memory limit (`GF_PLUGIN_MEMORY_LIMIT`, e.g. "384MB", "1GB").
+    pub memory_limit: String,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -33,6 +38,7 @@ impl Config {
             http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
             max_body_bytes: max_body_bytes(),
             query_limits: query_limits(),
+            memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
         }
     }
 
@@ -45,6 +51,7 @@ impl Config {
             http_listen: http.unwrap_or(env_cfg.http_listen),
             max_body_bytes: env_cfg.max_body_bytes,
             query_limits: env_cfg.query_limits,
+            memory_limit: env_cfg.memory_limit,
         }
     }
 }

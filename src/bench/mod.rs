@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use duckdb::{appender_params_from_iter, Connection};
+use duckdb::Connection;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use serde_json::json;
@@ -191,25 +191,31 @@ async fn ingest_matrix(args: &BenchArgs, dir: &Path, rss: &mut std::collections:
     Ok(rows)
 }
 
-/// Events per second the Appender takes the same rows at, committing every request as the receiver does.
+/// Events per second DuckDB's Appender takes the same rows at: Arrow record batches built before
+/// the clock starts, one commit per request as the receiver acknowledges, the store's settings.
 fn appender_limit(requests: &[ExportLogsServiceRequest], dir: &Path) -> Result<f64, String> {
-    let now = chrono::Utc::now().timestamp_micros();
-    let batches: Vec<Vec<Vec<duckdb::types::Value>>> =
-        requests.iter().map(|r| crate::ingest::flatten::logs(r, now).events.into_iter().map(|e| e.into_values()).collect()).collect();
-    let events: usize = batches.iter().map(Vec::len).sum();
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut conn = Connection::open(dir.join("limit.duckdb")).map_err(|e| e.to_string())?;
+    let config = duckdb::Config::default().with("checkpoint_threshold", crate::store::CHECKPOINT_THRESHOLD).map_err(|e| e.to_string())?;
+    let mut conn = Connection::open_with_flags(dir.join("limit.duckdb"), config).map_err(|e| e.to_string())?;
     for m in crate::store::schema::migrations() {
         conn.execute_batch(&m).map_err(|e| e.to_string())?;
     }
+    let layout = crate::store::columnar::TableLayout::read(&conn, "events").map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let batches = requests
+        .iter()
+        .map(|r| {
+            let rows = crate::ingest::flatten::logs(r, now).events;
+            layout.batch(rows.into_iter().map(|e| e.into_values()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let events: usize = batches.iter().map(|b| b.num_rows()).sum();
     let started = Instant::now();
-    for rows in batches {
+    for batch in batches {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         {
             let mut appender = tx.appender("events").map_err(|e| e.to_string())?;
-            for row in rows {
-                appender.append_row(appender_params_from_iter(row)).map_err(|e| e.to_string())?;
-            }
+            appender.append_record_batch(batch).map_err(|e| e.to_string())?;
             appender.flush().map_err(|e| e.to_string())?;
         }
         tx.commit().map_err(|e| e.to_string())?;

@@ -39,6 +39,28 @@ pub fn typed_values(columns: &[AttrColumn], attrs: &Map<String, Json>) -> Vec<Va
         .collect()
 }
 
+/// Typed column values for `columns`, and the attributes left for the `attributes` JSON: every
+/// attribute except those a single-key text, integer or boolean column holds exactly as sent (a
+/// string that reads back unchanged from the column). `schema::full_attributes_sql` puts those
+/// back, so nothing is lost while each value is stored once.
+pub fn lift(columns: &[AttrColumn], mut attrs: Map<String, Json>) -> (Vec<Value>, Map<String, Json>) {
+    let typed = typed_values(columns, &attrs);
+    for (c, v) in columns.iter().zip(&typed) {
+        let [key] = c.keys else { continue };
+        let Some(Json::String(sent)) = attrs.get(*key) else { continue };
+        let exact = match v {
+            Value::Text(t) => t == sent,
+            Value::BigInt(i) => i.to_string() == *sent,
+            Value::Boolean(b) => b.to_string() == *sent,
+            _ => false,
+        };
+        if exact && c.kind != ColumnKind::Float {
+            attrs.remove(*key);
+        }
+    }
+    (typed, attrs)
+}
+
 /// Coerces one JSON attribute value to a column kind; a value that does not fit is NULL in the
 /// typed column (it stays in the `attributes` JSON).
 pub fn coerce(value: &Json, kind: ColumnKind) -> Value {

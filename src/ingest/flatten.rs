@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 use serde_json::{json, Map, Value as Json};
 
-use super::attrs::{any_to_json, attributes_to_map, string_attr, typed_values};
+use super::attrs::{any_to_json, attributes_to_map, lift, string_attr};
 use crate::store::rows::{Batch, Common, EventRow, MetricRow, Micros, SpanRow, Temporality};
 use crate::store::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
 
@@ -46,11 +46,12 @@ impl Origin {
         }
     }
 
-    /// A record's `Common` part: typed columns lifted from `attrs`, then `attrs` as JSON.
+    /// A record's `Common` part: typed columns lifted from `attrs`, then the rest as JSON.
     fn common(&self, columns: &[AttrColumn], attrs: Map<String, Json>) -> Common {
+        let (typed, rest) = lift(columns, attrs);
         Common {
-            typed: typed_values(columns, &attrs),
-            attributes: Json::Object(attrs).to_string(),
+            typed,
+            attributes: Json::Object(rest).to_string(),
             resource: self.resource.clone(),
             scope_name: self.scope_name.clone(),
             scope_version: self.scope_version.clone(),
@@ -143,9 +144,11 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                         extra.insert("exemplars".into(), exemplars_json(p.exemplars));
                     }
                     let attrs = attributes_to_map(p.attributes);
+                    // identity from every attribute (the canonical text of the full set, as
+                    // files written before attributes were lifted hold it)
+                    let all_attributes = Json::Object(attrs.clone()).to_string();
                     let common = origin.common(METRIC_COLUMNS, attrs);
-                    let series_key =
-                        series_key(&[&m.name, &common.attributes, &common.resource, common.scope_name.as_deref().unwrap_or("")]);
+                    let series_key = series_key(&[&m.name, &all_attributes, &common.resource, common.scope_name.as_deref().unwrap_or("")]);
                     let increment = match (kind, temporality) {
                         ("gauge" | "summary", _) => None,
                         (_, Some(Temporality::Cumulative)) => None, // the writer computes it

@@ -45,11 +45,12 @@ SELECT time,
         ELSE 'info' END AS level,
     CAST(rowid AS VARCHAR) AS id,
     event_name, session_id, prompt_id, user_id, model, tool_name,
-    attributes::VARCHAR AS attributes
+    {attributes} AS attributes
 FROM events
 WHERE time BETWEEN $1 AND $2{conditions}
 ORDER BY time DESC, event_sequence DESC
-LIMIT {limit}"
+LIMIT {limit}",
+        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::EVENT_COLUMNS)
     );
     let sql = p.into_sql(text);
     let t = sql.run(r.conn)?;
@@ -109,10 +110,11 @@ pub fn trace(r: &Runner, q: &TraceQuery) -> Result<Vec<Frame>, String> {
 SELECT trace_id, span_id, parent_span_id, name, kind, status, status_message,
     epoch_us(start_time) / 1000.0 AS start_ms, coalesce(duration_ms, 0) AS duration_ms,
     coalesce(json_extract_string(resource, '$.\"service.name\"'), 'claude-code') AS service_name,
-    attributes::VARCHAR AS attributes, resource::VARCHAR AS resource, events::VARCHAR AS events
+    {attributes} AS attributes, resource::VARCHAR AS resource, events::VARCHAR AS events
 FROM spans
 WHERE trace_id IN ({ids}){filter}
-ORDER BY start_time, span_id"
+ORDER BY start_time, span_id",
+        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::SPAN_COLUMNS)
     );
     let sql = p.into_sql(text);
     let t = sql.run(r.conn)?;

@@ -108,10 +108,11 @@ pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, String>
 SELECT time, event_name, event_sequence, prompt_id, model, cost_usd,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
     duration_ms, tool_name, tool_use_id, decision, source, success, status_code, attempt,
-    error, prompt, tool_parameters AS parameters, attributes::VARCHAR AS attributes
+    error, prompt, tool_parameters AS parameters, {attributes} AS attributes
 FROM events
 WHERE session_id = {session} AND time BETWEEN $1 AND $2{filter}
-ORDER BY time, event_sequence"
+ORDER BY time, event_sequence",
+        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::EVENT_COLUMNS)
     );
     Ok(p.into_sql(text))
 }

@@ -2,6 +2,7 @@
 //!
 //! One writer thread owns the read-write connection (DuckDB connections are not `Sync`); queries
 //! run on a small pool of connections to the same database, on tokio's blocking threads.
+pub mod columnar;
 pub mod rows;
 pub mod schema;
 mod writer;
@@ -19,8 +20,11 @@ use writer::{Command, WriteJob, Writer};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "claudecode.duckdb";
 
+/// WAL size that triggers an automatic checkpoint.
+pub const CHECKPOINT_THRESHOLD: &str = "128MB";
+
 /// Export requests waiting for the writer before senders are told to back off.
-const WRITE_QUEUE: usize = 256;
+const WRITE_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,13 +88,19 @@ pub struct StoreHealth {
 impl Store {
     /// Opens (creating if needed) `dir/claudecode.duckdb`, migrates it and starts the writer.
     /// Blocking: call it from a blocking thread.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// `memory_limit` caps DuckDB's buffer pool (e.g. "384MB"); bigger query state spills to disk.
+    pub fn open(dir: &Path, memory_limit: &str) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let config = Config::default()
             // Never fetch extensions at run time: everything needed is built into libduckdb.
             .enable_autoload_extension(false)
+            .and_then(|c| c.max_memory(memory_limit))
+            // DuckDB checkpoints when the WAL reaches this size. Its default (16 MB) makes a
+            // steady stream of exports spend half its time checkpointing; a bigger WAL costs only
+            // replay time after a crash (a clean shutdown checkpoints).
+            .and_then(|c| c.with("checkpoint_threshold", CHECKPOINT_THRESHOLD))
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
         let schema_version = migrate(&conn, &path)?;
@@ -100,7 +110,7 @@ impl Store {
         let reader = conn.try_clone().map_err(open_err)?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = Writer::new(conn, stats.clone());
+        let writer = Writer::new(conn, stats.clone()).map_err(open_err)?;
         let handle = std::thread::Builder::new()
             .name("duckdb-writer".into())
             .spawn(move || writer.run(rx))

@@ -1,8 +1,10 @@
 //! The DuckDB schema: tables, the typed attribute columns each table lifts out of OTLP
 //! attributes, and the migrations that bring any older file up to date.
 //!
-//! Every OTLP attribute is also kept verbatim in the `attributes` JSON column (and the resource's in
-//! `resource`), so a typed column is only a fast, typed copy of what queries filter and sum on.
+//! Every OTLP attribute is kept: a typed column holds what queries filter and sum on, and the
+//! `attributes` JSON column the rest (the resource's in `resource`). An attribute a single-key
+//! column holds exactly as sent is stored only there; `full_attributes_sql` gives back the whole
+//! set (files written before schema v2 kept everything in `attributes`, which it also reads).
 
 /// How an attribute value is coerced into its typed column. Claude Code sends many numbers and
 /// booleans as strings (`"12"`, `"true"`) and the same key as int or double; coercion accepts all.
@@ -187,13 +189,34 @@ pub const SPAN_TAIL: &str = "
     events JSON,
     links JSON";
 
+/// SQL for a row's complete attributes as JSON text: the typed columns' attributes that were
+/// lifted out of `attributes` (see `ingest::attrs::lift`), then everything `attributes` holds.
+/// A key `attributes` still has (older rows, values not sent as plain strings) is not repeated.
+pub fn full_attributes_sql(columns: &[AttrColumn]) -> String {
+    let lifted: Vec<String> = columns
+        .iter()
+        .filter(|c| c.keys.len() == 1 && c.kind != ColumnKind::Float)
+        .map(|c| {
+            let key = c.keys[0];
+            format!(
+                "CASE WHEN \"{col}\" IS NOT NULL AND NOT json_exists(attributes, '$.\"{key}\"') THEN '\"{key}\":' || to_json(CAST(\"{col}\" AS VARCHAR)) END",
+                col = c.column
+            )
+        })
+        .collect();
+    format!(
+        "('{{' || concat_ws(',', {}, nullif(substr(CAST(attributes AS VARCHAR), 2, length(CAST(attributes AS VARCHAR)) - 2), '')) || '}}')",
+        lifted.join(", ")
+    )
+}
+
 fn create_table(name: &str, head: &str, typed: &[AttrColumn], tail: &str) -> String {
     let typed: String = typed.iter().map(|c| format!(",\n    \"{}\" {}", c.column, c.kind.sql_type())).collect();
     format!("CREATE TABLE {name} ({head}{typed},{tail}\n);\n")
 }
 
 /// The schema version this binary writes. Bump it and append a migration for every change.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` (1-based) brings a file from version `i - 1` to `i`.
 pub fn migrations() -> Vec<String> {
@@ -203,7 +226,11 @@ pub fn migrations() -> Vec<String> {
         create_table("spans", SPAN_HEAD, SPAN_COLUMNS, SPAN_TAIL),
     ]
     .concat();
-    vec![v1]
+    // v2 changes no table: attributes a typed column holds exactly are no longer repeated in
+    // `attributes` (see `full_attributes_sql`); the version keeps older plugins off such files.
+    let v2 =
+        "COMMENT ON COLUMN events.attributes IS 'attributes not held by a typed column; all of them: full_attributes_sql';".to_string();
+    vec![v1, v2]
 }
 
 pub const VERSION_TABLE: &str =
@@ -223,6 +250,77 @@ mod tests {
             conn.query_row("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events'", [], |r| r.get(0)).unwrap();
         assert_eq!(n as usize, 10 + EVENT_COLUMNS.len() + 5);
         assert_eq!(migrations().len(), SCHEMA_VERSION as usize);
+    }
+
+    /// Every attribute of every fixture event and span comes back from `full_attributes_sql`
+    /// exactly as sent (same keys, same JSON values), though lifted ones are stored once.
+    #[tokio::test]
+    async fn full_attributes_give_back_every_attribute_as_sent() {
+        use crate::ingest::decode::{self, Encoding, ExportRequest};
+        use crate::ingest::{attrs::attributes_to_map, testing};
+        let fixtures: Vec<_> = crate::test_fixtures::fixtures().into_iter().filter(|f| f.protocol == "http/protobuf").collect();
+        let (state, _dir) = testing::state_with(&fixtures).await;
+        let (mut events, mut spans) = (Vec::new(), Vec::new());
+        for f in &fixtures {
+            let mut body = crate::test_fixtures::fixture(&f.file);
+            if f.content_encoding.as_deref() == Some("gzip") {
+                body = decode::gunzip(&body, 64 << 20).unwrap();
+            }
+            let canonical = |kvs| serde_json::Value::Object(attributes_to_map(kvs)).to_string();
+            match decode::decode(testing::signal(f), Encoding::Protobuf, &body).unwrap() {
+                ExportRequest::Logs(r) => events.extend(
+                    r.resource_logs.iter().flat_map(|r| &r.scope_logs).flat_map(|s| &s.log_records).map(|l| canonical(&l.attributes)),
+                ),
+                ExportRequest::Traces(r) => spans
+                    .extend(r.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|l| canonical(&l.attributes))),
+                ExportRequest::Metrics(_) => {}
+            }
+        }
+        assert!(events.len() > 30 && !spans.is_empty());
+        for (table, columns, mut expected) in [("events", EVENT_COLUMNS, events), ("spans", SPAN_COLUMNS, spans)] {
+            let sql = format!("SELECT {} FROM {table}", full_attributes_sql(columns));
+            let mut stored: Vec<String> = state
+                .store()
+                .unwrap()
+                .read(move |c| {
+                    let mut stmt = c.prepare(&sql)?;
+                    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+                    Ok(rows)
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap_or_else(|e| panic!("{e}: {t}")).to_string())
+                .collect();
+            expected.sort();
+            stored.sort();
+            assert_eq!(stored, expected, "{table}");
+            if table == "spans" {
+                continue;
+            }
+            // and most of an event's attributes are stored once, in the typed columns
+            let sql =
+                format!("SELECT sum(length(CAST(attributes AS VARCHAR))), sum(length({})) FROM {table}", full_attributes_sql(columns));
+            let (kept, full): (i64, i64) =
+                state.store().unwrap().read(move |c| Ok(c.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?)).await.unwrap();
+            assert!(kept * 2 < full, "{table}: {kept} of {full} bytes still in attributes");
+        }
+    }
+
+    #[test]
+    fn rows_written_before_attributes_were_lifted_read_back_without_repeats() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&migrations()[0]).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO events (time, received_at, event_name, session_id, event_sequence, attributes, resource)
+               VALUES (now(), now(), 'x', 's1', 3, '{"event.sequence":3,"session.id":"s1","z":null}', '{}'),
+                      (now(), now(), 'y', 's2', 4, '{}', '{}')"#,
+        )
+        .unwrap();
+        let mut stmt = conn.prepare(&format!("SELECT {} FROM events ORDER BY event_name", full_attributes_sql(EVENT_COLUMNS))).unwrap();
+        let rows: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows[0], r#"{"event.sequence":3,"session.id":"s1","z":null}"#);
+        assert_eq!(rows[1], r#"{"session.id":"s2","event.sequence":"4"}"#);
     }
 
     #[test]

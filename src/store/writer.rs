@@ -5,14 +5,17 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use duckdb::{appender_params_from_iter, params, Connection, OptionalExt};
+use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::columnar::TableLayout;
 use super::rows::{Batch, MetricRow, Micros};
 use super::{StoreError, StoreStats};
 
 /// Most rows committed in one transaction when requests queue up.
-const GROUP_COMMIT_ROWS: usize = 200_000;
+const GROUP_COMMIT_ROWS: usize = 32_768;
+/// Rows per Arrow record batch handed to the appender (bounds the memory of one conversion).
+const ARROW_CHUNK_ROWS: usize = 8192;
 
 pub(super) struct WriteJob {
     pub batch: Batch,
@@ -41,15 +44,28 @@ struct SeriesState {
     value: f64,
 }
 
+/// Column types of the three tables, read once from the database.
+struct Layouts {
+    events: TableLayout,
+    metric_points: TableLayout,
+    spans: TableLayout,
+}
+
 pub(super) struct Writer {
     conn: Connection,
+    layouts: Layouts,
     series: HashMap<u64, SeriesState>,
     stats: Arc<StoreStats>,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, stats: Arc<StoreStats>) -> Self {
-        Writer { conn, series: HashMap::new(), stats }
+    pub fn new(conn: Connection, stats: Arc<StoreStats>) -> duckdb::Result<Self> {
+        let layouts = Layouts {
+            events: TableLayout::read(&conn, "events")?,
+            metric_points: TableLayout::read(&conn, "metric_points")?,
+            spans: TableLayout::read(&conn, "spans")?,
+        };
+        Ok(Writer { conn, layouts, series: HashMap::new(), stats })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -112,20 +128,21 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batches: &mut [&mut Batch]) -> duckdb::Result<()> {
+    fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<(), String> {
         // Increments are worked out against a scratch copy of the series state, which replaces
         // the real one only once the transaction has committed.
         let mut pending: HashMap<u64, SeriesState> = HashMap::new();
         for batch in batches.iter_mut() {
             for point in batch.points.iter_mut().filter(|p| p.needs_increment()) {
-                point.increment = self.increment(point, &mut pending)?;
+                point.increment = self.increment(point, &mut pending).map_err(|e| e.to_string())?;
             }
         }
-        let tx = self.conn.transaction()?;
-        append(&tx, "events", batches.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
-        append(&tx, "metric_points", batches.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
-        append(&tx, "spans", batches.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
-        tx.commit()?;
+        let l = &self.layouts;
+        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        append(&tx, "events", &l.events, batches.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
+        append(&tx, "metric_points", &l.metric_points, batches.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
+        append(&tx, "spans", &l.spans, batches.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
+        tx.commit().map_err(|e| e.to_string())?;
         self.series.extend(pending);
         Ok(())
     }
@@ -167,17 +184,28 @@ impl Writer {
     }
 }
 
-/// Appends rows to `table` inside the transaction; opens no appender when there are none.
-fn append(conn: &Connection, table: &str, rows: impl Iterator<Item = Vec<duckdb::types::Value>>) -> duckdb::Result<()> {
+/// Appends rows to `table` inside the transaction as Arrow record batches; opens no appender
+/// when there are none.
+fn append(
+    conn: &Connection,
+    table: &str,
+    layout: &TableLayout,
+    rows: impl Iterator<Item = Vec<duckdb::types::Value>>,
+) -> Result<(), String> {
     let mut rows = rows.peekable();
     if rows.peek().is_none() {
         return Ok(());
     }
-    let mut appender = conn.appender(table)?;
-    for row in rows {
-        appender.append_row(appender_params_from_iter(row))?;
+    let mut appender = conn.appender(table).map_err(|e| format!("{table}: {e}"))?;
+    loop {
+        let chunk: Vec<_> = rows.by_ref().take(ARROW_CHUNK_ROWS).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let batch = layout.batch(chunk.into_iter()).map_err(|e| format!("{table}: {e}"))?;
+        appender.append_record_batch(batch).map_err(|e| format!("{table}: {e}"))?;
     }
-    appender.flush()
+    appender.flush().map_err(|e| format!("{table}: {e}"))
 }
 
 impl StoreStats {

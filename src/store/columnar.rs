@@ -1,0 +1,122 @@
+//! Rows → one Arrow record batch per table, for DuckDB's Arrow appender: appending whole columns
+//! costs a fraction of appending value by value (see BENCHMARKS.md).
+use std::sync::Arc;
+
+use duckdb::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::types::Value;
+use duckdb::Connection;
+
+/// A table's column types in order, read from the database so they always match it.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    schema: Arc<Schema>,
+}
+
+impl TableLayout {
+    pub fn read(conn: &Connection, table: &str) -> duckdb::Result<TableLayout> {
+        let mut stmt = conn.prepare(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
+        )?;
+        let columns = stmt.query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        let fields: Vec<Field> = columns.into_iter().map(|(name, ty)| Field::new(name, arrow_type(&ty), true)).collect();
+        Ok(TableLayout { schema: Arc::new(Schema::new(fields)) })
+    }
+
+    /// Builds the record batch of `rows` (each in column order, as `rows::*::into_values` gives).
+    pub fn batch(&self, rows: impl ExactSizeIterator<Item = Vec<Value>>) -> Result<RecordBatch, String> {
+        let n = rows.len();
+        let mut builders: Vec<ColumnBuilder> = self.schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type(), n)).collect();
+        for row in rows {
+            if row.len() != builders.len() {
+                return Err(format!("row has {} values, the table {} columns", row.len(), builders.len()));
+            }
+            for (b, v) in builders.iter_mut().zip(row) {
+                b.push(v)?;
+            }
+        }
+        let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}
+
+fn arrow_type(duckdb_type: &str) -> DataType {
+    match duckdb_type {
+        "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "INTEGER" => DataType::Int32,
+        "UINTEGER" => DataType::UInt32,
+        "BIGINT" => DataType::Int64,
+        "UBIGINT" => DataType::UInt64,
+        "DOUBLE" => DataType::Float64,
+        "BOOLEAN" => DataType::Boolean,
+        // VARCHAR and JSON (a VARCHAR alias)
+        _ => DataType::Utf8,
+    }
+}
+
+enum ColumnBuilder {
+    Timestamp(TimestampMicrosecondBuilder),
+    Int32(Int32Builder),
+    UInt32(UInt32Builder),
+    Int64(Int64Builder),
+    UInt64(UInt64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Utf8(StringBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(t: &DataType, n: usize) -> ColumnBuilder {
+        match t {
+            DataType::Timestamp(..) => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(n)),
+            DataType::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(n)),
+            DataType::UInt32 => ColumnBuilder::UInt32(UInt32Builder::with_capacity(n)),
+            DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(n)),
+            DataType::UInt64 => ColumnBuilder::UInt64(UInt64Builder::with_capacity(n)),
+            DataType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(n)),
+            DataType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(n)),
+            _ => ColumnBuilder::Utf8(StringBuilder::with_capacity(n, n * 16)),
+        }
+    }
+
+    fn push(&mut self, v: Value) -> Result<(), String> {
+        use ColumnBuilder as B;
+        match (self, v) {
+            (B::Timestamp(b), Value::Null) => b.append_null(),
+            (B::Int32(b), Value::Null) => b.append_null(),
+            (B::UInt32(b), Value::Null) => b.append_null(),
+            (B::Int64(b), Value::Null) => b.append_null(),
+            (B::UInt64(b), Value::Null) => b.append_null(),
+            (B::Float64(b), Value::Null) => b.append_null(),
+            (B::Boolean(b), Value::Null) => b.append_null(),
+            (B::Utf8(b), Value::Null) => b.append_null(),
+            (B::Timestamp(b), Value::Timestamp(duckdb::types::TimeUnit::Microsecond, us)) => b.append_value(us),
+            (B::Int32(b), Value::Int(i)) => b.append_value(i),
+            (B::UInt32(b), Value::UInt(i)) => b.append_value(i),
+            (B::Int64(b), Value::BigInt(i)) => b.append_value(i),
+            (B::UInt64(b), Value::UBigInt(i)) => b.append_value(i),
+            (B::Float64(b), Value::Double(f)) => b.append_value(f),
+            (B::Boolean(b), Value::Boolean(x)) => b.append_value(x),
+            (B::Utf8(b), Value::Text(s)) => b.append_value(s),
+            (_, other) => return Err(format!("value {other:?} does not fit its column")),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Utf8(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
