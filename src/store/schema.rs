@@ -226,10 +226,12 @@ pub fn migrations() -> Vec<String> {
         create_table("spans", SPAN_HEAD, SPAN_COLUMNS, SPAN_TAIL),
     ]
     .concat();
-    // v2 changes no table: attributes a typed column holds exactly are no longer repeated in
-    // `attributes` (see `full_attributes_sql`); the version keeps older plugins off such files.
-    let v2 =
-        "COMMENT ON COLUMN events.attributes IS 'attributes not held by a typed column; all of them: full_attributes_sql';".to_string();
+    // v2: attributes a typed column holds exactly are no longer repeated in `attributes` (see
+    // `full_attributes_sql`); `*_full` views give raw SQL every attribute in `attributes`.
+    let view = |table: &str, columns: &[AttrColumn]| {
+        format!("CREATE VIEW {table}_full AS SELECT * REPLACE ({} AS attributes) FROM {table};\n", full_attributes_sql(columns))
+    };
+    let v2 = [view("events", EVENT_COLUMNS), view("metric_points", METRIC_COLUMNS), view("spans", SPAN_COLUMNS)].concat();
     vec![v1, v2]
 }
 
@@ -310,7 +312,9 @@ mod tests {
     #[test]
     fn rows_written_before_attributes_were_lifted_read_back_without_repeats() {
         let conn = duckdb::Connection::open_in_memory().unwrap();
-        conn.execute_batch(&migrations()[0]).unwrap();
+        for m in migrations() {
+            conn.execute_batch(&m).unwrap();
+        }
         conn.execute_batch(
             r#"INSERT INTO events (time, received_at, event_name, session_id, event_sequence, attributes, resource)
                VALUES (now(), now(), 'x', 's1', 3, '{"event.sequence":3,"session.id":"s1","z":null}', '{}'),
@@ -321,6 +325,14 @@ mod tests {
         let rows: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(rows[0], r#"{"event.sequence":3,"session.id":"s1","z":null}"#);
         assert_eq!(rows[1], r#"{"session.id":"s2","event.sequence":"4"}"#);
+        let via_view: Vec<String> = conn
+            .prepare("SELECT json_extract_string(attributes, '$.\"session.id\"') FROM events_full ORDER BY event_name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(via_view, ["s1", "s2"]);
     }
 
     #[test]
