@@ -8,8 +8,8 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:4318";
 /// Largest request body accepted, compressed or not (and after decompression).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 /// DuckDB's buffer pool; its own default (80 % of RAM) would let a Grafana host's plugin grow to
-/// gigabytes of cached pages.
-pub const DEFAULT_MEMORY_LIMIT: &str = "128MB";
+/// gigabytes of cached pages. 128 MB is too little: the sessions query over 10M events runs out.
+pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -305,6 +305,19 @@ impl Report {
             );
             add("disk ÷ OTLP protobuf bytes", "≤ 0.2", format!("{:.3}", d.disk_ratio), d.disk_ratio <= 0.2);
         }
+        let failed: Vec<String> = self
+            .datasets
+            .iter()
+            .flat_map(|d| {
+                d.queries.iter().chain(&d.dashboards).filter(|q| q.error.is_some()).map(move |q| format!("{} at {}", q.name, d.events))
+            })
+            .collect();
+        add(
+            "every query and dashboard answers",
+            "no errors",
+            if failed.is_empty() { "all answered".into() } else { format!("failed: {}", failed.join("; ")) },
+            failed.is_empty(),
+        );
         for d in &self.datasets {
             rss_peak = rss_peak.max(d.rss.values().copied().max().unwrap_or(0));
         }

@@ -67,6 +67,9 @@ struct Inner {
     writer: mpsc::Sender<Command>,
     /// Idle reader connections; more are cloned on demand.
     readers: Mutex<Vec<Connection>>,
+    /// Queries running at once. DuckDB already spreads one query over every core, so more at
+    /// a time only adds memory (a dashboard sends all its panels at once).
+    running: tokio::sync::Semaphore,
     stats: Arc<StoreStats>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -122,6 +125,7 @@ impl Store {
                 schema_version,
                 writer: tx,
                 readers: Mutex::new(vec![reader]),
+                running: tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
                 stats,
                 writer_thread: Mutex::new(Some(handle)),
             }),
@@ -146,14 +150,16 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let permit = self.inner.running.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
+        let result = tokio::task::spawn_blocking(move || {
             let conn = inner.take_reader()?;
             let result = f(&conn);
             inner.readers.lock().map(|mut r| r.push(conn)).ok();
             result
         })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .await;
+        drop(permit);
+        result.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     pub async fn health(&self) -> Result<StoreHealth, StoreError> {
