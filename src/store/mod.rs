@@ -67,8 +67,9 @@ struct Inner {
     writer: mpsc::Sender<Command>,
     /// Idle reader connections; more are cloned on demand.
     readers: Mutex<Vec<Connection>>,
-    /// Queries running at once. DuckDB already spreads one query over every core, so more at
-    /// a time only adds memory (a dashboard sends all its panels at once).
+    /// Queries running at once: two per core. DuckDB already spreads one query over every core;
+    /// a dashboard sends all its panels at once, and unbounded they add up to out-of-memory
+    /// errors, while one per core left cores idle in single-threaded phases (BENCHMARKS.md).
     running: tokio::sync::Semaphore,
     stats: Arc<StoreStats>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -125,7 +126,7 @@ impl Store {
                 schema_version,
                 writer: tx,
                 readers: Mutex::new(vec![reader]),
-                running: tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)),
+                running: tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
                 stats,
                 writer_thread: Mutex::new(Some(handle)),
             }),
