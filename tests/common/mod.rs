@@ -230,6 +230,14 @@ impl Plugin {
         self.stdout_rest.lock().unwrap().clone()
     }
 
+    /// SIGKILL (no chance to flush anything) and wait for the process to be gone; returns the
+    /// data directory for the next start.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"))
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe_kill(self.child.id(), "TERM");
