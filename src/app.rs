@@ -18,6 +18,8 @@ pub struct AppState {
     store: OnceLock<Store>,
     store_error: Mutex<Option<String>>,
     listeners: Mutex<Listeners>,
+    /// Bearer tokens the OTLP listeners require (none configured: open).
+    pub auth: crate::ingest::auth::IngestAuth,
 }
 
 /// Where each OTLP listener is, or why it is not.
@@ -43,7 +45,14 @@ pub enum ListenerState {
 
 impl AppState {
     pub fn new(config: Config) -> Arc<AppState> {
-        Arc::new(AppState { config, store: OnceLock::new(), store_error: Mutex::new(None), listeners: Mutex::new(Listeners::default()) })
+        let auth = crate::ingest::auth::IngestAuth::new(config.ingest_token.clone(), config.data_dir.as_deref().ok());
+        Arc::new(AppState {
+            config,
+            store: OnceLock::new(),
+            store_error: Mutex::new(None),
+            listeners: Mutex::new(Listeners::default()),
+            auth,
+        })
     }
 
     /// The open store, or why it is not available (still opening, or failed).

@@ -23,6 +23,9 @@ pub struct Config {
     pub query_limits: crate::query::raw::Limits,
     /// DuckDB's memory limit (`GF_PLUGIN_MEMORY_LIMIT`, e.g. "384MB", "1GB").
     pub memory_limit: String,
+    /// Bearer token both OTLP listeners require (`GF_PLUGIN_INGEST_TOKEN`); datasources' secure
+    /// `ingestToken` settings add to it.
+    pub ingest_token: Option<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -39,6 +42,7 @@ impl Config {
             max_body_bytes: max_body_bytes(),
             query_limits: query_limits(),
             memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
+            ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
         }
     }
 
@@ -52,6 +56,7 @@ impl Config {
             max_body_bytes: env_cfg.max_body_bytes,
             query_limits: env_cfg.query_limits,
             memory_limit: env_cfg.memory_limit,
+            ingest_token: env_cfg.ingest_token,
         }
     }
 }

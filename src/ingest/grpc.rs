@@ -58,13 +58,25 @@ pub async fn serve(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let limit = state.config.max_body_bytes;
+    let auth_state = state.clone();
+    // runs before the message is read: unauthenticated exports cost nothing
+    #[allow(clippy::result_large_err)] // tonic's interceptor signature
+    let auth = move |request: Request<()>| {
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        match auth_state.auth.check(authorization) {
+            Ok(()) => Ok(request),
+            Err(message) => Err(Status::unauthenticated(message)),
+        }
+    };
+    use tonic::service::interceptor::InterceptedService;
     let receiver = Receiver { state };
+    let logs = LogsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit);
+    let metrics = MetricsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit);
+    let traces = TraceServiceServer::new(receiver).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit);
     tonic::transport::Server::builder()
-        .add_service(LogsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit))
-        .add_service(
-            MetricsServiceServer::new(receiver.clone()).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit),
-        )
-        .add_service(TraceServiceServer::new(receiver).accept_compressed(CompressionEncoding::Gzip).max_decoding_message_size(limit))
+        .add_service(InterceptedService::new(logs, auth.clone()))
+        .add_service(InterceptedService::new(metrics, auth.clone()))
+        .add_service(InterceptedService::new(traces, auth))
         .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -58,7 +58,31 @@ impl IngestError {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new().fallback(handle).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(limit))
+        // outermost: an unauthenticated request is refused before its body is read
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// 401 with `WWW-Authenticate: Bearer` unless the request carries a valid ingest token.
+async fn require_token(State(state): State<Arc<AppState>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match state.auth.check(authorization) {
+        Ok(()) => next.run(request).await,
+        Err(message) => {
+            let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                Encoding::from_content_type(content_type),
+                message.into(),
+            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
 }
 
 /// What an HTTP request asks for, or the error response that refuses it.

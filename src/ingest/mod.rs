@@ -1,6 +1,7 @@
 //! OTLP ingest: decoding (`decode`), attribute handling (`attrs`), OTLP → rows (`flatten`), and
 //! the two receivers (`http`, `grpc`). The resource route of the plugin uses `export_body` too.
 pub mod attrs;
+pub mod auth;
 pub mod decode;
 pub mod flatten;
 pub mod grpc;

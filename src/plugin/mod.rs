@@ -51,6 +51,18 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl ClaudeCodePlugin {
+    /// Takes the datasource's secure `ingestToken` from a Grafana request: the OTLP listeners
+    /// have no datasource context, so they learn it here (and keep it for restarts).
+    fn learn_ingest_token<IS>(&self, settings: Option<&IS>)
+    where
+        IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
+    {
+        let token = settings.and_then(|s| s.decrypted_secure_json_data().get("ingestToken").and_then(|v| v.as_str()));
+        if let Some(token) = token {
+            self.state.auth.learn(token);
+        }
+    }
+
     #[allow(clippy::result_large_err)] // frame errors come from the SDK as they are
     async fn run_query(&self, q: backend::DataQuery<serde_json::Value>) -> Result<backend::DataResponse, QueryError> {
         let ref_id = q.ref_id.clone();
@@ -87,6 +99,7 @@ impl backend::DataService for ClaudeCodePlugin {
     type Stream = backend::BoxDataResponseStream<Self::QueryError>;
 
     async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
+        self.learn_ingest_token(request.plugin_context.instance_settings.as_ref());
         let this = self.clone();
         Box::pin(
             futures::stream::iter(request.queries)
@@ -109,8 +122,9 @@ impl backend::DiagnosticsService for ClaudeCodePlugin {
 
     async fn check_health(
         &self,
-        _request: backend::CheckHealthRequest<Self>,
+        request: backend::CheckHealthRequest<Self>,
     ) -> Result<backend::CheckHealthResponse, Self::CheckHealthError> {
+        self.learn_ingest_token(request.plugin_context.instance_settings.as_ref());
         Ok(health(&self.state).await)
     }
 
@@ -186,6 +200,7 @@ impl backend::ResourceService for ClaudeCodePlugin {
     type Stream = backend::BoxResourceStream<Self::Error>;
 
     async fn call_resource(&self, r: backend::CallResourceRequest<Self>) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
+        self.learn_ingest_token(r.plugin_context.instance_settings.as_ref());
         let request = r.request;
         // The SDK hands the path as "/" + Grafana's resource url.
         let path = format!("/{}", request.uri().path().trim_start_matches('/'));

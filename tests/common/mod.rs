@@ -53,8 +53,25 @@ impl Plugin {
 
     /// Starts `program` (the built binary, or the packaged one in dist/) as Grafana does.
     pub async fn start_program(program: &std::path::Path, data_dir: tempfile::TempDir, grpc: &str, http: &str) -> Plugin {
+        Self::start_program_env(program, data_dir, grpc, http, &[]).await
+    }
+
+    /// Starts the built binary with extra environment variables (Grafana's `GF_PLUGIN_*`).
+    pub async fn start_env(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Plugin {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
+        Self::start_program_env(program, data_dir, "127.0.0.1:0", "127.0.0.1:0", env).await
+    }
+
+    pub async fn start_program_env(
+        program: &std::path::Path,
+        data_dir: tempfile::TempDir,
+        grpc: &str,
+        http: &str,
+        env: &[(&str, &str)],
+    ) -> Plugin {
         let started = Instant::now();
         let mut child = Command::new(program)
+            .envs(env.iter().copied())
             .env("grafana_plugin_type", "datasource")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
             .env("GF_PLUGIN_DATA_DIR", data_dir.path())

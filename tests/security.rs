@@ -1,0 +1,92 @@
+//! Ingest authentication: with a token configured (grafana.ini or the datasource's secure
+//! setting) both OTLP listeners refuse exports without `Authorization: Bearer <token>`, before
+//! reading them; Grafana's own resource route stays authenticated by Grafana.
+mod common;
+
+use common::{plugin_context, test_fixtures, Plugin};
+use grafana_plugin_sdk::pluginv2;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+
+fn logs_fixture() -> (test_fixtures::Fixture, Vec<u8>) {
+    let f = test_fixtures::fixtures().into_iter().find(|f| f.signal == "logs" && f.protocol == "http/protobuf").expect("a logs fixture");
+    let body = test_fixtures::fixture(&f.file);
+    (f, body)
+}
+
+async fn post(plugin: &Plugin, authorization: Option<&str>) -> (u16, String, Option<String>) {
+    let (f, body) = logs_fixture();
+    let mut req =
+        reqwest::Client::new().post(format!("http://{}/v1/logs", plugin.http_addr)).header("content-type", &f.content_type).body(body);
+    if let Some(e) = &f.content_encoding {
+        req = req.header("content-encoding", e);
+    }
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    (status, String::from_utf8_lossy(&resp.bytes().await.unwrap()).to_string(), www)
+}
+
+async fn grpc_export(plugin: &Plugin, token: Option<&str>) -> Result<(), tonic::Status> {
+    let mut client = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.expect("connect");
+    let mut request = tonic::Request::new(ExportLogsServiceRequest::default());
+    if let Some(t) = token {
+        request.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    client.export(request).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_configured_token_is_required_on_both_listeners() {
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_INGEST_TOKEN", "s3cret-token")]).await;
+    let (status, body, www) = post(&plugin, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(www.as_deref(), Some("Bearer"));
+    assert!(body.contains("requires an ingest token"), "{body}");
+    let (status, body, _) = post(&plugin, Some("Bearer wrong")).await;
+    assert_eq!((status, body.contains("invalid ingest token")), (401, true), "{body}");
+    assert!(!body.contains("s3cret"), "the error must not echo tokens: {body}");
+    assert_eq!(post(&plugin, Some("Bearer s3cret-token")).await.0, 200);
+
+    let refused = grpc_export(&plugin, None).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    assert_eq!(grpc_export(&plugin, Some("nope")).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    grpc_export(&plugin, Some("s3cret-token")).await.expect("authorized export");
+
+    // nothing refused was stored: one authorized HTTP export only
+    let details = plugin.health_details().await;
+    let (f, _) = logs_fixture();
+    assert_eq!(details["store"]["events"].as_u64(), Some(f.counts["log_records"]));
+
+    // Grafana's resource route is authenticated by Grafana, not by the token
+    let (f, body) = logs_fixture();
+    let mut headers = vec![("content-type", f.content_type.as_str())];
+    if let Some(e) = &f.content_encoding {
+        headers.push(("content-encoding", e.as_str()));
+    }
+    let resp = plugin.call_resource("POST", "v1/logs", &headers, body).await;
+    assert_eq!(resp.code, 200);
+}
+
+#[tokio::test]
+async fn the_datasource_token_is_learned_from_grafana_and_kept_across_restarts() {
+    let mut plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[]).await;
+    assert_eq!(post(&plugin, None).await.0, 200, "open without a token");
+    // Grafana sends the datasource's decrypted secure settings with every request
+    let mut ctx = plugin_context();
+    ctx.data_source_instance_settings.as_mut().unwrap().decrypted_secure_json_data.insert("ingestToken".into(), "ds-token".into());
+    pluginv2::diagnostics_client::DiagnosticsClient::new(plugin.channel().await)
+        .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(ctx), ..Default::default() })
+        .await
+        .expect("CheckHealth");
+    assert_eq!(post(&plugin, None).await.0, 401);
+    assert_eq!(post(&plugin, Some("Bearer ds-token")).await.0, 200);
+    assert!(plugin.terminate().await.success());
+    let dir = plugin.kill9();
+    let plugin = Plugin::start_env(dir, &[]).await;
+    assert_eq!(post(&plugin, None).await.0, 401, "the learned token holds after a restart");
+    assert_eq!(grpc_export(&plugin, Some("ds-token")).await.map_err(|s| s.code()), Ok(()));
+}
