@@ -79,15 +79,28 @@ pub async fn export_body(
     export(state, request).await
 }
 
+/// Identity of an export: a 128-bit hash of its signal and protobuf encoding (prost encodes a
+/// message deterministically, so the same body re-sent over any protocol has the same key).
+pub fn request_key(request: &ExportRequest) -> u128 {
+    use prost::Message;
+    let (tag, bytes) = match request {
+        ExportRequest::Logs(r) => (b'l', r.encode_to_vec()),
+        ExportRequest::Metrics(r) => (b'm', r.encode_to_vec()),
+        ExportRequest::Traces(r) => (b't', r.encode_to_vec()),
+    };
+    xxhash_rust::xxh3::xxh3_128_with_seed(&bytes, u64::from(tag))
+}
+
 /// Stores a decoded export request; returns once it is committed.
 pub async fn export(state: &AppState, request: ExportRequest) -> Result<ExportOutcome, IngestError> {
     let store = state.store().map_err(IngestError::Unavailable)?;
     let now = chrono::Utc::now().timestamp_micros();
-    let batch = match &request {
+    let mut batch = match &request {
         ExportRequest::Logs(r) => flatten::logs(r, now),
         ExportRequest::Metrics(r) => flatten::metrics(r, now),
         ExportRequest::Traces(r) => flatten::traces(r, now),
     };
+    batch.dedup_key = Some(request_key(&request));
     let rejected = batch.rejected;
     let message = batch.reject_reason.clone().unwrap_or_default();
     if rejected > 0 {
@@ -178,5 +191,44 @@ pub mod testing {
             assert_eq!(outcome.rejected, 0, "{}: {}", f.file, outcome.message);
         }
         (state, dir)
+    }
+}
+
+#[cfg(test)]
+mod resend_tests {
+    use super::decode::{Encoding, Signal};
+    use crate::test_fixtures::{fixture, fixtures};
+
+    /// Claude Code re-sends an identical body after 429/503: the copy is acknowledged and
+    /// dropped, in the same process and after a restart, whatever protocol carries it.
+    #[tokio::test]
+    async fn an_identical_resend_is_acknowledged_and_dropped() {
+        let f =
+            fixtures().into_iter().find(|f| f.signal == "logs" && f.protocol == "http/protobuf" && f.counts["log_records"] > 1).unwrap();
+        let gzip = f.content_encoding.as_deref() == Some("gzip");
+        let (state, dir) = super::testing::state_with(std::slice::from_ref(&f)).await;
+        let events = |state: std::sync::Arc<crate::app::AppState>| async move { state.store().unwrap().health().await.unwrap().events };
+        let once = events(state.clone()).await;
+        assert_eq!(once as u64, f.counts["log_records"]);
+        let again = super::export_body(&state, Signal::Logs, Encoding::Protobuf, &fixture(&f.file), gzip).await.unwrap();
+        assert_eq!(again.rejected, 0);
+        assert_eq!(events(state.clone()).await, once, "re-send stored twice");
+        // the same request as a gRPC message (already decoded) is the same export too
+        let body = if gzip { super::decode::gunzip(&fixture(&f.file), 1 << 26).unwrap() } else { fixture(&f.file) };
+        let decoded = super::decode::decode(Signal::Logs, Encoding::Protobuf, &body).unwrap();
+        super::export(&state, decoded).await.unwrap();
+        assert_eq!(events(state.clone()).await, once);
+        state.store().unwrap().close().await;
+        drop(state);
+        // after a restart the key is still known
+        let state = crate::app::AppState::new(crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None));
+        state.open_store().await.unwrap();
+        super::export_body(&state, Signal::Logs, Encoding::Protobuf, &fixture(&f.file), gzip).await.unwrap();
+        assert_eq!(events(state.clone()).await, once);
+        // a different export is stored as usual
+        let other = fixtures().into_iter().find(|g| g.signal == "logs" && g.protocol == "http/protobuf" && g.file != f.file).unwrap();
+        let g_gzip = other.content_encoding.as_deref() == Some("gzip");
+        super::export_body(&state, Signal::Logs, Encoding::Protobuf, &fixture(&other.file), g_gzip).await.unwrap();
+        assert_eq!(events(state.clone()).await as u64, f.counts["log_records"] + other.counts["log_records"]);
     }
 }

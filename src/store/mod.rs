@@ -23,8 +23,10 @@ pub const DB_FILE: &str = "claudecode.duckdb";
 /// WAL size that triggers an automatic checkpoint.
 pub const CHECKPOINT_THRESHOLD: &str = "128MB";
 
-/// Export requests waiting for the writer before senders are told to back off.
+/// Export requests waiting for the writer before senders wait.
 const WRITE_QUEUE: usize = 64;
+/// How long a sender waits for room in the queue before it is told to retry later.
+const OVERLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +42,8 @@ pub enum StoreError {
     Write(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("overloaded: the writer is behind; retry later")]
+    Overloaded,
     #[error("query failed: {0}")]
     Query(#[from] duckdb::Error),
     #[error("query task failed: {0}")]
@@ -138,9 +142,14 @@ impl Store {
     }
 
     /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
+    /// When the writer's queue stays full for `OVERLOAD_WAIT` the batch is refused unstored
+    /// (`Overloaded`, answered 503 / UNAVAILABLE, which exporters retry).
     pub async fn write(&self, batch: Batch) -> Result<WriteOutcome, StoreError> {
         let (ack, done) = oneshot::channel();
-        self.inner.writer.send(Command::Write(WriteJob { batch, ack })).await.map_err(|_| StoreError::Closed)?;
+        match tokio::time::timeout(OVERLOAD_WAIT, self.inner.writer.send(Command::Write(WriteJob { batch, ack }))).await {
+            Err(_) => return Err(StoreError::Overloaded),
+            Ok(sent) => sent.map_err(|_| StoreError::Closed)?,
+        }
         done.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -204,6 +204,9 @@ pub struct Batch {
     pub spans: Vec<SpanRow>,
     pub rejected: u64,
     pub reject_reason: Option<String>,
+    /// Identity of the export request (hash of its content): a request whose key is already
+    /// stored is a re-send and adds nothing.
+    pub dedup_key: Option<u128>,
 }
 
 impl Batch {

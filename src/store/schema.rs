@@ -216,7 +216,7 @@ fn create_table(name: &str, head: &str, typed: &[AttrColumn], tail: &str) -> Str
 }
 
 /// The schema version this binary writes. Bump it and append a migration for every change.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `i` (1-based) brings a file from version `i - 1` to `i`.
 pub fn migrations() -> Vec<String> {
@@ -232,7 +232,9 @@ pub fn migrations() -> Vec<String> {
         format!("CREATE VIEW {table}_full AS SELECT * REPLACE ({} AS attributes) FROM {table};\n", full_attributes_sql(columns))
     };
     let v2 = [view("events", EVENT_COLUMNS), view("metric_points", METRIC_COLUMNS), view("spans", SPAN_COLUMNS)].concat();
-    vec![v1, v2]
+    // v3: keys of stored export requests, to drop identical re-sends (a retry after a lost ack)
+    let v3 = "CREATE TABLE ingest_batches (key HUGEINT NOT NULL, received_at TIMESTAMP NOT NULL);".to_string();
+    vec![v1, v2, v3]
 }
 
 pub const VERSION_TABLE: &str =

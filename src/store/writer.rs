@@ -1,10 +1,11 @@
 //! The single writer: a dedicated thread that owns the read-write DuckDB connection, appends
 //! batches with the Appender and commits them, several export requests per transaction when they
 //! queue up (group commit). Each request is acknowledged only after its transaction committed.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use duckdb::types::Value;
 use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,6 +15,10 @@ use super::{StoreError, StoreStats};
 
 /// Most rows committed in one transaction when requests queue up.
 const GROUP_COMMIT_ROWS: usize = 32_768;
+/// Commits between prunings of old request keys.
+const PRUNE_EVERY_COMMITS: u64 = 1000;
+/// How long a request key is kept to recognise a re-send.
+const RESEND_WINDOW_HOURS: u32 = 24;
 /// Rows per Arrow record batch handed to the appender (bounds the memory of one conversion).
 const ARROW_CHUNK_ROWS: usize = 8192;
 
@@ -34,6 +39,8 @@ pub struct WriteOutcome {
     pub events: usize,
     pub points: usize,
     pub spans: usize,
+    /// The request was a re-send of one already stored; nothing was added.
+    pub duplicate: bool,
 }
 
 /// The last point of a cumulative series: the next point's increment is its difference to it.
@@ -56,6 +63,7 @@ pub(super) struct Writer {
     layouts: Layouts,
     series: HashMap<u64, SeriesState>,
     stats: Arc<StoreStats>,
+    commits: u64,
 }
 
 impl Writer {
@@ -65,7 +73,7 @@ impl Writer {
             metric_points: TableLayout::read(&conn, "metric_points")?,
             spans: TableLayout::read(&conn, "spans")?,
         };
-        Ok(Writer { conn, layouts, series: HashMap::new(), stats })
+        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0 })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -106,12 +114,25 @@ impl Writer {
             self.commit(&mut batches)
         };
         match result {
-            Ok(()) => {
+            Ok(duplicates) => {
                 self.stats.mark_ingest();
-                for job in jobs {
-                    let outcome =
-                        WriteOutcome { events: job.batch.events.len(), points: job.batch.points.len(), spans: job.batch.spans.len() };
+                for (job, duplicate) in jobs.into_iter().zip(duplicates) {
+                    let outcome = if duplicate {
+                        tracing::debug!("identical export re-sent; already stored");
+                        WriteOutcome { duplicate: true, ..WriteOutcome::default() }
+                    } else {
+                        WriteOutcome {
+                            events: job.batch.events.len(),
+                            points: job.batch.points.len(),
+                            spans: job.batch.spans.len(),
+                            duplicate: false,
+                        }
+                    };
                     let _ = job.ack.send(Ok(outcome));
+                }
+                self.commits += 1;
+                if self.commits.is_multiple_of(PRUNE_EVERY_COMMITS) {
+                    self.prune_request_keys();
                 }
             }
             Err(e) if jobs.len() == 1 => {
@@ -128,23 +149,72 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<(), String> {
+    /// Stores the batches in one transaction; returns which of them were re-sends of an export
+    /// already stored (those add nothing, not even a second copy within this group).
+    fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<Vec<bool>, String> {
+        let duplicates = self.find_resent(batches)?;
         // Increments are worked out against a scratch copy of the series state, which replaces
         // the real one only once the transaction has committed.
         let mut pending: HashMap<u64, SeriesState> = HashMap::new();
-        for batch in batches.iter_mut() {
+        for (batch, _) in batches.iter_mut().zip(&duplicates).filter(|(_, d)| !**d) {
             for point in batch.points.iter_mut().filter(|p| p.needs_increment()) {
                 point.increment = self.increment(point, &mut pending).map_err(|e| e.to_string())?;
             }
         }
         let l = &self.layouts;
+        let fresh: Vec<&Batch> = batches.iter().zip(&duplicates).filter(|(_, d)| !**d).map(|(b, _)| &**b).collect();
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
-        append(&tx, "events", &l.events, batches.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
-        append(&tx, "metric_points", &l.metric_points, batches.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
-        append(&tx, "spans", &l.spans, batches.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
+        append(&tx, "events", &l.events, fresh.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
+        append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
+        append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
+        // the keys commit with the rows: a retry after a lost ack finds them whatever happened
+        let now = Value::Timestamp(duckdb::types::TimeUnit::Microsecond, chrono::Utc::now().timestamp_micros());
+        let keys: Vec<Vec<Value>> =
+            fresh.iter().filter_map(|b| b.dedup_key).map(|k| vec![Value::HugeInt(k as i128), now.clone()]).collect();
+        if !keys.is_empty() {
+            let mut appender = tx.appender("ingest_batches").map_err(|e| format!("ingest_batches: {e}"))?;
+            for row in keys {
+                appender.append_row(duckdb::appender_params_from_iter(row)).map_err(|e| format!("ingest_batches: {e}"))?;
+            }
+            appender.flush().map_err(|e| format!("ingest_batches: {e}"))?;
+        }
         tx.commit().map_err(|e| e.to_string())?;
         self.series.extend(pending);
-        Ok(())
+        Ok(duplicates)
+    }
+
+    /// Which batches carry a key already stored or seen earlier in the same group.
+    fn find_resent(&self, batches: &[&mut Batch]) -> Result<Vec<bool>, String> {
+        let keys: Vec<u128> = batches.iter().filter_map(|b| b.dedup_key).collect();
+        let mut seen: HashSet<u128> = HashSet::new();
+        if !keys.is_empty() {
+            let placeholders = vec!["?"; keys.len()].join(", ");
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT key FROM ingest_batches WHERE key IN ({placeholders})"))
+                .map_err(|e| format!("looking up re-sent exports: {e}"))?;
+            let found = stmt
+                .query_map(duckdb::params_from_iter(keys.iter().map(|k| Value::HugeInt(*k as i128))), |r| r.get::<_, i128>(0))
+                .map_err(|e| format!("looking up re-sent exports: {e}"))?;
+            for k in found {
+                seen.insert(k.map_err(|e| e.to_string())? as u128);
+            }
+        }
+        Ok(batches
+            .iter()
+            .map(|b| match b.dedup_key {
+                Some(k) => !seen.insert(k),
+                None => false,
+            })
+            .collect())
+    }
+
+    /// Forgets request keys older than `RESEND_WINDOW_HOURS`: exporters retry within minutes.
+    fn prune_request_keys(&self) {
+        let sql = format!("DELETE FROM ingest_batches WHERE received_at < now()::TIMESTAMP - INTERVAL {RESEND_WINDOW_HOURS} HOUR");
+        if let Err(e) = self.conn.execute_batch(&sql) {
+            tracing::warn!(error = %e, "pruning old request keys");
+        }
     }
 
     /// Increment of a cumulative point: its difference to the series' previous point, or the
