@@ -26,6 +26,8 @@ pub struct Config {
     /// Bearer token both OTLP listeners require (`GF_PLUGIN_INGEST_TOKEN`); datasources' secure
     /// `ingestToken` settings add to it.
     pub ingest_token: Option<String>,
+    /// Records, attributes and value sizes per export request.
+    pub ingest_limits: crate::ingest::limits::Limits,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -43,6 +45,7 @@ impl Config {
             query_limits: query_limits(),
             memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
             ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
+            ingest_limits: ingest_limits(),
         }
     }
 
@@ -57,7 +60,21 @@ impl Config {
             query_limits: env_cfg.query_limits,
             memory_limit: env_cfg.memory_limit,
             ingest_token: env_cfg.ingest_token,
+            ingest_limits: env_cfg.ingest_limits,
         }
+    }
+}
+
+fn positive(key: &str) -> Option<usize> {
+    env(key).and_then(|v| v.parse().ok()).filter(|n| *n > 0)
+}
+
+fn ingest_limits() -> crate::ingest::limits::Limits {
+    let d = crate::ingest::limits::Limits::default();
+    crate::ingest::limits::Limits {
+        records: positive("GF_PLUGIN_MAX_RECORDS_PER_REQUEST").unwrap_or(d.records),
+        attributes: positive("GF_PLUGIN_MAX_ATTRIBUTES").unwrap_or(d.attributes),
+        value_bytes: positive("GF_PLUGIN_MAX_ATTRIBUTE_VALUE_BYTES").unwrap_or(d.value_bytes),
     }
 }
 

@@ -7,6 +7,8 @@ use common::{plugin_context, test_fixtures, Plugin};
 use grafana_plugin_sdk::pluginv2;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use otlp_json::tonic::collector::logs::v1 as otlp_json_types;
 
 fn logs_fixture() -> (test_fixtures::Fixture, Vec<u8>) {
     let f = test_fixtures::fixtures().into_iter().find(|f| f.signal == "logs" && f.protocol == "http/protobuf").expect("a logs fixture");
@@ -89,4 +91,68 @@ async fn the_datasource_token_is_learned_from_grafana_and_kept_across_restarts()
     let plugin = Plugin::start_env(dir, &[]).await;
     assert_eq!(post(&plugin, None).await.0, 401, "the learned token holds after a restart");
     assert_eq!(grpc_export(&plugin, Some("ds-token")).await.map_err(|s| s.code()), Ok(()));
+}
+
+/// Over a configured limit the whole export is refused with a clear 4xx / gRPC status, and
+/// nothing of it is stored.
+#[tokio::test]
+async fn exports_over_the_limits_are_refused_whole() {
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let env =
+        [("GF_PLUGIN_MAX_RECORDS_PER_REQUEST", "3"), ("GF_PLUGIN_MAX_ATTRIBUTES", "4"), ("GF_PLUGIN_MAX_ATTRIBUTE_VALUE_BYTES", "64")];
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &env).await;
+    let request = |records: usize, attrs: usize, value_len: usize| {
+        let attributes = (0..attrs)
+            .map(|i| KeyValue {
+                key: format!("k{i}"),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue("v".repeat(value_len))) }),
+            })
+            .collect::<Vec<_>>();
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord { time_unix_nano: 1_795_296_000_000_000_000, attributes, ..Default::default() }; records],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    };
+    let post = |req: ExportLogsServiceRequest| {
+        let url = format!("http://{}/v1/logs", plugin.http_addr);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&otlp_json(&req)).unwrap())
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = post(request(4, 1, 1)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("4 records in one request exceed the limit of 3"), "{body}");
+    let (status, body) = post(request(2, 5, 1)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("has 5 attributes") && body.contains("GF_PLUGIN_MAX_ATTRIBUTES"), "{body}");
+    let (status, body) = post(request(2, 1, 65)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("65 bytes") && body.contains("GF_PLUGIN_MAX_ATTRIBUTE_VALUE_BYTES"), "{body}");
+    let mut grpc = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.unwrap();
+    assert_eq!(grpc.export(request(2, 1, 65)).await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(grpc.export(request(4, 1, 1)).await.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    // within the limits: stored; the refused ones left nothing behind
+    assert_eq!(post(request(3, 4, 64)).await.0, 200);
+    assert_eq!(plugin.health_details().await["store"]["events"], 3);
+}
+
+/// The OTLP/JSON form of a logs request, as an exporter sends it.
+fn otlp_json(req: &ExportLogsServiceRequest) -> serde_json::Value {
+    use prost::Message;
+    let pb = req.encode_to_vec();
+    // hex ids and camelCase come from the receiver's own OTLP/JSON types
+    let msg = <otlp_json_types::ExportLogsServiceRequest as prost14::Message>::decode(&pb[..]).unwrap();
+    serde_json::to_value(&msg).unwrap()
 }

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod flatten;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 
 use decode::{DecodeError, Encoding, ExportRequest, Signal};
 
@@ -25,6 +26,9 @@ pub enum IngestError {
     Decode(#[from] DecodeError),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// Over a per-request limit; nothing of the request was stored.
+    #[error(transparent)]
+    Limit(#[from] limits::LimitError),
     /// The store is not open yet (start-up) or failed to open; nothing was stored: retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -39,18 +43,20 @@ impl IngestError {
     pub fn http_status(&self) -> ::http::StatusCode {
         use ::http::StatusCode;
         match self {
-            IngestError::Decode(DecodeError::TooLarge { .. }) | IngestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::Decode(_) => StatusCode::BAD_REQUEST,
+            IngestError::Decode(DecodeError::TooLarge { .. })
+            | IngestError::BodyTooLarge { .. }
+            | IngestError::Limit(limits::LimitError::TooManyRecords { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Decode(_) | IngestError::Limit(_) => StatusCode::BAD_REQUEST,
             IngestError::Unavailable(_) | IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     pub fn grpc_status(&self) -> tonic::Status {
         match self {
-            IngestError::Decode(DecodeError::TooLarge { .. }) | IngestError::BodyTooLarge { .. } => {
-                tonic::Status::resource_exhausted(self.to_string())
-            }
-            IngestError::Decode(_) => tonic::Status::invalid_argument(self.to_string()),
+            IngestError::Decode(DecodeError::TooLarge { .. })
+            | IngestError::BodyTooLarge { .. }
+            | IngestError::Limit(limits::LimitError::TooManyRecords { .. }) => tonic::Status::resource_exhausted(self.to_string()),
+            IngestError::Decode(_) | IngestError::Limit(_) => tonic::Status::invalid_argument(self.to_string()),
             IngestError::Unavailable(_) | IngestError::Store(_) => tonic::Status::unavailable(self.to_string()),
         }
     }
@@ -93,6 +99,7 @@ pub fn request_key(request: &ExportRequest) -> u128 {
 
 /// Stores a decoded export request; returns once it is committed.
 pub async fn export(state: &AppState, request: ExportRequest) -> Result<ExportOutcome, IngestError> {
+    limits::check(&request, &state.config.ingest_limits)?;
     let store = state.store().map_err(IngestError::Unavailable)?;
     let now = chrono::Utc::now().timestamp_micros();
     let mut batch = match &request {
