@@ -460,3 +460,20 @@ async fn query_types_and_variable_values_are_resources() {
     assert_eq!(endpoints["grpc"]["state"], "listening");
     assert_eq!(endpoints["http"]["address"], plugin.http_addr.as_str());
 }
+
+/// After SIGTERM the next process binds the same OTLP ports at once (no TIME_WAIT refusal) and
+/// finds what the first one stored.
+#[tokio::test]
+async fn a_restart_rebinds_the_same_ports_at_once() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (grpc, http) = (free(), free());
+    let mut first = Plugin::start_with(tempfile::tempdir().unwrap(), &grpc, &http).await;
+    first.ingest_http(&run("tools", "http/protobuf")).await;
+    assert!(first.terminate().await.success());
+    let dir = first.kill9();
+    let started = std::time::Instant::now();
+    let second = Plugin::start_with(dir, &grpc, &http).await;
+    assert_eq!((second.grpc_addr.as_str(), second.http_addr.as_str()), (grpc.as_str(), http.as_str()));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(second.health_details().await["store"]["events"], 35);
+}

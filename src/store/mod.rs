@@ -247,3 +247,50 @@ fn migrate(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
     }
     Ok(schema::SCHEMA_VERSION)
 }
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    /// A file written by schema v1 (every attribute in `attributes`, no request keys) opens,
+    /// is migrated to the current version, keeps its rows readable with every attribute, and
+    /// takes new writes; a file from a newer plugin is refused with a clear error.
+    #[tokio::test]
+    async fn an_older_file_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(schema::VERSION_TABLE).unwrap();
+            conn.execute_batch(&schema::migrations()[0]).unwrap();
+            conn.execute_batch(
+                r#"INSERT INTO schema_version (version) VALUES (1);
+                   INSERT INTO events (time, received_at, event_name, session_id, model, attributes, resource)
+                   VALUES (TIMESTAMP '2026-11-01 10:00:00', TIMESTAMP '2026-11-01 10:00:01', 'api_request', 's-old',
+                           'claude-opus-4-8', '{"model":"claude-opus-4-8","session.id":"s-old","team":"a"}', '{}');"#,
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), "64MB").unwrap();
+        assert_eq!(store.health().await.unwrap().schema_version, schema::SCHEMA_VERSION);
+        let attrs: String = store
+            .read(|c| Ok(c.query_row("SELECT attributes FROM events_full WHERE session_id = 's-old'", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        let attrs: serde_json::Value = serde_json::from_str(&attrs).unwrap();
+        assert_eq!(attrs, serde_json::json!({"model": "claude-opus-4-8", "session.id": "s-old", "team": "a"}));
+        store.write(Batch { dedup_key: Some(7), ..Batch::default() }).await.unwrap();
+        let versions: i64 = store.read(|c| Ok(c.query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(versions, i64::from(schema::SCHEMA_VERSION));
+        store.close().await;
+        drop(store);
+
+        let newer = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(newer.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(schema::VERSION_TABLE).unwrap();
+            conn.execute_batch("INSERT INTO schema_version (version) VALUES (99)").unwrap();
+        }
+        let e = Store::open(newer.path(), "64MB").err().expect("refused").to_string();
+        assert!(e.contains("schema version 99, newer than this plugin's") && e.contains("upgrade the plugin"), "{e}");
+    }
+}
