@@ -7,44 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Plugin;
+use common::{log_export, Plugin};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use serde_json::json;
 
 const RECORDS_PER_EXPORT: usize = 200;
 const KILLS: usize = 6;
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }) }
-}
-
-/// One export whose records all carry `session.id` = `id`, so a count per session shows what was stored.
-fn export(id: &str) -> ExportLogsServiceRequest {
-    let base = 1_795_296_000_000_000_000u64;
-    let records = (0..RECORDS_PER_EXPORT)
-        .map(|i| LogRecord {
-            time_unix_nano: base + i as u64 * 1_000_000,
-            body: Some(AnyValue { value: Some(any_value::Value::StringValue("claude_code.api_request".into())) }),
-            attributes: vec![
-                kv("event.name", "api_request"),
-                kv("session.id", id),
-                kv("model", "claude-sonnet-4-6"),
-                kv("cost_usd", "0.001"),
-                kv("prompt", &"x".repeat(200)),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_sigkill_exactly_once() {
@@ -67,7 +35,7 @@ async fn acknowledged_records_survive_sigkill_exactly_once() {
                 let mut tried = Vec::new();
                 for id in ids {
                     tried.push(id.clone());
-                    match logs.export(export(&id)).await {
+                    match logs.export(log_export(&id, RECORDS_PER_EXPORT)).await {
                         Ok(_) => {
                             acked.lock().unwrap().insert(id);
                         }
@@ -94,7 +62,7 @@ async fn acknowledged_records_survive_sigkill_exactly_once() {
     let acked_now = acked.lock().unwrap().clone();
     let retried: Vec<&String> = sent.iter().filter(|id| !acked_now.contains(*id)).chain(acked_now.iter().take(20)).collect();
     for id in &retried {
-        logs.export(export(id)).await.expect("retry acknowledged");
+        logs.export(log_export(id, RECORDS_PER_EXPORT)).await.expect("retry acknowledged");
         acked.lock().unwrap().insert((*id).clone());
     }
     let result = plugin

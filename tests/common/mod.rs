@@ -446,3 +446,32 @@ pub fn assert_alertable(what: &str, r: &QueryResult) {
         }
     }
 }
+
+/// An OTLP logs export of `records` api_request events that all carry `session.id` = `id`, so a
+/// count per session shows what of it was stored.
+pub fn log_export(id: &str, records: usize) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let kv = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+    };
+    let base = 1_795_296_000_000_000_000u64;
+    let log_records = (0..records)
+        .map(|i| LogRecord {
+            time_unix_nano: base + i as u64 * 1_000_000,
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue("claude_code.api_request".into())) }),
+            attributes: vec![
+                kv("event.name", "api_request"),
+                kv("session.id", id),
+                kv("model", "claude-sonnet-4-6"),
+                kv("cost_usd", "0.001"),
+                kv("prompt", &"x".repeat(200)),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs { scope_logs: vec![ScopeLogs { log_records, ..Default::default() }], ..Default::default() }],
+    }
+}
