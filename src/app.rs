@@ -20,6 +20,8 @@ pub struct AppState {
     listeners: Mutex<Listeners>,
     /// Bearer tokens the OTLP listeners require (none configured: open).
     pub auth: crate::ingest::auth::IngestAuth,
+    /// Days of data kept, from datasources' `retentionDays` (the longest any asks for; 0 = none set).
+    pub datasource_retention_days: std::sync::atomic::AtomicU32,
 }
 
 /// Where each OTLP listener is, or why it is not.
@@ -52,6 +54,7 @@ impl AppState {
             store_error: Mutex::new(None),
             listeners: Mutex::new(Listeners::default()),
             auth,
+            datasource_retention_days: Default::default(),
         })
     }
 
@@ -148,4 +151,37 @@ impl AppState {
 /// peer's delayed ACK (~40 ms per query or export on Linux).
 pub fn nodelay_incoming(listener: tokio::net::TcpListener) -> Result<tonic::transport::server::TcpIncoming, String> {
     tonic::transport::server::TcpIncoming::from_listener(listener, true, None).map_err(|e| format!("listener: {e}"))
+}
+
+impl AppState {
+    /// Days of data to keep: `GF_PLUGIN_RETENTION_DAYS`, else the longest retention a datasource
+    /// asks for; 0 keeps everything.
+    pub fn retention_days(&self) -> u32 {
+        self.config.retention_days.unwrap_or_else(|| self.datasource_retention_days.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Deletes data past the retention once an hour (first a minute after start), beside ingest.
+    pub async fn run_retention(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut wait = self.config.retention_interval.min(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            wait = self.config.retention_interval;
+            let days = self.retention_days();
+            let Ok(store) = self.store() else { continue };
+            if days == 0 {
+                continue;
+            }
+            let now = chrono::Utc::now().timestamp_micros();
+            match store.maintain(move |c| crate::store::retention::prune(c, now, days)).await {
+                Ok(p) if p.total() > 0 => {
+                    tracing::info!(days, events = p.events, metric_points = p.metric_points, spans = p.spans, "retention deleted old data")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed; retrying next hour"),
+            }
+        }
+    }
 }

@@ -28,6 +28,10 @@ pub struct Config {
     pub ingest_token: Option<String>,
     /// Records, attributes and value sizes per export request.
     pub ingest_limits: crate::ingest::limits::Limits,
+    /// `GF_PLUGIN_RETENTION_DAYS`: days of data kept (overrides the datasources' setting).
+    pub retention_days: Option<u32>,
+    /// Time between retention passes (`GF_PLUGIN_RETENTION_INTERVAL_SECONDS`, default 1 h).
+    pub retention_interval: std::time::Duration,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -46,6 +50,8 @@ impl Config {
             memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
             ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
             ingest_limits: ingest_limits(),
+            retention_days: env("GF_PLUGIN_RETENTION_DAYS").and_then(|v| v.trim().parse().ok()),
+            retention_interval: std::time::Duration::from_secs(positive("GF_PLUGIN_RETENTION_INTERVAL_SECONDS").unwrap_or(3600) as u64),
         }
     }
 
@@ -61,6 +67,8 @@ impl Config {
             memory_limit: env_cfg.memory_limit,
             ingest_token: env_cfg.ingest_token,
             ingest_limits: env_cfg.ingest_limits,
+            retention_days: env_cfg.retention_days,
+            retention_interval: env_cfg.retention_interval,
         }
     }
 }

@@ -187,6 +187,7 @@ fn start_background(state: &Arc<AppState>, shutdown: watch::Receiver<bool>) -> t
     tokio::spawn(async move {
         let _ = s.open_store().await;
     });
+    tokio::spawn(state.clone().run_retention(shutdown.clone()));
     let s = state.clone();
     tokio::spawn(async move { s.serve_otlp(shutdown).await })
 }

@@ -51,8 +51,9 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl ClaudeCodePlugin {
-    /// Takes the datasource's secure `ingestToken` from a Grafana request: the OTLP listeners
-    /// have no datasource context, so they learn it here (and keep it for restarts).
+    /// Takes the datasource's secure `ingestToken` and its `retentionDays` from a Grafana request:
+    /// the OTLP listeners and the retention task have no datasource context, so they learn them
+    /// here (the token is kept for restarts).
     fn learn_ingest_token<IS>(&self, settings: Option<&IS>)
     where
         IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
@@ -60,6 +61,14 @@ impl ClaudeCodePlugin {
         let token = settings.and_then(|s| s.decrypted_secure_json_data().get("ingestToken").and_then(|v| v.as_str()));
         if let Some(token) = token {
             self.state.auth.learn(token);
+        }
+        // retention in days from the datasource's settings, a number or a numeric string
+        let days = settings.and_then(|s| {
+            let v = s.json_data().get("retentionDays")?;
+            v.as_u64().or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+        });
+        if let Some(days) = days.and_then(|d| u32::try_from(d).ok()) {
+            self.state.datasource_retention_days.fetch_max(days, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -3,6 +3,7 @@
 //! One writer thread owns the read-write connection (DuckDB connections are not `Sync`); queries
 //! run on a small pool of connections to the same database, on tokio's blocking threads.
 pub mod columnar;
+pub mod retention;
 pub mod rows;
 pub mod schema;
 mod writer;
@@ -170,6 +171,22 @@ impl Store {
         .await;
         drop(permit);
         result.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs maintenance (retention) on a connection of its own on a blocking thread, outside
+    /// the query gate and beside the writer.
+    pub async fn maintain<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     pub async fn health(&self) -> Result<StoreHealth, StoreError> {
