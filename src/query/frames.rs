@@ -23,6 +23,10 @@ pub enum Column {
 }
 
 impl Column {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Column::Time(v) => v.len(),
