@@ -96,7 +96,7 @@ async fn run_in(args: &BenchArgs, work_dir: &Path) -> Result<Report, String> {
     let mut generator = Generator::new(Population { seed: args.seed, ..Population::default() });
     let mut plugin = PluginProcess::start(&dataset_dir).await?;
     let mut loaded = Loaded::default();
-    for &size in &args.sizes {
+    for (i, &size) in args.sizes.iter().enumerate() {
         progress(format!("loading {size} events"));
         plugin.rss.phase("ingest");
         let load = load_dataset(&plugin, &mut generator, size.saturating_sub(loaded.events), &mut loaded).await?;
@@ -131,9 +131,11 @@ async fn run_in(args: &BenchArgs, work_dir: &Path) -> Result<Report, String> {
         progress(format!("start-up on the {size}-event file"));
         report.startup.push(startup(&dataset_dir, &format!("{size} events"), 3).await?);
         report.datasets.push(dataset);
+        if i + 1 == args.sizes.len() {
+            break;
+        }
         plugin = PluginProcess::start(&dataset_dir).await?;
     }
-    plugin.stop()?;
     report.evaluate_targets();
     Ok(report)
 }

@@ -160,17 +160,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let permit = self.inner.running.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = inner.take_reader()?;
-            let result = f(&conn);
-            inner.readers.lock().map(|mut r| r.push(conn)).ok();
-            result
-        })
-        .await;
-        drop(permit);
-        result.map_err(|e| StoreError::Task(e.to_string()))?
+        let _permit = self.inner.running.acquire().await.map_err(|e| StoreError::Task(e.to_string()))?;
+        self.on_reader(f).await
     }
 
     /// Runs maintenance (retention) on a connection of its own on a blocking thread, outside
@@ -180,10 +171,21 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.on_reader(f).await
+    }
+
+    /// Runs `f` on a pooled connection on a blocking thread and returns the connection.
+    async fn on_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.take_reader()?;
-            f(&conn)
+            let result = f(&conn);
+            inner.readers.lock().map(|mut r| r.push(conn)).ok();
+            result
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

@@ -64,6 +64,9 @@ pub(super) struct Writer {
     series: HashMap<u64, SeriesState>,
     stats: Arc<StoreStats>,
     commits: u64,
+    /// Keys of the exports stored within the re-send window, and when: a copy of
+    /// `ingest_batches` loaded at start, so recognising a re-send costs no query.
+    known_keys: HashMap<u128, Micros>,
 }
 
 impl Writer {
@@ -73,7 +76,14 @@ impl Writer {
             metric_points: TableLayout::read(&conn, "metric_points")?,
             spans: TableLayout::read(&conn, "spans")?,
         };
-        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0 })
+        let known_keys = {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT key, epoch_us(received_at) FROM ingest_batches WHERE received_at >= now()::TIMESTAMP - INTERVAL {RESEND_WINDOW_HOURS} HOUR"
+            ))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i128>(0)? as u128, r.get::<_, Micros>(1)?)))?;
+            rows.collect::<duckdb::Result<HashMap<_, _>>>()?
+        };
+        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -152,7 +162,7 @@ impl Writer {
     /// Stores the batches in one transaction; returns which of them were re-sends of an export
     /// already stored (those add nothing, not even a second copy within this group).
     fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<Vec<bool>, String> {
-        let duplicates = self.find_resent(batches)?;
+        let duplicates = self.find_resent(batches);
         // Increments are worked out against a scratch copy of the series state, which replaces
         // the real one only once the transaction has committed.
         let mut pending: HashMap<u64, SeriesState> = HashMap::new();
@@ -168,49 +178,39 @@ impl Writer {
         append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
         append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
         // the keys commit with the rows: a retry after a lost ack finds them whatever happened
-        let now = Value::Timestamp(duckdb::types::TimeUnit::Microsecond, chrono::Utc::now().timestamp_micros());
-        let keys: Vec<Vec<Value>> =
-            fresh.iter().filter_map(|b| b.dedup_key).map(|k| vec![Value::HugeInt(k as i128), now.clone()]).collect();
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let now = Value::Timestamp(duckdb::types::TimeUnit::Microsecond, now_us);
+        let keys: Vec<u128> = fresh.iter().filter_map(|b| b.dedup_key).collect();
         if !keys.is_empty() {
             let mut appender = tx.appender("ingest_batches").map_err(|e| format!("ingest_batches: {e}"))?;
-            for row in keys {
-                appender.append_row(duckdb::appender_params_from_iter(row)).map_err(|e| format!("ingest_batches: {e}"))?;
+            for k in &keys {
+                appender.append_row(params![Value::HugeInt(*k as i128), now.clone()]).map_err(|e| format!("ingest_batches: {e}"))?;
             }
             appender.flush().map_err(|e| format!("ingest_batches: {e}"))?;
         }
         tx.commit().map_err(|e| e.to_string())?;
         self.series.extend(pending);
+        // only once committed: a failed transaction leaves its keys unknown, so its retry stores
+        self.known_keys.extend(keys.into_iter().map(|k| (k, now_us)));
         Ok(duplicates)
     }
 
     /// Which batches carry a key already stored or seen earlier in the same group.
-    fn find_resent(&self, batches: &[&mut Batch]) -> Result<Vec<bool>, String> {
-        let keys: Vec<u128> = batches.iter().filter_map(|b| b.dedup_key).collect();
-        let mut seen: HashSet<u128> = HashSet::new();
-        if !keys.is_empty() {
-            let placeholders = vec!["?"; keys.len()].join(", ");
-            let mut stmt = self
-                .conn
-                .prepare(&format!("SELECT key FROM ingest_batches WHERE key IN ({placeholders})"))
-                .map_err(|e| format!("looking up re-sent exports: {e}"))?;
-            let found = stmt
-                .query_map(duckdb::params_from_iter(keys.iter().map(|k| Value::HugeInt(*k as i128))), |r| r.get::<_, i128>(0))
-                .map_err(|e| format!("looking up re-sent exports: {e}"))?;
-            for k in found {
-                seen.insert(k.map_err(|e| e.to_string())? as u128);
-            }
-        }
-        Ok(batches
+    fn find_resent(&self, batches: &[&mut Batch]) -> Vec<bool> {
+        let mut in_group: HashSet<u128> = HashSet::new();
+        batches
             .iter()
             .map(|b| match b.dedup_key {
-                Some(k) => !seen.insert(k),
+                Some(k) => self.known_keys.contains_key(&k) || !in_group.insert(k),
                 None => false,
             })
-            .collect())
+            .collect()
     }
 
     /// Forgets request keys older than `RESEND_WINDOW_HOURS`: exporters retry within minutes.
-    fn prune_request_keys(&self) {
+    fn prune_request_keys(&mut self) {
+        let cutoff = chrono::Utc::now().timestamp_micros() - i64::from(RESEND_WINDOW_HOURS) * 3_600_000_000;
+        self.known_keys.retain(|_, at| *at >= cutoff);
         let sql = format!("DELETE FROM ingest_batches WHERE received_at < now()::TIMESTAMP - INTERVAL {RESEND_WINDOW_HOURS} HOUR");
         if let Err(e) = self.conn.execute_batch(&sql) {
             tracing::warn!(error = %e, "pruning old request keys");
