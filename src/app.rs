@@ -1,7 +1,7 @@
 //! State shared by the Grafana services and the OTLP receivers, and its start-up: the store is
 //! opened and the listeners bound in background tasks so the plugin handshake goes out at once.
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
 use crate::store::Store;
@@ -15,13 +15,16 @@ type ServeFn = fn(
 
 pub struct AppState {
     pub config: Config,
-    store: OnceLock<Store>,
+    /// The open store; empty while it opens or reopens, and after it failed to.
+    store: RwLock<Option<Store>>,
     store_error: Mutex<Option<String>>,
     listeners: Mutex<Listeners>,
     /// Bearer tokens the OTLP listeners require (none configured: open).
     pub auth: crate::ingest::auth::IngestAuth,
     /// Days of data kept, from datasources' `retentionDays` (the longest any asks for; 0 = none set).
     pub datasource_retention_days: std::sync::atomic::AtomicU32,
+    /// Bytes of data kept, from datasources' `retentionMaxSizeGB` (the largest; 0 = none set).
+    pub datasource_retention_max_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Where each OTLP listener is, or why it is not.
@@ -47,20 +50,24 @@ pub enum ListenerState {
 
 impl AppState {
     pub fn new(config: Config) -> Arc<AppState> {
+        for problem in &config.ignored {
+            tracing::warn!("{problem}; the default applies");
+        }
         let auth = crate::ingest::auth::IngestAuth::new(config.ingest_token.clone(), config.data_dir.as_deref().ok());
         Arc::new(AppState {
             config,
-            store: OnceLock::new(),
+            store: RwLock::new(None),
             store_error: Mutex::new(None),
             listeners: Mutex::new(Listeners::default()),
             auth,
             datasource_retention_days: Default::default(),
+            datasource_retention_max_bytes: Default::default(),
         })
     }
 
     /// The open store, or why it is not available (still opening, or failed).
     pub fn store(&self) -> Result<Store, String> {
-        if let Some(s) = self.store.get() {
+        if let Some(s) = self.store.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(s.clone());
         }
         match self.store_error.lock().ok().and_then(|e| e.clone()) {
@@ -85,23 +92,79 @@ impl AppState {
             // recorded like any other failure, so health checks say why instead of "still opening"
             Err(e) => Err(e),
             Ok(dir) => match tokio::task::spawn_blocking({
-                let memory_limit = self.config.memory_limit.clone();
-                move || Store::open(&dir, &memory_limit)
+                let options = self.config.store.clone();
+                move || Store::open(&dir, &options)
             })
             .await
             {
-                Ok(Ok(store)) => Ok(self.store.get_or_init(|| store).clone()),
+                Ok(Ok(store)) => {
+                    *self.store.write().unwrap_or_else(|p| p.into_inner()) = Some(store.clone());
+                    self.set_store_error(None);
+                    Ok(store)
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("opening the store panicked: {e}")),
             },
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, "store unavailable");
-            if let Ok(mut slot) = self.store_error.lock() {
-                *slot = Some(e.clone());
-            }
+            self.set_store_error(Some(e.clone()));
         }
         result
+    }
+
+    fn set_store_error(&self, error: Option<String>) {
+        *self.store_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    /// Opens the store, then keeps it open until shutdown: when DuckDB stops on a fatal error
+    /// (a checkpoint that hit a full disk) the store is closed and, once every connection to it
+    /// is gone, reopened, retrying every few seconds until that succeeds. Meanwhile exports are
+    /// answered 503 / UNAVAILABLE (retryable) and queries say why.
+    pub async fn run_store(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+        const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
+        let Ok(mut store) = self.open_store().await else { return };
+        let mut opened = tokio::time::Instant::now();
+        // Reopening replays the WAL; a disk still full stops the database again at its first
+        // checkpoint, so quick repeats wait longer each time (5 s, 10 s, … 60 s).
+        let mut pause = std::time::Duration::ZERO;
+        loop {
+            let reason = tokio::select! {
+                reason = store.stopped() => reason,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            pause = if opened.elapsed() < MAX_PAUSE { (pause * 2).clamp(RETRY, MAX_PAUSE) } else { std::time::Duration::ZERO };
+            self.store.write().unwrap_or_else(|p| p.into_inner()).take();
+            self.set_store_error(Some(format!("reopening the database after a fatal storage error: {reason}")));
+            store.close().await;
+            let users = store.downgrade();
+            drop(store);
+            // DuckDB may open the file again only when the stopped instance is fully closed.
+            let mut polls = 0u32;
+            while users.strong_count() > 0 {
+                polls += 1;
+                if polls == 1200 {
+                    tracing::warn!("queries still hold the stopped database after 60 s; waiting for them");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            store = loop {
+                match self.open_store().await {
+                    Ok(s) => break s,
+                    Err(_) => tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    },
+                }
+            };
+            opened = tokio::time::Instant::now();
+            tracing::info!("database reopened after a fatal storage error");
+        }
     }
 
     /// Binds both OTLP listeners and serves them until `shutdown` resolves. A listener that
@@ -160,28 +223,65 @@ impl AppState {
         self.config.retention_days.unwrap_or_else(|| self.datasource_retention_days.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Deletes data past the retention once an hour (first a minute after start), beside ingest.
+    /// Most bytes of data to keep: `GF_PLUGIN_RETENTION_MAX_SIZE`, else the largest a datasource
+    /// asks for; 0 keeps everything.
+    pub fn retention_max_bytes(&self) -> u64 {
+        self.config.retention_max_bytes.unwrap_or_else(|| self.datasource_retention_max_bytes.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Deletes data past the retention in the background, beside ingest: by age once per
+    /// interval (an hour by default), by size every minute (measuring it is cheap). The first
+    /// passes run a minute after start.
     pub async fn run_retention(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut wait = self.config.retention_interval.min(std::time::Duration::from_secs(60));
+        let tick = self.config.retention_interval.min(std::time::Duration::from_secs(60));
+        let mut next_age_pass = tokio::time::Instant::now() + tick;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(tick) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            wait = self.config.retention_interval;
-            let days = self.retention_days();
             let Ok(store) = self.store() else { continue };
-            if days == 0 {
-                continue;
+            if tokio::time::Instant::now() >= next_age_pass {
+                next_age_pass = tokio::time::Instant::now() + self.config.retention_interval;
+                self.age_pass(&store).await;
             }
-            let now = chrono::Utc::now().timestamp_micros();
-            match store.maintain(move |c| crate::store::retention::prune(c, now, days)).await {
-                Ok(p) if p.total() > 0 => {
-                    tracing::info!(days, events = p.events, metric_points = p.metric_points, spans = p.spans, "retention deleted old data")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention pass failed; retrying next hour"),
+            self.size_pass(&store).await;
+        }
+    }
+
+    async fn age_pass(&self, store: &Store) {
+        let days = self.retention_days();
+        if days == 0 {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        match store.maintain(move |c| crate::store::retention::prune(c, now, days)).await {
+            Ok(p) if p.total() > 0 => {
+                tracing::info!(days, events = p.events, metric_points = p.metric_points, spans = p.spans, "retention deleted old data")
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention pass failed; retrying at the next one"),
+        }
+    }
+
+    async fn size_pass(&self, store: &Store) {
+        let max_bytes = self.retention_max_bytes();
+        if max_bytes == 0 {
+            return;
+        }
+        let path = store.path().to_path_buf();
+        match store.maintain(move |c| crate::store::retention::trim_to_size(c, &path, max_bytes)).await {
+            Ok(Some(t)) => tracing::info!(
+                max_bytes,
+                bytes_before = t.bytes_before,
+                bytes_after = t.bytes_after,
+                events = t.pruned.events,
+                metric_points = t.pruned.metric_points,
+                spans = t.pruned.spans,
+                "retention deleted the oldest data to stay within the size limit"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "size retention pass failed; retrying in a minute"),
         }
     }
 }

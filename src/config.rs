@@ -21,8 +21,6 @@ pub struct Config {
     /// Raw SQL queries: time limit and row cap (`GF_PLUGIN_QUERY_TIMEOUT_SECONDS`,
     /// `GF_PLUGIN_MAX_RESULT_ROWS`).
     pub query_limits: crate::query::raw::Limits,
-    /// DuckDB's memory limit (`GF_PLUGIN_MEMORY_LIMIT`, e.g. "384MB", "1GB").
-    pub memory_limit: String,
     /// Bearer token both OTLP listeners require (`GF_PLUGIN_INGEST_TOKEN`); datasources' secure
     /// `ingestToken` settings add to it.
     pub ingest_token: Option<String>,
@@ -32,6 +30,12 @@ pub struct Config {
     pub retention_days: Option<u32>,
     /// Time between retention passes (`GF_PLUGIN_RETENTION_INTERVAL_SECONDS`, default 1 h).
     pub retention_interval: std::time::Duration,
+    /// `GF_PLUGIN_RETENTION_MAX_SIZE`: most bytes of data kept (overrides the datasources' setting).
+    pub retention_max_bytes: Option<u64>,
+    /// The DuckDB file's own settings (memory, checkpoints, free-disk floor).
+    pub store: crate::store::StoreOptions,
+    /// Settings that were set but could not be used, logged at start-up.
+    pub ignored: Vec<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -41,17 +45,25 @@ fn env(key: &str) -> Option<String> {
 impl Config {
     /// Settings as Grafana gives them to the plugin process.
     pub fn from_plugin_env() -> Config {
+        let mut ignored = Vec::new();
         Config {
             data_dir: plugin_data_dir(),
             grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN").unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
             http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
             max_body_bytes: max_body_bytes(),
             query_limits: query_limits(),
-            memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
             ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
             ingest_limits: ingest_limits(),
             retention_days: env("GF_PLUGIN_RETENTION_DAYS").and_then(|v| v.trim().parse().ok()),
             retention_interval: std::time::Duration::from_secs(positive("GF_PLUGIN_RETENTION_INTERVAL_SECONDS").unwrap_or(3600) as u64),
+            retention_max_bytes: size("GF_PLUGIN_RETENTION_MAX_SIZE", &mut ignored).filter(|b| *b > 0),
+            store: crate::store::StoreOptions {
+                memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
+                checkpoint_threshold: env("GF_PLUGIN_CHECKPOINT_THRESHOLD")
+                    .unwrap_or_else(|| crate::store::DEFAULT_CHECKPOINT_THRESHOLD.into()),
+                min_free_disk_bytes: size("GF_PLUGIN_MIN_FREE_DISK", &mut ignored).unwrap_or(crate::store::DEFAULT_MIN_FREE_DISK_BYTES),
+            },
+            ignored,
         }
     }
 
@@ -64,13 +76,30 @@ impl Config {
             http_listen: http.unwrap_or(env_cfg.http_listen),
             max_body_bytes: env_cfg.max_body_bytes,
             query_limits: env_cfg.query_limits,
-            memory_limit: env_cfg.memory_limit,
             ingest_token: env_cfg.ingest_token,
             ingest_limits: env_cfg.ingest_limits,
             retention_days: env_cfg.retention_days,
             retention_interval: env_cfg.retention_interval,
+            retention_max_bytes: env_cfg.retention_max_bytes,
+            store: env_cfg.store,
+            ignored: env_cfg.ignored,
         }
     }
+}
+
+/// A byte size such as `10GB`, `512MiB` or `1000000` (bytes); a value that does not parse is
+/// reported in `ignored` and the default applies.
+fn size(key: &str, ignored: &mut Vec<String>) -> Option<u64> {
+    let value = env(key)?;
+    parse_size(key, &value).map_err(|e| ignored.push(e)).ok()
+}
+
+fn parse_size(key: &str, value: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{key}={value:?} is not a size such as 10GB or 512MiB ({e})"))
 }
 
 fn positive(key: &str) -> Option<usize> {
@@ -114,4 +143,19 @@ fn plugin_data_dir() -> Result<PathBuf, String> {
         }
     }
     Err(format!("no data directory: set data_dir in grafana.ini [plugin.{PLUGIN_ID}] (GF_PLUGIN_DATA_DIR), or GF_PATHS_DATA"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units_and_bad_ones_say_why() {
+        assert_eq!(parse_size("K", "10GB"), Ok(10_000_000_000));
+        assert_eq!(parse_size("K", " 512MiB "), Ok(512 << 20));
+        assert_eq!(parse_size("K", "1.5 GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("K", "4096"), Ok(4096));
+        let e = parse_size("GF_PLUGIN_RETENTION_MAX_SIZE", "lots").unwrap_err();
+        assert!(e.contains("GF_PLUGIN_RETENTION_MAX_SIZE=\"lots\" is not a size"), "{e}");
+    }
 }

@@ -52,6 +52,7 @@ fn env_filter() -> EnvFilter {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    file_size_limit_is_an_error();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -98,6 +99,16 @@ fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
+    }
+}
+
+/// A file-size limit (`ulimit -f`) normally kills the process with SIGXFSZ in the middle of a
+/// write; ignored, the write fails with EFBIG instead and is reported like a full disk.
+fn file_size_limit_is_an_error() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to "ignore" before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 
@@ -175,10 +186,7 @@ async fn standalone(config: Config) -> Result<(), String> {
 /// Opens the store and serves the OTLP listeners until shutdown; the returned task ends when
 /// both listeners have stopped.
 fn start_background(state: &Arc<AppState>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    let s = state.clone();
-    tokio::spawn(async move {
-        let _ = s.open_store().await;
-    });
+    tokio::spawn(state.clone().run_store(shutdown.clone()));
     tokio::spawn(state.clone().run_retention(shutdown.clone()));
     let s = state.clone();
     tokio::spawn(async move { s.serve_otlp(shutdown).await })

@@ -49,3 +49,29 @@ async fn data_past_the_datasource_retention_is_deleted_in_the_background() {
     assert_eq!(sessions(&plugin).await, ["recent-2d", "today"]);
     logs.export(log_export("after", 10)).await.expect("ingest goes on");
 }
+
+/// The datasource's size limit reaches the background task: past it the oldest data goes
+/// (`store::retention` tests how much), and ingest goes on meanwhile.
+#[tokio::test]
+async fn data_past_the_datasource_size_limit_is_deleted_in_the_background() {
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_RETENTION_INTERVAL_SECONDS", "1")]).await;
+    let mut logs = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.unwrap();
+    for id in ["a", "b", "c"] {
+        logs.export(log_export(id, 50)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sessions(&plugin).await, ["a", "b", "c"], "no limit yet: everything stays");
+    // 1 kB: less than an empty database takes, so everything goes
+    let mut ctx = plugin_context();
+    ctx.data_source_instance_settings.as_mut().unwrap().json_data = br#"{"retentionMaxSizeGB": 0.000001}"#.to_vec();
+    pluginv2::diagnostics_client::DiagnosticsClient::new(plugin.channel().await)
+        .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(ctx), ..Default::default() })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sessions(&plugin).await.is_empty() {
+        assert!(Instant::now() < deadline, "data still there: {:?}", sessions(&plugin).await);
+        logs.export(log_export("meanwhile", 10)).await.expect("ingest goes on during size passes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -89,6 +89,8 @@ export interface ClaudeCodeOptions extends DataSourceJsonData {
   otlpProtocol?: OtlpProtocol;
   /** Days of history to keep; 0 or unset keeps everything. */
   retentionDays?: number;
+  /** Most data to keep, in GB; the oldest goes first. 0 or unset: no size limit. */
+  retentionMaxSizeGB?: number;
   /** Extra resource attributes suggested in the generated configuration, e.g. `team=platform`. */
   resourceAttributes?: string;
   logUserPrompts?: boolean;

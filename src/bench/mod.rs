@@ -197,7 +197,8 @@ async fn ingest_matrix(args: &BenchArgs, dir: &Path, rss: &mut std::collections:
 /// the clock starts, one commit per request as the receiver acknowledges, the store's settings.
 fn appender_limit(requests: &[ExportLogsServiceRequest], dir: &Path) -> Result<f64, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let config = duckdb::Config::default().with("checkpoint_threshold", crate::store::CHECKPOINT_THRESHOLD).map_err(|e| e.to_string())?;
+    let config =
+        duckdb::Config::default().with("checkpoint_threshold", crate::store::DEFAULT_CHECKPOINT_THRESHOLD).map_err(|e| e.to_string())?;
     let mut conn = Connection::open_with_flags(dir.join("limit.duckdb"), config).map_err(|e| e.to_string())?;
     for m in crate::store::schema::migrations() {
         conn.execute_batch(&m).map_err(|e| e.to_string())?;

@@ -51,7 +51,8 @@ impl backend::DataQueryError for QueryError {
 }
 
 impl ClaudeCodePlugin {
-    /// Takes the datasource's secure `ingestToken` and its `retentionDays` from a Grafana request:
+    /// Takes the datasource's secure `ingestToken`, its `retentionDays` and `retentionMaxSizeGB`
+    /// from a Grafana request:
     /// the OTLP listeners and the retention task have no datasource context, so they learn them
     /// here (the token is kept for restarts).
     fn learn_ingest_token<IS>(&self, settings: Option<&IS>)
@@ -69,6 +70,14 @@ impl ClaudeCodePlugin {
         });
         if let Some(days) = days.and_then(|d| u32::try_from(d).ok()) {
             self.state.datasource_retention_days.fetch_max(days, std::sync::atomic::Ordering::Relaxed);
+        }
+        // size limit in GB (10^9 bytes), fractions allowed
+        let gigabytes = settings.and_then(|s| {
+            let v = s.json_data().get("retentionMaxSizeGB")?;
+            v.as_f64().or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+        });
+        if let Some(gb) = gigabytes.filter(|g| g.is_finite() && *g > 0.0) {
+            self.state.datasource_retention_max_bytes.fetch_max((gb * 1e9) as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -89,6 +98,7 @@ impl ClaudeCodePlugin {
             |e| match e {
                 // the query's own failure: bad options, SQL errors, sandbox refusals
                 crate::store::StoreError::Rejected(message) => err(QueryErrorKind::BadRequest, message),
+                e @ crate::store::StoreError::Invalidated(_) => err(QueryErrorKind::Unavailable, e.to_string()),
                 other => err(QueryErrorKind::Internal, other.to_string()),
             },
         )?;
@@ -174,6 +184,11 @@ pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
                 listener_text(&listeners.grpc),
                 listener_text(&listeners.http),
             );
+            // writes failing right now (a full disk) matter more than everything else said here
+            let (failed, message) = match &h.write_failure {
+                Some((at, why)) => (true, format!("Storing exports fails since {at}: {why}. {message}")),
+                None => (failed, message),
+            };
             let details = serde_json::json!({"store": h, "listeners": listeners_json});
             let response = if failed { backend::CheckHealthResponse::error(message) } else { backend::CheckHealthResponse::ok(message) };
             response.with_json_details(details)

@@ -22,7 +22,39 @@ use writer::{Command, WriteJob, Writer};
 pub const DB_FILE: &str = "claudecode.duckdb";
 
 /// WAL size that triggers an automatic checkpoint.
-pub const CHECKPOINT_THRESHOLD: &str = "128MB";
+pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
+/// Free space below which exports are refused before they are stored: a checkpoint writes new
+/// blocks before it frees old ones, and one that fails for lack of space stops the database
+/// until it is reopened. 256 MiB covers a checkpoint of a full default WAL.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 256 << 20;
+
+/// How the DuckDB file is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// DuckDB's buffer pool (e.g. "384MB"); bigger query state spills to disk.
+    pub memory_limit: String,
+    /// WAL size that triggers a checkpoint (e.g. "128MB").
+    pub checkpoint_threshold: String,
+    /// Exports are refused (retryable) while the data directory's disk has less free space.
+    pub min_free_disk_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            memory_limit: crate::config::DEFAULT_MEMORY_LIMIT.into(),
+            checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD.into(),
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Defaults with another memory limit (tests use small ones).
+    pub fn with_memory(memory_limit: &str) -> Self {
+        StoreOptions { memory_limit: memory_limit.into(), ..StoreOptions::default() }
+    }
+}
 
 /// Export requests waiting for the writer before senders wait.
 const WRITE_QUEUE: usize = 64;
@@ -41,6 +73,13 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i32, supported: i32 },
     #[error("storing the batch failed: {0}")]
     Write(String),
+    /// Not enough free space to store safely; nothing of the export was stored.
+    #[error("{0}")]
+    DiskFull(String),
+    /// DuckDB stopped after a fatal error (a checkpoint that could not be written); the store is
+    /// being reopened.
+    #[error("the database stopped after a fatal storage error and is being reopened: {0}")]
+    Invalidated(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("overloaded: the writer is behind; retry later")]
@@ -54,11 +93,41 @@ pub enum StoreError {
     Rejected(String),
 }
 
-/// Counters shared between the writer and health checks.
+/// Counters and failures shared between the writer, readers and health checks.
 #[derive(Debug, Default)]
 pub struct StoreStats {
     /// Wall-clock time of the last committed write, µs since the epoch; 0 = none since start.
     last_ingest_us: AtomicI64,
+    /// The last write's failure, while no write has succeeded since: (when, why).
+    write_failure: Mutex<Option<(i64, String)>>,
+    /// Set once DuckDB reports a fatal error: the database refuses everything until reopened.
+    fatal: Mutex<Option<String>>,
+    /// Wakes whoever reopens the store when `fatal` is set.
+    fatal_notify: tokio::sync::Notify,
+}
+
+/// DuckDB's words for a database instance that stopped after a fatal error (for example a
+/// checkpoint that hit a full disk); only closing every connection and reopening recovers.
+fn is_fatal(message: &str) -> bool {
+    message.contains("FATAL Error") || message.contains("database has been invalidated")
+}
+
+impl StoreStats {
+    /// Records a failed operation; a fatal one marks the database for reopening.
+    fn note_failure(&self, message: &str) {
+        if is_fatal(message) {
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            if fatal.is_none() {
+                tracing::error!(error = %message, "the database stopped after a fatal error; reopening it");
+                *fatal = Some(message.to_string());
+                self.fatal_notify.notify_one();
+            }
+        }
+    }
+
+    fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Clone)]
@@ -68,6 +137,8 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    dir: PathBuf,
+    min_free_disk_bytes: u64,
     schema_version: i32,
     writer: mpsc::Sender<Command>,
     /// Idle reader connections; more are cloned on demand.
@@ -92,24 +163,27 @@ pub struct StoreHealth {
     /// RFC 3339; the last commit since start-up, else the newest `received_at` in the file.
     pub last_ingest: Option<String>,
     pub file_bytes: Option<u64>,
+    /// Bytes free on the data directory's disk.
+    pub free_disk_bytes: Option<u64>,
+    /// Why writes are failing (RFC 3339 time and error), while none has succeeded since.
+    pub write_failure: Option<(String, String)>,
 }
 
 impl Store {
     /// Opens (creating if needed) `dir/claudecode.duckdb`, migrates it and starts the writer.
     /// Blocking: call it from a blocking thread.
-    /// `memory_limit` caps DuckDB's buffer pool (e.g. "384MB"); bigger query state spills to disk.
-    pub fn open(dir: &Path, memory_limit: &str) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let config = Config::default()
             // Never fetch extensions at run time: everything needed is built into libduckdb.
             .enable_autoload_extension(false)
-            .and_then(|c| c.max_memory(memory_limit))
+            .and_then(|c| c.max_memory(&options.memory_limit))
             // DuckDB checkpoints when the WAL reaches this size. Its default (16 MB) makes a
             // steady stream of exports spend half its time checkpointing; a bigger WAL costs only
             // replay time after a crash (a clean shutdown checkpoints).
-            .and_then(|c| c.with("checkpoint_threshold", CHECKPOINT_THRESHOLD))
+            .and_then(|c| c.with("checkpoint_threshold", &options.checkpoint_threshold))
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
         let schema_version = migrate(&conn, &path)?;
@@ -128,6 +202,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
+                dir: dir.to_path_buf(),
+                min_free_disk_bytes: options.min_free_disk_bytes,
                 schema_version,
                 writer: tx,
                 readers: Mutex::new(vec![reader]),
@@ -145,7 +221,12 @@ impl Store {
     /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
     /// When the writer's queue stays full for `OVERLOAD_WAIT` the batch is refused unstored
     /// (`Overloaded`, answered 503 / UNAVAILABLE, which exporters retry).
+    /// Refused too (`DiskFull`, also retryable) while the disk has less than the free-space floor.
     pub async fn write(&self, batch: Batch) -> Result<WriteOutcome, StoreError> {
+        if let Some(e) = self.inner.stats.fatal() {
+            return Err(StoreError::Invalidated(e));
+        }
+        self.check_free_disk()?;
         let (ack, done) = oneshot::channel();
         match tokio::time::timeout(OVERLOAD_WAIT, self.inner.writer.send(Command::Write(WriteJob { batch, ack }))).await {
             Err(_) => return Err(StoreError::Overloaded),
@@ -182,10 +263,20 @@ impl Store {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            if let Some(e) = inner.stats.fatal() {
+                return Err(StoreError::Invalidated(e));
+            }
             let conn = inner.take_reader()?;
             let result = f(&conn);
             inner.readers.lock().map(|mut r| r.push(conn)).ok();
-            result
+            match result {
+                Err(e) if is_fatal(&e.to_string()) => {
+                    let message = e.to_string();
+                    inner.stats.note_failure(&message);
+                    Err(StoreError::Invalidated(message))
+                }
+                other => other,
+            }
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -193,8 +284,20 @@ impl Store {
 
     pub async fn health(&self) -> Result<StoreHealth, StoreError> {
         let path = self.inner.path.clone();
+        let dir = self.inner.dir.clone();
         let schema_version = self.inner.schema_version;
         let last_us = self.inner.stats.last_ingest_us.load(Ordering::Relaxed);
+        let write_failure = self
+            .inner
+            .stats
+            .write_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(|(at, why)| (chrono::DateTime::from_timestamp_micros(at).map(|t| t.to_rfc3339()).unwrap_or_default(), why));
+        // exports refused for lack of disk never reach the writer, so they are reported here
+        let write_failure =
+            write_failure.or_else(|| self.check_free_disk().err().map(|e| (chrono::Utc::now().to_rfc3339(), e.to_string())));
         self.read(move |conn| {
             let (events, metric_points, spans, sessions, newest): (i64, i64, i64, i64, Option<i64>) = conn.query_row(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM metric_points), (SELECT count(*) FROM spans),
@@ -213,9 +316,51 @@ impl Store {
                 sessions,
                 last_ingest: last.and_then(chrono::DateTime::from_timestamp_micros).map(|t| t.to_rfc3339()),
                 file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
+                free_disk_bytes: free_disk_bytes(&dir).ok(),
+                write_failure,
             })
         })
         .await
+    }
+
+    /// The fatal error DuckDB stopped on, if it did: the store must be closed and reopened.
+    pub fn fatal(&self) -> Option<String> {
+        self.inner.stats.fatal()
+    }
+
+    /// Resolves once the database has stopped on a fatal error.
+    pub async fn stopped(&self) -> String {
+        loop {
+            let notified = self.inner.stats.fatal_notify.notified();
+            if let Some(e) = self.fatal() {
+                return e;
+            }
+            notified.await;
+        }
+    }
+
+    /// A weak handle that tells when every user of this store (and so every DuckDB connection)
+    /// is gone: only then may the file be opened again.
+    pub fn downgrade(&self) -> std::sync::Weak<impl Sized + Send + Sync> {
+        Arc::downgrade(&self.inner)
+    }
+
+    fn check_free_disk(&self) -> Result<(), StoreError> {
+        let floor = self.inner.min_free_disk_bytes;
+        if floor == 0 {
+            return Ok(());
+        }
+        match free_disk_bytes(&self.inner.dir) {
+            Ok(free) if free < floor => Err(StoreError::DiskFull(format!(
+                "disk full: {} free on the disk of {}, below the {} floor (GF_PLUGIN_MIN_FREE_DISK); nothing of this export was stored. \
+                 Free space, or cap the data with GF_PLUGIN_RETENTION_MAX_SIZE / GF_PLUGIN_RETENTION_DAYS",
+                bytesize::ByteSize(free),
+                self.inner.dir.display(),
+                bytesize::ByteSize(floor)
+            ))),
+            // a disk that cannot be asked is not refused: the write itself reports real failures
+            _ => Ok(()),
+        }
     }
 
     /// Lets the writer commit what is queued before this call, checkpoint and exit; later
@@ -246,6 +391,22 @@ impl Inner {
 }
 
 use rows::Batch;
+
+/// Bytes available to this process on the filesystem holding `dir`.
+pub fn free_disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string; statvfs fills `stat` when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful call above.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::useless_conversion)] // 32-bit on some targets
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
 
 /// Creates the schema or migrates an older file; returns the version now in place.
 fn migrate(conn: &Connection, path: &Path) -> Result<i32, StoreError> {
@@ -289,7 +450,7 @@ mod upgrade_tests {
             )
             .unwrap();
         }
-        let store = Store::open(dir.path(), "64MB").unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::with_memory("64MB")).unwrap();
         assert_eq!(store.health().await.unwrap().schema_version, schema::SCHEMA_VERSION);
         let attrs: String = store
             .read(|c| Ok(c.query_row("SELECT attributes FROM events_full WHERE session_id = 's-old'", [], |r| r.get(0))?))
@@ -309,7 +470,7 @@ mod upgrade_tests {
             conn.execute_batch(schema::VERSION_TABLE).unwrap();
             conn.execute_batch("INSERT INTO schema_version (version) VALUES (99)").unwrap();
         }
-        let e = Store::open(newer.path(), "64MB").err().expect("refused").to_string();
+        let e = Store::open(newer.path(), &StoreOptions::with_memory("64MB")).err().expect("refused").to_string();
         assert!(e.contains("schema version 99, newer than this plugin's") && e.contains("upgrade the plugin"), "{e}");
     }
 }

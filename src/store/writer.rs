@@ -126,6 +126,7 @@ impl Writer {
         match result {
             Ok(duplicates) => {
                 self.stats.mark_ingest();
+                self.stats.clear_write_failure();
                 for (job, duplicate) in jobs.into_iter().zip(duplicates) {
                     let outcome = if duplicate {
                         tracing::debug!("identical export re-sent; already stored");
@@ -145,9 +146,12 @@ impl Writer {
                     self.prune_request_keys();
                 }
             }
-            Err(e) if jobs.len() == 1 => {
+            Err(e) if jobs.len() == 1 || super::is_fatal(&e) => {
                 tracing::error!(error = %e, "write failed");
-                let _ = jobs.pop().map(|j| j.ack.send(Err(StoreError::Write(e.to_string()))));
+                self.stats.note_write_failure(&e);
+                for job in jobs {
+                    let _ = job.ack.send(Err(write_error(&e)));
+                }
             }
             Err(e) => {
                 // One bad request must not fail the others it was grouped with: retry one by one.
@@ -278,8 +282,32 @@ fn append(
     appender.flush().map_err(|e| format!("{table}: {e}"))
 }
 
+/// The error a failed commit is answered with: a full disk and a stopped database say so, as
+/// both are retryable once space is freed (nothing of the export was stored).
+fn write_error(message: &str) -> StoreError {
+    if super::is_fatal(message) {
+        StoreError::Invalidated(message.to_string())
+    } else if message.contains("No space left on device") || message.contains("File too large") || message.contains("Disk quota exceeded") {
+        StoreError::DiskFull(format!("disk full: {message}; nothing of this export was stored"))
+    } else {
+        StoreError::Write(message.to_string())
+    }
+}
+
 impl StoreStats {
     fn mark_ingest(&self) {
         self.last_ingest_us.store(chrono::Utc::now().timestamp_micros(), Ordering::Relaxed);
+    }
+
+    fn note_write_failure(&self, message: &str) {
+        self.note_failure(message);
+        *self.write_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((chrono::Utc::now().timestamp_micros(), message.to_string()));
+    }
+
+    fn clear_write_failure(&self) {
+        let mut failure = self.write_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.take().is_some() {
+            tracing::info!("writes succeed again");
+        }
     }
 }

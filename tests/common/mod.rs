@@ -69,8 +69,40 @@ impl Plugin {
         http: &str,
         env: &[(&str, &str)],
     ) -> Plugin {
+        Self::spawn(program, data_dir, grpc, http, env, None).await
+    }
+
+    /// Starts the built binary under a file-size limit (`ulimit -f`, in bytes): writes past it
+    /// fail with EFBIG as on a full disk, for every file the plugin writes.
+    pub async fn start_with_file_size_limit(data_dir: tempfile::TempDir, env: &[(&str, &str)], bytes: u64) -> Plugin {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
+        Self::spawn(program, data_dir, "127.0.0.1:0", "127.0.0.1:0", env, Some(bytes)).await
+    }
+
+    async fn spawn(
+        program: &std::path::Path,
+        data_dir: tempfile::TempDir,
+        grpc: &str,
+        http: &str,
+        env: &[(&str, &str)],
+        file_size_limit: Option<u64>,
+    ) -> Plugin {
         let started = Instant::now();
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(bytes) = file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe setrlimit between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .envs(env.iter().copied())
             .env("grafana_plugin_type", "datasource")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
@@ -113,6 +145,7 @@ impl Plugin {
     }
 
     /// Polls CheckHealth until the store is open and both listeners are bound; takes their addresses.
+    /// (The check itself may still say error: a full disk refuses writes on an open store.)
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -120,7 +153,7 @@ impl Plugin {
             let details: Value = serde_json::from_slice(&h.json_details).unwrap_or(Value::Null);
             let addr = |which: &str| details["listeners"][which]["address"].as_str().map(str::to_string);
             let listening = |which: &str| details["listeners"][which]["state"] == "listening";
-            if h.status == pluginv2::check_health_response::HealthStatus::Ok as i32 && listening("grpc") && listening("http") {
+            if details["store"].is_object() && listening("grpc") && listening("http") {
                 self.grpc_addr = addr("grpc").unwrap();
                 self.http_addr = addr("http").unwrap();
                 return;
@@ -241,6 +274,10 @@ impl Plugin {
         };
         let mut stream = client.call_resource(req).await.expect("CallResource").into_inner();
         stream.message().await.expect("resource response").expect("one message")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn stdout_after_handshake(&self) -> Vec<u8> {

@@ -137,6 +137,22 @@ describe('ConfigEditor', () => {
     );
   });
 
+  it('sets a size limit in GB; empty means none', async () => {
+    const onOptionsChange = jest.fn();
+    const view = await renderEditor(<ConfigEditor options={settings()} onOptionsChange={onOptionsChange} />);
+    await userEvent.type(screen.getByLabelText(/^Size limit \(GB\)/), '5');
+    expect(onOptionsChange).toHaveBeenLastCalledWith(expect.objectContaining({ jsonData: { retentionMaxSizeGB: 5 } }));
+    view.unmount();
+    await renderEditor(
+      <ConfigEditor options={settings({ jsonData: { retentionMaxSizeGB: 2.5 } })} onOptionsChange={onOptionsChange} />
+    );
+    expect(screen.getByLabelText(/^Size limit \(GB\)/)).toHaveValue(2.5);
+    await userEvent.clear(screen.getByLabelText(/^Size limit \(GB\)/));
+    expect(onOptionsChange).toHaveBeenLastCalledWith(
+      expect.objectContaining({ jsonData: { retentionMaxSizeGB: undefined } })
+    );
+  });
+
   it('warns when the listener only accepts local connections', async () => {
     backendGet.mockResolvedValue({ ...endpoints, http: { state: 'listening', address: '127.0.0.1:4318' } });
     await renderEditor(<ConfigEditor options={settings()} onOptionsChange={jest.fn()} />);

@@ -129,6 +129,24 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             }}
           />
         </Field>
+        <Field
+          label="Size limit (GB)"
+          htmlFor="cc-retention-size"
+          description="Delete the oldest telemetry when the data grows past this size. Empty or 0: no limit."
+        >
+          <Input
+            id="cc-retention-size"
+            type="number"
+            min={0}
+            step={0.1}
+            width={12}
+            value={jsonData.retentionMaxSizeGB ?? ''}
+            onChange={(e: ChangeEvent<HTMLInputElement>) => {
+              const n = parseFloat(e.currentTarget.value);
+              setJson({ retentionMaxSizeGB: Number.isFinite(n) && n > 0 ? n : undefined });
+            }}
+          />
+        </Field>
       </FieldSet>
 
       <FieldSet label="Claude Code configuration">
