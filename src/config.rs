@@ -7,9 +7,6 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4317";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:4318";
 /// Largest request body accepted, compressed or not (and after decompression).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
-/// DuckDB's buffer pool; its own default (80 % of RAM) would let a Grafana host's plugin grow to
-/// gigabytes of cached pages. 128 MB is too little: the sessions query over 10M events runs out.
-pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -58,7 +55,7 @@ impl Config {
             retention_interval: std::time::Duration::from_secs(positive("GF_PLUGIN_RETENTION_INTERVAL_SECONDS").unwrap_or(3600) as u64),
             retention_max_bytes: size("GF_PLUGIN_RETENTION_MAX_SIZE", &mut ignored).filter(|b| *b > 0),
             store: crate::store::StoreOptions {
-                memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| DEFAULT_MEMORY_LIMIT.into()),
+                memory_limit: env("GF_PLUGIN_MEMORY_LIMIT").unwrap_or_else(|| crate::store::DEFAULT_MEMORY_LIMIT.into()),
                 checkpoint_threshold: env("GF_PLUGIN_CHECKPOINT_THRESHOLD")
                     .unwrap_or_else(|| crate::store::DEFAULT_CHECKPOINT_THRESHOLD.into()),
                 min_free_disk_bytes: size("GF_PLUGIN_MIN_FREE_DISK", &mut ignored).unwrap_or(crate::store::DEFAULT_MIN_FREE_DISK_BYTES),

@@ -21,6 +21,16 @@ async fn sessions(plugin: &Plugin) -> Vec<String> {
     r.frames.first().filter(|f| !f.fields.is_empty()).map(|f| f.field("session_id").strs()).unwrap_or_default()
 }
 
+/// A request carrying the datasource's `jsonData`, as Grafana sends with every request.
+async fn send_datasource_settings(plugin: &Plugin, json_data: &[u8]) {
+    let mut ctx = plugin_context();
+    ctx.data_source_instance_settings.as_mut().unwrap().json_data = json_data.to_vec();
+    pluginv2::diagnostics_client::DiagnosticsClient::new(plugin.channel().await)
+        .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(ctx), ..Default::default() })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn data_past_the_datasource_retention_is_deleted_in_the_background() {
     let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_RETENTION_INTERVAL_SECONDS", "1")]).await;
@@ -34,13 +44,7 @@ async fn data_past_the_datasource_retention_is_deleted_in_the_background() {
         logs.export(export).await.unwrap();
     }
     assert_eq!(sessions(&plugin).await, ["old-40d", "recent-2d", "today"]);
-    // Grafana sends the datasource's jsonData with its requests
-    let mut ctx = plugin_context();
-    ctx.data_source_instance_settings.as_mut().unwrap().json_data = br#"{"retentionDays": 30}"#.to_vec();
-    pluginv2::diagnostics_client::DiagnosticsClient::new(plugin.channel().await)
-        .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(ctx), ..Default::default() })
-        .await
-        .unwrap();
+    send_datasource_settings(&plugin, br#"{"retentionDays": 30}"#).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while sessions(&plugin).await.contains(&"old-40d".to_string()) {
         assert!(Instant::now() < deadline, "old data still there");
@@ -62,16 +66,26 @@ async fn data_past_the_datasource_size_limit_is_deleted_in_the_background() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sessions(&plugin).await, ["a", "b", "c"], "no limit yet: everything stays");
     // 1 kB: less than an empty database takes, so everything goes
-    let mut ctx = plugin_context();
-    ctx.data_source_instance_settings.as_mut().unwrap().json_data = br#"{"retentionMaxSizeGB": 0.000001}"#.to_vec();
-    pluginv2::diagnostics_client::DiagnosticsClient::new(plugin.channel().await)
-        .check_health(pluginv2::CheckHealthRequest { plugin_context: Some(ctx), ..Default::default() })
-        .await
-        .unwrap();
+    send_datasource_settings(&plugin, br#"{"retentionMaxSizeGB": 0.000001}"#).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sessions(&plugin).await.is_empty() {
         assert!(Instant::now() < deadline, "data still there: {:?}", sessions(&plugin).await);
         logs.export(log_export("meanwhile", 10)).await.expect("ingest goes on during size passes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `GF_PLUGIN_RETENTION_MAX_SIZE` (grafana.ini `retention_max_size`) sets the limit without any
+/// datasource setting.
+#[tokio::test]
+async fn the_size_limit_from_grafana_ini_applies_without_a_datasource_setting() {
+    let env = [("GF_PLUGIN_RETENTION_INTERVAL_SECONDS", "1"), ("GF_PLUGIN_RETENTION_MAX_SIZE", "1kB")];
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &env).await;
+    let mut logs = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.unwrap();
+    logs.export(log_export("a", 50)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sessions(&plugin).await.is_empty() {
+        assert!(Instant::now() < deadline, "data still there: {:?}", sessions(&plugin).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

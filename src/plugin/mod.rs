@@ -55,7 +55,7 @@ impl ClaudeCodePlugin {
     /// from a Grafana request:
     /// the OTLP listeners and the retention task have no datasource context, so they learn them
     /// here (the token is kept for restarts).
-    fn learn_ingest_token<IS>(&self, settings: Option<&IS>)
+    fn learn_datasource_settings<IS>(&self, settings: Option<&IS>)
     where
         IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
     {
@@ -118,7 +118,7 @@ impl backend::DataService for ClaudeCodePlugin {
     type Stream = backend::BoxDataResponseStream<Self::QueryError>;
 
     async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
-        self.learn_ingest_token(request.plugin_context.instance_settings.as_ref());
+        self.learn_datasource_settings(request.plugin_context.instance_settings.as_ref());
         let this = self.clone();
         Box::pin(
             futures::stream::iter(request.queries)
@@ -143,7 +143,7 @@ impl backend::DiagnosticsService for ClaudeCodePlugin {
         &self,
         request: backend::CheckHealthRequest<Self>,
     ) -> Result<backend::CheckHealthResponse, Self::CheckHealthError> {
-        self.learn_ingest_token(request.plugin_context.instance_settings.as_ref());
+        self.learn_datasource_settings(request.plugin_context.instance_settings.as_ref());
         Ok(health(&self.state).await)
     }
 
@@ -224,7 +224,7 @@ impl backend::ResourceService for ClaudeCodePlugin {
     type Stream = backend::BoxResourceStream<Self::Error>;
 
     async fn call_resource(&self, r: backend::CallResourceRequest<Self>) -> Result<(Self::InitialResponse, Self::Stream), Self::Error> {
-        self.learn_ingest_token(r.plugin_context.instance_settings.as_ref());
+        self.learn_datasource_settings(r.plugin_context.instance_settings.as_ref());
         let request = r.request;
         // The SDK hands the path as "/" + Grafana's resource url.
         let path = format!("/{}", request.uri().path().trim_start_matches('/'));

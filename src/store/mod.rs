@@ -21,6 +21,9 @@ use writer::{Command, WriteJob, Writer};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "claudecode.duckdb";
 
+/// DuckDB's buffer pool; its own default (80 % of RAM) would let a Grafana host's plugin grow to
+/// gigabytes of cached pages. 128 MB is too little: the sessions query over 10M events runs out.
+pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
 /// WAL size that triggers an automatic checkpoint.
 pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
 /// Free space below which exports are refused before they are stored: a checkpoint writes new
@@ -42,7 +45,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            memory_limit: crate::config::DEFAULT_MEMORY_LIMIT.into(),
+            memory_limit: DEFAULT_MEMORY_LIMIT.into(),
             checkpoint_threshold: DEFAULT_CHECKPOINT_THRESHOLD.into(),
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
         }
@@ -269,14 +272,14 @@ impl Store {
             let conn = inner.take_reader()?;
             let result = f(&conn);
             inner.readers.lock().map(|mut r| r.push(conn)).ok();
-            match result {
-                Err(e) if is_fatal(&e.to_string()) => {
-                    let message = e.to_string();
-                    inner.stats.note_failure(&message);
-                    Err(StoreError::Invalidated(message))
+            result.map_err(|e| {
+                let message = e.to_string();
+                if !is_fatal(&message) {
+                    return e;
                 }
-                other => other,
-            }
+                inner.stats.note_failure(&message);
+                StoreError::Invalidated(message)
+            })
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -284,7 +287,6 @@ impl Store {
 
     pub async fn health(&self) -> Result<StoreHealth, StoreError> {
         let path = self.inner.path.clone();
-        let dir = self.inner.dir.clone();
         let schema_version = self.inner.schema_version;
         let last_us = self.inner.stats.last_ingest_us.load(Ordering::Relaxed);
         let write_failure = self
@@ -295,9 +297,12 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .map(|(at, why)| (chrono::DateTime::from_timestamp_micros(at).map(|t| t.to_rfc3339()).unwrap_or_default(), why));
+        let free_disk_bytes = free_disk_bytes(&self.inner.dir).ok();
         // exports refused for lack of disk never reach the writer, so they are reported here
-        let write_failure =
-            write_failure.or_else(|| self.check_free_disk().err().map(|e| (chrono::Utc::now().to_rfc3339(), e.to_string())));
+        let write_failure = write_failure.or_else(|| {
+            let refused = free_disk_bytes.and_then(|free| self.below_floor(free).err());
+            refused.map(|e| (chrono::Utc::now().to_rfc3339(), e.to_string()))
+        });
         self.read(move |conn| {
             let (events, metric_points, spans, sessions, newest): (i64, i64, i64, i64, Option<i64>) = conn.query_row(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM metric_points), (SELECT count(*) FROM spans),
@@ -316,23 +321,19 @@ impl Store {
                 sessions,
                 last_ingest: last.and_then(chrono::DateTime::from_timestamp_micros).map(|t| t.to_rfc3339()),
                 file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
-                free_disk_bytes: free_disk_bytes(&dir).ok(),
+                free_disk_bytes,
                 write_failure,
             })
         })
         .await
     }
 
-    /// The fatal error DuckDB stopped on, if it did: the store must be closed and reopened.
-    pub fn fatal(&self) -> Option<String> {
-        self.inner.stats.fatal()
-    }
-
-    /// Resolves once the database has stopped on a fatal error.
+    /// Resolves once the database has stopped on a fatal error (the store must then be closed
+    /// and reopened), with that error.
     pub async fn stopped(&self) -> String {
         loop {
             let notified = self.inner.stats.fatal_notify.notified();
-            if let Some(e) = self.fatal() {
+            if let Some(e) = self.inner.stats.fatal() {
                 return e;
             }
             notified.await;
@@ -346,21 +347,26 @@ impl Store {
     }
 
     fn check_free_disk(&self) -> Result<(), StoreError> {
-        let floor = self.inner.min_free_disk_bytes;
-        if floor == 0 {
+        if self.inner.min_free_disk_bytes == 0 {
             return Ok(());
         }
-        match free_disk_bytes(&self.inner.dir) {
-            Ok(free) if free < floor => Err(StoreError::DiskFull(format!(
-                "disk full: {} free on the disk of {}, below the {} floor (GF_PLUGIN_MIN_FREE_DISK); nothing of this export was stored. \
-                 Free space, or cap the data with GF_PLUGIN_RETENTION_MAX_SIZE / GF_PLUGIN_RETENTION_DAYS",
-                bytesize::ByteSize(free),
-                self.inner.dir.display(),
-                bytesize::ByteSize(floor)
-            ))),
-            // a disk that cannot be asked is not refused: the write itself reports real failures
-            _ => Ok(()),
+        // a disk that cannot be asked is not refused: the write itself reports real failures
+        free_disk_bytes(&self.inner.dir).map_or(Ok(()), |free| self.below_floor(free))
+    }
+
+    /// `DiskFull` when `free` bytes are under the free-space floor.
+    fn below_floor(&self, free: u64) -> Result<(), StoreError> {
+        let floor = self.inner.min_free_disk_bytes;
+        if free >= floor {
+            return Ok(());
         }
+        Err(StoreError::DiskFull(format!(
+            "disk full: {} free on the disk of {}, below the {} floor (GF_PLUGIN_MIN_FREE_DISK); nothing of this export was stored. \
+             Free space, or cap the data with GF_PLUGIN_RETENTION_MAX_SIZE / GF_PLUGIN_RETENTION_DAYS",
+            bytesize::ByteSize(free),
+            self.inner.dir.display(),
+            bytesize::ByteSize(floor)
+        )))
     }
 
     /// Lets the writer commit what is queued before this call, checkpoint and exit; later
