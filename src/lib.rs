@@ -1,9 +1,11 @@
 //! The Claude Code datasource for Grafana as a library: the `gpx_claudecode` executable
 //! (`main.rs`) and the fuzz targets (`fuzz/`) build on it. Data flows ingest → store → query →
-//! plugin; `app` holds the shared state, `config` the settings, `bench` the benchmark.
+//! plugin; queries answer with `frame`s, which the plugin encodes for Grafana; `app` holds the
+//! shared state, `config` the settings, `bench` the benchmark.
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod frame;
 pub mod ingest;
 pub mod plugin;
 pub mod query;

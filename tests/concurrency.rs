@@ -67,7 +67,7 @@ async fn full_speed_ingest_and_dashboards_in_a_loop_on_several_instances() {
             while !stop.load(Ordering::Relaxed) {
                 // a refresh: every panel at once, one request each, as Grafana sends them
                 let requests = queries.iter().map(|q| {
-                    let mut client = pluginv2::data_client::DataClient::new(channel.clone());
+                    let channel = channel.clone();
                     let request = pluginv2::QueryDataRequest {
                         plugin_context: Some(ctx.clone()),
                         headers: Default::default(),
@@ -82,7 +82,7 @@ async fn full_speed_ingest_and_dashboards_in_a_loop_on_several_instances() {
                     };
                     async move {
                         let started = Instant::now();
-                        let resp = client.query_data(request).await.map_err(|e| e.to_string())?.into_inner();
+                        let resp = gpx_claudecode::plugin::data::call(channel, request, 256 << 20).await.map_err(|e| e.to_string())?;
                         match resp.responses.values().find(|r| !r.error.is_empty()) {
                             Some(r) => Err(r.error.clone()),
                             None => Ok(started.elapsed()),

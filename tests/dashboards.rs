@@ -51,14 +51,14 @@ fn interpolate(target: &Value, session: &str) -> Value {
 }
 
 fn is_number(f: &common::DecodedField) -> bool {
-    ["Int", "UInt", "Float"].iter().any(|p| f.arrow_type.starts_with(p))
+    f.is_number()
 }
 
 /// The frame shape each panel type needs.
 fn assert_shape(panel_type: &str, what: &str, frames: &[DecodedFrame]) {
     let frame = frames.iter().find(|f| !f.fields.is_empty()).unwrap_or_else(|| panic!("{what}: no data"));
     assert!(frame.rows() > 0, "{what}: no rows");
-    let time_first = frame.fields[0].arrow_type.contains("Timestamp");
+    let time_first = frame.fields[0].is_time();
     match panel_type {
         "timeseries" | "heatmap" => {
             assert!(time_first, "{what}: needs time first");

@@ -196,7 +196,9 @@ async fn fixtures_over_every_protocol_give_exact_numbers() {
     assert_eq!(r.frames.len(), 1);
     let series = &r.frames[0];
     assert_eq!(series.fields.len(), 2);
-    assert!(series.fields[0].arrow_type.contains("Timestamp"));
+    assert!(series.fields[0].is_time());
+    assert_eq!(series.frame_type(), "timeseries-wide");
+    assert_eq!(series.fields[1].config["unit"], "currencyUSD", "labels and unit on one field");
     assert_eq!(series.fields[1].labels, json!({"model": "claude-opus-4-8[1m]"}));
     let total_series: f64 = series.fields[1].f64s().iter().sum();
     let expected = 0.048449 * 3.0 + 0.018464 + 0.013535;

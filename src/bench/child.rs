@@ -113,8 +113,7 @@ impl PluginProcess {
     }
 
     /// One QueryData request with `queries` over `[from_ms, to_ms]`; fails on any query error.
-    pub async fn query(&self, queries: &[Value], from_ms: i64, to_ms: i64) -> Result<pluginv2::QueryDataResponse, String> {
-        let mut client = pluginv2::data_client::DataClient::new(self.channel.clone()).max_decoding_message_size(256 << 20);
+    pub async fn query(&self, queries: &[Value], from_ms: i64, to_ms: i64) -> Result<crate::plugin::data::QueryDataResponse, String> {
         let queries = queries
             .iter()
             .enumerate()
@@ -127,11 +126,8 @@ impl PluginProcess {
                 json: serde_json::to_vec(q).unwrap_or_default(),
             })
             .collect();
-        let response = client
-            .query_data(pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers: Default::default(), queries })
-            .await
-            .map_err(|e| format!("QueryData: {e}"))?
-            .into_inner();
+        let request = pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers: Default::default(), queries };
+        let response = crate::plugin::data::call(self.channel.clone(), request, 256 << 20).await.map_err(|e| format!("QueryData: {e}"))?;
         if let Some((ref_id, r)) = response.responses.iter().find(|(_, r)| !r.error.is_empty()) {
             return Err(format!("query {ref_id} failed: {}", r.error));
         }

@@ -113,7 +113,7 @@ impl Timing {
 pub fn captured_sql(conn: &Connection, q: &Value, ctx: &QueryContext) -> Result<Vec<Sql>, String> {
     let parsed = query::model::parse(q, "")?;
     let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx));
-    result?;
+    result.map_err(|e| e.to_string())?;
     Ok(sqls)
 }
 
@@ -177,13 +177,10 @@ pub fn raw_dashboard(conn: &Connection, panels: &[NamedQuery], ctx: &QueryContex
 
 /// Rows of an Arrow IPC frame as the plugin returns it (0 for a frame without fields).
 pub fn frame_rows(bytes: &[u8]) -> Result<usize, String> {
-    use grafana_plugin_sdk::arrow2::io::ipc::read::{read_file_metadata, FileReader};
-    let mut cursor = std::io::Cursor::new(bytes);
-    let metadata = read_file_metadata(&mut cursor).map_err(|e| format!("frame: {e}"))?;
-    let reader = FileReader::new(cursor, metadata, None, None);
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| format!("frame: {e}"))?;
     let mut rows = 0;
-    for chunk in reader {
-        rows += chunk.map_err(|e| format!("frame: {e}"))?.len();
+    for batch in reader {
+        rows += batch.map_err(|e| format!("frame: {e}"))?.num_rows();
     }
     Ok(rows)
 }

@@ -4,50 +4,21 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use grafana_plugin_sdk::backend::{self, DataQueryStatus, ErrIntoHttpResponse};
+use grafana_plugin_sdk::backend::{self, ErrIntoHttpResponse};
 use grafana_plugin_sdk::pluginv2;
 use http::{Response, StatusCode};
 
 use crate::app::AppState;
 use crate::query::{self, QueryContext};
+use crate::store::StoreError;
+use data::{DataResponse, DataServer, ErrorSource};
 
-/// Queries of one request run this many at a time.
-const CONCURRENT_QUERIES: usize = 4;
+pub mod data;
 
 #[derive(Clone, grafana_plugin_sdk::prelude::GrafanaPlugin)]
 #[grafana_plugin(plugin_type = "datasource")]
 pub struct ClaudeCodePlugin {
     pub state: Arc<AppState>,
-}
-
-/// A failed query: Grafana shows the message on the panel (or the alert rule's state).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct QueryError {
-    ref_id: String,
-    message: String,
-    status: QueryErrorKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum QueryErrorKind {
-    BadRequest,
-    Unavailable,
-    Internal,
-}
-
-impl backend::DataQueryError for QueryError {
-    fn ref_id(self) -> String {
-        self.ref_id
-    }
-    fn status(&self) -> DataQueryStatus {
-        match self.status {
-            QueryErrorKind::BadRequest => DataQueryStatus::BadRequest,
-            QueryErrorKind::Unavailable => DataQueryStatus::Custom(StatusCode::SERVICE_UNAVAILABLE),
-            QueryErrorKind::Internal => DataQueryStatus::Internal,
-        }
-    }
 }
 
 impl ClaudeCodePlugin {
@@ -81,53 +52,49 @@ impl ClaudeCodePlugin {
         }
     }
 
-    #[allow(clippy::result_large_err)] // frame errors come from the SDK as they are
-    async fn run_query(&self, q: backend::DataQuery<serde_json::Value>) -> Result<backend::DataResponse, QueryError> {
-        let ref_id = q.ref_id.clone();
-        let err = |status, message: String| QueryError { ref_id: ref_id.clone(), message, status };
-        let parsed = query::model::parse(&q.query, &q.query_type).map_err(|m| err(QueryErrorKind::BadRequest, m))?;
-        let store = self.state.store().map_err(|m| err(QueryErrorKind::Unavailable, m))?;
+    /// One query's response: its frames, or the error with its status and source.
+    async fn run_query(&self, q: pluginv2::DataQuery) -> DataResponse {
+        let downstream = |m: String| DataResponse::error(StatusCode::BAD_REQUEST, ErrorSource::Downstream, m);
+        let json: serde_json::Value = match serde_json::from_slice(&q.json) {
+            Ok(json) => json,
+            Err(e) => return downstream(format!("invalid query: the query is not JSON: {e}")),
+        };
+        let parsed = match query::model::parse(&json, &q.query_type) {
+            Ok(parsed) => parsed,
+            Err(m) => return downstream(m),
+        };
+        let range = q.time_range.as_ref();
+        let time = |ms: Option<i64>| ms.and_then(chrono::DateTime::from_timestamp_millis);
+        let (Some(from), Some(to)) = (time(range.map(|r| r.from_epoch_ms)), time(range.map(|r| r.to_epoch_ms))) else {
+            return downstream("invalid query: no time range".into());
+        };
+        let store = match self.state.store() {
+            Ok(store) => store,
+            Err(m) => return DataResponse::error(StatusCode::SERVICE_UNAVAILABLE, ErrorSource::Plugin, m),
+        };
         let ctx = QueryContext {
-            from: q.time_range.from,
-            to: q.time_range.to,
-            interval_ms: q.interval.as_millis().min(i64::MAX as u128) as i64,
+            from,
+            to,
+            interval_ms: q.interval_ms.max(0),
             max_data_points: q.max_data_points,
             limits: self.state.config.query_limits,
         };
-        let frames = store.read(move |conn| query::run(conn, &parsed, &ctx).map_err(crate::store::StoreError::Rejected)).await.map_err(
-            |e| match e {
-                // the query's own failure: bad options, SQL errors, sandbox refusals
-                crate::store::StoreError::Rejected(message) => err(QueryErrorKind::BadRequest, message),
-                e @ crate::store::StoreError::Invalidated(_) => err(QueryErrorKind::Unavailable, e.to_string()),
-                other => err(QueryErrorKind::Internal, other.to_string()),
-            },
-        )?;
-        let checked = frames
-            .iter()
-            .map(|f| f.check())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err(QueryErrorKind::Internal, format!("building frames: {e}")))?;
-        Ok(backend::DataResponse::new(q.ref_id.clone(), checked))
-    }
-}
-
-#[backend::async_trait]
-impl backend::DataService for ClaudeCodePlugin {
-    type Query = serde_json::Value;
-    type QueryError = QueryError;
-    type Stream = backend::BoxDataResponseStream<Self::QueryError>;
-
-    async fn query_data(&self, request: backend::QueryDataRequest<Self::Query, Self>) -> Self::Stream {
-        self.learn_datasource_settings(request.plugin_context.instance_settings.as_ref());
-        let this = self.clone();
-        Box::pin(
-            futures::stream::iter(request.queries)
-                .map(move |q| {
-                    let this = this.clone();
-                    async move { this.run_query(q).await }
-                })
-                .buffered(CONCURRENT_QUERIES),
-        )
+        let frames = match store.read(move |conn| query::run(conn, &parsed, &ctx).map_err(StoreError::from)).await {
+            Ok(frames) => frames,
+            Err(e) => {
+                let (status, source) = match &e {
+                    // the query's own failure: bad options, SQL errors, sandbox refusals
+                    StoreError::Rejected(_) => (StatusCode::BAD_REQUEST, ErrorSource::Downstream),
+                    StoreError::Invalidated(_) | StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, ErrorSource::Plugin),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorSource::Plugin),
+                };
+                return DataResponse::error(status, source, e.to_string());
+            }
+        };
+        match frames.iter().map(|f| f.encode(&q.ref_id)).collect::<Result<Vec<_>, _>>() {
+            Ok(bytes) => DataResponse::frames(bytes),
+            Err(e) => DataResponse::error(StatusCode::INTERNAL_SERVER_ERROR, ErrorSource::Plugin, format!("building frames: {e}")),
+        }
     }
 }
 
@@ -292,19 +259,19 @@ impl ClaudeCodePlugin {
             .read(move |conn| {
                 let filters = query::filters::Filters::default();
                 let r = query::Runner { conn, ctx: &ctx, filters: &filters, value_field: None };
-                let sql = query::explore::variable_sql(&r, &q).map_err(crate::store::StoreError::Rejected)?;
-                sql.run(conn).map_err(crate::store::StoreError::Rejected)
+                let sql = query::explore::variable_sql(&r, &q).map_err(StoreError::Rejected)?;
+                sql.run(conn).map_err(StoreError::from)
             })
             .await;
         match result {
             Ok(t) => {
                 let values: Vec<serde_json::Value> = (0..t.rows())
-                    .filter_map(|i| t.column("value").and_then(|c| c.text_at(i)))
+                    .filter_map(|i| t.column("value").and_then(|c| c.text(i)))
                     .map(|v| serde_json::json!({"text": v, "value": v}))
                     .collect();
                 json_response(StatusCode::OK, &values)
             }
-            Err(crate::store::StoreError::Rejected(m)) => bad(m),
+            Err(StoreError::Rejected(m)) => bad(m),
             Err(e) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::json!({"error": e.to_string()})),
         }
     }
@@ -327,12 +294,12 @@ pub async fn serve(
     let limit = plugin.state.config.max_body_bytes;
     let (mut reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
-    reporter.set_serving::<pluginv2::data_server::DataServer<ClaudeCodePlugin>>().await;
+    reporter.set_serving::<DataServer>().await;
     reporter.set_serving::<pluginv2::diagnostics_server::DiagnosticsServer<ClaudeCodePlugin>>().await;
     reporter.set_serving::<pluginv2::resource_server::ResourceServer<ClaudeCodePlugin>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(pluginv2::data_server::DataServer::new(plugin.clone()))
+        .add_service(DataServer::new(plugin.clone(), limit))
         .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
         .add_service(pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {

@@ -1,13 +1,13 @@
 //! Explore and dashboard helpers: events as logs, a prompt's trace, counts of everything
 //! Claude Code emits, template-variable values and annotations.
-use grafana_plugin_sdk::data::{Frame, IntoField, IntoOptField, VisType};
 use serde_json::{json, Value as Json};
 
 use super::filters::{key_expr, Table};
-use super::frames::Table as ResultTable;
 use super::model::{AnnotationKind, AnnotationsQuery, LogsQuery, TraceQuery, VariableQuery};
 use super::sql::{Params, Sql};
-use super::Runner;
+use super::table::Table as Results;
+use super::{QueryError, Runner};
+use crate::frame::{Field, Frame, FrameType, Meta, VisType};
 
 /// `%text%` for ILIKE … ESCAPE '\', with the user's wildcards taken literally.
 fn like_pattern(text: &str) -> String {
@@ -15,8 +15,10 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Events in Grafana's logs shape: time, body line, level, id, then details.
-pub fn logs(r: &Runner, q: &LogsQuery) -> Result<Vec<Frame>, String> {
+/// Events as a data-plane `log-lines` frame: `timestamp`, `body`, `severity` (error for failed
+/// calls and tools, warning for refusals and rejections), `id`, `labels` (the event's resource
+/// and attributes, every one, as JSON); then the ids and names a table of the events shows.
+pub fn logs(r: &Runner, q: &LogsQuery) -> Result<Vec<Frame>, QueryError> {
     let mut p = r.params();
     let mut conditions = String::new();
     let names: Vec<String> =
@@ -35,17 +37,17 @@ pub fn logs(r: &Runner, q: &LogsQuery) -> Result<Vec<Frame>, String> {
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
-SELECT time,
+SELECT time AS timestamp,
     concat_ws(' ', event_name, 'model=' || model, 'tool=' || tool_name, 'decision=' || decision,
         'source=' || source, 'success=' || CAST(success AS VARCHAR), 'status=' || CAST(status_code AS VARCHAR),
         'cost_usd=' || CAST(cost_usd AS VARCHAR), 'duration_ms=' || CAST(duration_ms AS VARCHAR),
         'error=' || error, 'prompt=' || prompt) AS body,
     CASE WHEN event_name IN ('api_error', 'api_retries_exhausted', 'internal_error') OR success = false THEN 'error'
         WHEN event_name = 'api_refusal' OR decision = 'reject' THEN 'warning'
-        ELSE 'info' END AS level,
+        ELSE 'info' END AS severity,
     CAST(rowid AS VARCHAR) AS id,
-    event_name, session_id, prompt_id, user_id, model, tool_name,
-    {attributes} AS attributes
+    json_merge_patch(resource, {attributes}::JSON)::VARCHAR AS labels,
+    event_name, session_id, prompt_id, user_id, model, tool_name
 FROM events
 WHERE time BETWEEN $1 AND $2{conditions}
 ORDER BY time DESC, event_sequence DESC
@@ -53,13 +55,11 @@ LIMIT {limit}",
         attributes = crate::store::schema::full_attributes_sql(crate::store::schema::EVENT_COLUMNS)
     );
     let sql = p.into_sql(text);
-    let t = sql.run(r.conn)?;
-    let mut frame = Frame::new("logs").with_metadata(super::meta(&sql, Some(VisType::Logs)));
-    if t.rows() > 0 {
-        // plain fields: Grafana's logs view finds body, level and id by their names
-        frame = frame.with_fields(t.names.iter().zip(t.columns).map(|(n, c)| c.into_field(n)));
-    }
-    Ok(vec![frame])
+    let t = sql.run(r.conn)?.json(&["labels"]);
+    let mut meta = Meta::new(Some(FrameType::LogLines), Some(VisType::Logs), Some(sql.describe()));
+    let fields = if t.rows() > 0 { t.fields } else { vec![] };
+    meta.notices = t.notices;
+    Ok(vec![Frame::new("logs", meta, fields)])
 }
 
 /// JSON object text → Grafana's `[{key, value}]` tag list.
@@ -72,7 +72,7 @@ fn tags<'a>(map: impl Iterator<Item = (&'a String, &'a Json)>) -> Vec<Json> {
     map.map(|(key, value)| json!({"key": key, "value": value})).collect()
 }
 
-/// Span events (`[{timeUnixNano, name, attributes}]`) → Grafana's `[{timestamp (ms), fields}]`.
+/// Span events (`[{timeUnixNano, name, attributes}]`) → Grafana's `[{timestamp (ms), name, fields}]`.
 fn span_logs(events: Option<&str>) -> Json {
     let list = events.and_then(|s| serde_json::from_str::<Vec<Json>>(s).ok()).unwrap_or_default();
     Json::Array(
@@ -83,15 +83,29 @@ fn span_logs(events: Option<&str>) -> Json {
                 if let Some(attrs) = e.get("attributes").and_then(Json::as_object) {
                     fields.extend(tags(attrs.iter()));
                 }
-                json!({"timestamp": ns / 1e6, "fields": fields})
+                json!({"timestamp": ns / 1e6, "name": e.get("name"), "fields": fields})
+            })
+            .collect(),
+    )
+}
+
+/// Span links (`[{traceId, spanId, traceState, attributes}]`) → Grafana's `references`.
+fn span_references(links: Option<&str>) -> Json {
+    let list = links.and_then(|s| serde_json::from_str::<Vec<Json>>(s).ok()).unwrap_or_default();
+    Json::Array(
+        list.iter()
+            .map(|l| {
+                let tags = l.get("attributes").and_then(Json::as_object).map(|a| tags(a.iter())).unwrap_or_default();
+                json!({"traceID": l.get("traceId"), "spanID": l.get("spanId"), "tags": tags})
             })
             .collect(),
     )
 }
 
 /// A trace in Grafana's trace-view shape: the spans of `traceId`, or of the trace(s) a prompt's
-/// events point at.
-pub fn trace(r: &Runner, q: &TraceQuery) -> Result<Vec<Frame>, String> {
+/// events point at. `serviceTags`, `tags`, `logs` and `references` are JSON arrays, which the
+/// trace view maps over.
+pub fn trace(r: &Runner, q: &TraceQuery) -> Result<Vec<Frame>, QueryError> {
     let mut p = Params::empty();
     let ids = match (&q.trace_id, &q.prompt_id) {
         (Some(t), _) if !t.is_empty() => p.bind(t.to_ascii_lowercase()),
@@ -107,10 +121,10 @@ pub fn trace(r: &Runner, q: &TraceQuery) -> Result<Vec<Frame>, String> {
     let filter = r.filters.clause(Table::Spans, &mut p)?;
     let text = format!(
         "
-SELECT trace_id, span_id, parent_span_id, name, kind, status, status_message,
+SELECT trace_id, span_id, parent_span_id, name, kind, status, status_message, trace_state, scope_name, scope_version,
     epoch_us(start_time) / 1000.0 AS start_ms, coalesce(duration_ms, 0) AS duration_ms,
     coalesce(json_extract_string(resource, '$.\"service.name\"'), 'claude-code') AS service_name,
-    {attributes} AS attributes, resource::VARCHAR AS resource, events::VARCHAR AS events
+    {attributes} AS attributes, resource::VARCHAR AS resource, events::VARCHAR AS events, links::VARCHAR AS links
 FROM spans
 WHERE trace_id IN ({ids}){filter}
 ORDER BY start_time, span_id",
@@ -118,43 +132,49 @@ ORDER BY start_time, span_id",
     );
     let sql = p.into_sql(text);
     let t = sql.run(r.conn)?;
-    let mut frame = Frame::new("trace").with_metadata(super::meta(&sql, Some(VisType::Trace)));
+    let meta = Meta::new(None, Some(VisType::Trace), Some(sql.describe()));
     if t.rows() == 0 {
-        return Ok(vec![frame]);
+        return Ok(vec![Frame::no_data("trace", meta)]);
     }
-    let text_col = |name: &str| -> Vec<Option<String>> { (0..t.rows()).map(|i| col_text(&t, name, i)).collect() };
-    let float_col = |name: &str| -> Vec<f64> { (0..t.rows()).map(|i| t.column(name).and_then(|c| c.f64_at(i)).unwrap_or(0.0)).collect() };
-    let status_code: Vec<i64> = text_col("status")
+    let rows = 0..t.rows();
+    let text = |name: &str| -> Vec<Option<String>> { rows.clone().map(|i| col_text(&t, name, i)).collect() };
+    let number = |name: &str| -> Vec<Option<f64>> { rows.clone().map(|i| t.column(name).and_then(|c| c.number(i))).collect() };
+    let json = |name: &str, f: fn(Option<&str>) -> Json| -> Vec<Option<Json>> {
+        rows.clone().map(|i| Some(f(col_text(&t, name, i).as_deref()))).collect()
+    };
+    // OpenTelemetry's status codes, as the trace view reads them
+    let status_code: Vec<Option<f64>> = text("status")
         .iter()
         .map(|s| match s.as_deref() {
-            Some("ok") => 1,
-            Some("error") => 2,
-            _ => 0,
+            Some("ok") => Some(1.0),
+            Some("error") => Some(2.0),
+            _ => Some(0.0),
         })
         .collect();
-    let json_col = |name: &str, f: fn(Option<&str>) -> Json| -> Vec<String> {
-        (0..t.rows()).map(|i| f(col_text(&t, name, i).as_deref()).to_string()).collect()
-    };
-    frame = frame.with_fields([
-        text_col("trace_id").into_opt_field("traceID"),
-        text_col("span_id").into_opt_field("spanID"),
-        text_col("parent_span_id").into_opt_field("parentSpanID"),
-        text_col("name").into_opt_field("operationName"),
-        text_col("service_name").into_opt_field("serviceName"),
-        json_col("resource", tag_list).into_field("serviceTags"),
-        float_col("start_ms").into_field("startTime"),
-        float_col("duration_ms").into_field("duration"),
-        json_col("attributes", tag_list).into_field("tags"),
-        json_col("events", span_logs).into_field("logs"),
-        text_col("kind").into_opt_field("kind"),
-        status_code.into_field("statusCode"),
-        text_col("status_message").into_opt_field("statusMessage"),
-    ]);
-    Ok(vec![frame])
+    let fields = vec![
+        Field::texts("traceID", text("trace_id")),
+        Field::texts("spanID", text("span_id")),
+        Field::texts("parentSpanID", text("parent_span_id")),
+        Field::texts("operationName", text("name")),
+        Field::texts("serviceName", text("service_name")),
+        Field::json("serviceTags", json("resource", tag_list)),
+        Field::numbers("startTime", number("start_ms")).with_unit(Some("dateTimeAsIso")),
+        Field::numbers("duration", number("duration_ms")).with_unit(Some("ms")),
+        Field::json("tags", json("attributes", tag_list)),
+        Field::json("logs", json("events", span_logs)),
+        Field::json("references", json("links", span_references)),
+        Field::texts("kind", text("kind")),
+        Field::numbers("statusCode", status_code).with_unit(Some("none")),
+        Field::texts("statusMessage", text("status_message")),
+        Field::texts("instrumentationLibraryName", text("scope_name")),
+        Field::texts("instrumentationLibraryVersion", text("scope_version")),
+        Field::texts("traceState", text("trace_state")),
+    ];
+    Ok(vec![Frame::new("trace", meta, fields)])
 }
 
-fn col_text(t: &ResultTable, name: &str, row: usize) -> Option<String> {
-    t.column(name).and_then(|c| c.text_at(row)).map(str::to_string)
+fn col_text(t: &Results, name: &str, row: usize) -> Option<String> {
+    t.column(name).and_then(|c| c.text(row)).map(str::to_string)
 }
 
 /// Every event and span name with counts, failures and durations: hooks, MCP connections,
@@ -190,7 +210,7 @@ ORDER BY kind, count DESC, name"
 }
 
 /// The distinct values of one key (template variables): fields `text` and `value`.
-pub fn variable(r: &Runner, q: &VariableQuery) -> Result<Vec<Frame>, String> {
+pub fn variable(r: &Runner, q: &VariableQuery) -> Result<Vec<Frame>, QueryError> {
     let sql = variable_sql(r, q)?;
     r.table("variable", sql)
 }
@@ -219,7 +239,7 @@ pub fn variable_sql(r: &Runner, q: &VariableQuery) -> Result<Sql, String> {
 }
 
 /// Annotation frames: time, title, text, tags (comma-separated).
-pub fn annotations(r: &Runner, q: &AnnotationsQuery) -> Result<Vec<Frame>, String> {
+pub fn annotations(r: &Runner, q: &AnnotationsQuery) -> Result<Vec<Frame>, QueryError> {
     let mut p = r.params();
     let mut parts = Vec::new();
     for kind in &q.kinds {
@@ -280,7 +300,8 @@ mod tests {
         let logs = span_logs(Some(r#"[{"timeUnixNano":"1500000","name":"gen_ai.request.attempt","attributes":{"attempt":1}}]"#));
         assert_eq!(
             logs,
-            json!([{"timestamp": 1.5, "fields": [{"key":"event","value":"gen_ai.request.attempt"},{"key":"attempt","value":1}]}])
+            json!([{"timestamp": 1.5, "name": "gen_ai.request.attempt",
+                "fields": [{"key":"event","value":"gen_ai.request.attempt"},{"key":"attempt","value":1}]}])
         );
         assert_eq!(tag_list(None), json!([]));
     }

@@ -1,13 +1,13 @@
 //! Measures (what a stat or breakdown sums or counts) and the two query types built on them:
 //! `stat` (one number, optionally against the previous period) and `breakdown` (by any
 //! attribute, as wide time series or table, top N plus "other").
-use grafana_plugin_sdk::data::{Field, Frame, IntoOptField, VisType};
-
 use super::filters::{key_expr, Table};
 use super::model::{BreakdownQuery, Measure, Source, StatOutput, StatQuery};
 use super::series::{Fill, Grid};
 use super::sql::timestamp;
-use super::Runner;
+use super::table::{unit_for, Units};
+use super::{QueryError, Runner};
+use crate::frame::{Field, Frame, FrameType, Meta, VisType};
 
 /// How a measure is computed: rows of `table` matching `filter`, aggregated by `agg`.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,9 @@ impl MeasureDef {
     }
 }
 
-pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
+/// One row of numbers (`numeric-wide`): `value`, and with a comparison `previous`, `change` and
+/// `change_ratio`; each with the measure's unit (the ratio as a percentage).
+pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, QueryError> {
     let keep = match q.output {
         None | Some(StatOutput::All) => None,
         Some(StatOutput::Value) => Some("value"),
@@ -150,7 +152,7 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
         Some(StatOutput::ChangeRatio) => Some("change_ratio"),
     };
     if let Some(keep) = keep.filter(|k| *k != "value" && q.compare.is_none()) {
-        return Err(format!("output {keep:?} needs \"compare\": \"previous_period\""));
+        return Err(format!("output {keep:?} needs \"compare\": \"previous_period\"").into());
     }
     let m = q.measure.def(q.source);
     let mut p = r.params();
@@ -164,7 +166,6 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
     );
     let sql = p.into_sql(text);
     let value = single_number(&sql.run(r.conn)?);
-    let column = q.measure.column();
     let mut fields: Vec<(String, Option<f64>)> = vec![("value".into(), value)];
     let mut described = sql.describe();
     if q.compare.is_some() {
@@ -184,25 +185,24 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, String> {
     if let Some(keep) = keep {
         fields.retain(|(n, _)| n == keep);
     }
-    let unit_column = |name: &str| if name == "change_ratio" { "change_ratio".to_string() } else { column.to_string() };
+    let unit = unit_for(q.measure.column());
     let out: Vec<Field> = fields
         .into_iter()
         .map(|(name, v)| {
-            let mut config = super::frames::field_config(&unit_column(&name));
-            config.display_name = Some(super::frames::display_name(&format!("{}_{}", q.measure.name(), name)));
-            vec![v].into_opt_field(name.as_str()).with_config(config)
+            let unit = if name == "change_ratio" { unit_for(&name) } else { unit };
+            Field::numbers(name, vec![v]).with_unit(Some(unit))
         })
         .collect();
-    let mut meta = super::meta_text(described, Some(VisType::Table));
-    meta.custom = Some(serde_json::Map::from_iter([("measure".to_string(), q.measure.name().into())]));
-    Ok(vec![Frame::new(q.measure.name()).with_fields(out).with_metadata(meta)])
+    let mut meta = Meta::new(Some(FrameType::NumericWide), Some(VisType::Table), Some(described));
+    meta.custom = Some(serde_json::json!({"measure": q.measure.name()}));
+    Ok(vec![Frame::new(q.measure.name(), meta, out)])
 }
 
-fn single_number(t: &super::frames::Table) -> Option<f64> {
-    t.columns.first().and_then(|c| c.f64_at(0))
+fn single_number(t: &super::table::Table) -> Option<f64> {
+    t.fields.first().and_then(|c| c.number(0))
 }
 
-pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, String> {
+pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, QueryError> {
     let m = q.measure.def(q.source);
     let mut p = r.params();
     let group = key_expr(m.table, &q.group_by, &mut p)?;
@@ -238,20 +238,15 @@ ORDER BY {order}",
     );
     let sql = p.into_sql(text);
     let mut long = sql.run(r.conn)?;
-    rename(&mut long, "__group", &q.group_by);
-    rename(&mut long, "value", q.measure.column());
+    long.rename("__group", &q.group_by);
+    long.rename("value", q.measure.column());
+    let name = format!("{}_by_{}", q.measure.name(), q.group_by);
     if series {
         let fill = if m.ratio { Fill::Null } else { Fill::Value(0.0) };
         let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
-        let frame = super::series::pivot(&long, grid, fill)?;
-        Ok(vec![frame.with_name(format!("{}_by_{}", q.measure.name(), q.group_by)).with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+        let fields = super::series::pivot(&long, grid, fill, Units::ByName)?;
+        Ok(vec![super::series_frame(&name, fields, sql.describe())])
     } else {
-        Ok(vec![super::table_to_frame(&format!("{}_by_{}", q.measure.name(), q.group_by), r.reduce(long)?, &sql)])
-    }
-}
-
-pub fn rename(t: &mut super::frames::Table, from: &str, to: &str) {
-    if let Some(n) = t.names.iter_mut().find(|n| *n == from) {
-        *n = to.to_string();
+        Ok(vec![r.reduce(long)?.into_frame(&name, sql.describe(), Units::ByName)])
     }
 }

@@ -2,24 +2,57 @@
 pub mod catalog;
 pub mod explore;
 pub mod filters;
-pub mod frames;
 pub mod measures;
 pub mod model;
 pub mod raw;
 pub mod series;
 pub mod sessions;
 pub mod sql;
+pub mod table;
 pub mod tools;
 pub mod usage;
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
-use grafana_plugin_sdk::data::{Frame, Metadata, VisType};
 
+use crate::frame::{Frame, FrameType, Kind, Meta, VisType};
 use filters::Filters;
-use frames::{Column, Table};
 use model::{ParsedQuery, Query};
 use sql::{Params, Sql};
+use table::{Table, Units};
+
+/// Why a query produced no frames, which decides whom Grafana blames.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The query itself: bad options, a user's SQL, sandbox limits (Grafana's "downstream").
+    #[error("{0}")]
+    Invalid(String),
+    /// The plugin's own SQL failed (a fault of the plugin, or its memory limit).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for QueryError {
+    fn from(message: String) -> Self {
+        QueryError::Invalid(message)
+    }
+}
+
+/// The store hands a query's own failure back as `Rejected` (the query's fault) or `Failed`.
+impl From<QueryError> for crate::store::StoreError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(m) => crate::store::StoreError::Rejected(m),
+            QueryError::Failed(m) => crate::store::StoreError::Failed(m),
+        }
+    }
+}
+
+impl From<&str> for QueryError {
+    fn from(message: &str) -> Self {
+        QueryError::Invalid(message.to_string())
+    }
+}
 
 /// Everything of a DataQuery besides its JSON.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +93,18 @@ impl Runner<'_> {
     }
 
     /// Runs `sql` and returns its result as one table frame.
-    pub fn table(&self, name: &str, sql: Sql) -> Result<Vec<Frame>, String> {
-        let table = self.reduce(sql.run(self.conn)?)?;
-        Ok(vec![table_to_frame(name, table, &sql)])
+    pub fn table(&self, name: &str, sql: Sql) -> Result<Vec<Frame>, QueryError> {
+        self.table_with_json(name, sql, &[])
+    }
+
+    /// As `table`, with the named columns holding JSON documents sent as JSON.
+    pub fn table_with_json(&self, name: &str, sql: Sql, json: &[&str]) -> Result<Vec<Frame>, QueryError> {
+        let table = self.reduce(sql.run(self.conn)?.json(json))?;
+        Ok(vec![table.into_frame(name, sql.describe(), Units::ByName)])
     }
 
     /// Applies `valueField` to a table result.
-    pub fn reduce(&self, table: Table) -> Result<Table, String> {
+    pub fn reduce(&self, table: Table) -> Result<Table, QueryError> {
         match self.value_field {
             Some(name) => keep_value_field(table, name),
             None => Ok(table),
@@ -75,12 +113,12 @@ impl Runner<'_> {
 }
 
 /// Runs a query on a reader connection and returns its frames (blocking).
-pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext) -> Result<Vec<Frame>, String> {
+pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext) -> Result<Vec<Frame>, QueryError> {
     let r = Runner { conn, ctx, filters: &parsed.filters, value_field: None };
     let r = Runner { value_field: parsed.value_field.as_deref(), ..r };
-    let frames = match &parsed.query {
-        Query::Sessions(q) => r.table("sessions", sessions::sessions_sql(&r, q)?),
-        Query::SessionTimeline(q) => r.table("session_timeline", sessions::timeline_sql(&r, q)?),
+    match &parsed.query {
+        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(&r, q)?, &["resource"]),
+        Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(&r, q)?, &["attributes"]),
         Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(&r, q)?),
         Query::CostByModel(q) => usage::cost_by_model(&r, q),
         Query::Stat(q) => measures::stat(&r, q),
@@ -98,38 +136,23 @@ pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext) -> Resul
         Query::Variable(q) => explore::variable(&r, q),
         Query::Annotations(q) => explore::annotations(&r, q),
         Query::Sql(q) => raw::run(&r, q),
-    }?;
-    Ok(frames)
-}
-
-pub fn meta(sql: &Sql, vis: Option<VisType>) -> Metadata {
-    meta_text(sql.describe(), vis)
-}
-
-pub fn meta_text(executed: String, vis: Option<VisType>) -> Metadata {
-    let mut m = Metadata::default();
-    m.executed_query_string = Some(executed);
-    m.preferred_visualisation = vis;
-    m
-}
-
-/// A table frame of the whole result; an empty result is a frame without fields ("no data").
-pub fn table_to_frame(name: &str, table: Table, sql: &Sql) -> Frame {
-    let mut frame = Frame::new(name).with_metadata(meta(sql, Some(VisType::Table)));
-    if table.rows() > 0 {
-        frame = frame.with_fields(table.into_fields());
     }
-    frame
+}
+
+/// A wide time series frame (`timeseries-wide`) of pivoted fields; none is "no data".
+pub fn series_frame(name: &str, fields: Vec<crate::frame::Field>, executed: String) -> Frame {
+    let meta = Meta::new(Some(FrameType::TimeSeriesWide), Some(VisType::Graph), Some(executed));
+    Frame::new(name, meta, fields)
 }
 
 /// Reduces a table to its text columns and the one numeric column `name`: the numeric-table
 /// shape server-side expressions turn into one labelled number per row.
-fn keep_value_field(table: Table, name: &str) -> Result<Table, String> {
-    if !table.names.iter().any(|n| n == name) {
-        return Err(format!("valueField {name:?} is not a column of the result (columns: {})", table.names.join(", ")));
+fn keep_value_field(mut table: Table, name: &str) -> Result<Table, QueryError> {
+    if table.column(name).is_none() {
+        return Err(format!("valueField {name:?} is not a column of the result (columns: {})", table.names().join(", ")).into());
     }
-    let (names, columns) = table.names.into_iter().zip(table.columns).filter(|(n, c)| n == name || matches!(c, Column::Text(_))).unzip();
-    Ok(Table { names, columns })
+    table.fields.retain(|f| f.name == name || f.kind() == Kind::Text);
+    Ok(table)
 }
 
 /// Column helpers shared by tests.
@@ -137,6 +160,8 @@ fn keep_value_field(table: Table, name: &str) -> Result<Table, String> {
 pub mod testing {
     use super::*;
     use crate::app::AppState;
+    use crate::frame::Field;
+    use crate::store::StoreError;
 
     pub fn ctx() -> QueryContext {
         QueryContext {
@@ -162,46 +187,54 @@ pub mod testing {
     /// Runs query JSON against the state's store with `ctx`.
     pub async fn frames(state: &AppState, json: serde_json::Value, ctx: QueryContext) -> Result<Vec<Frame>, String> {
         let parsed = model::parse(&json, "")?;
-        state
-            .store()
-            .unwrap()
-            .read(move |c| run(c, &parsed, &ctx).map_err(crate::store::StoreError::Rejected))
-            .await
-            .map_err(|e| e.to_string())
+        state.store().unwrap().read(move |c| run(c, &parsed, &ctx).map_err(StoreError::from)).await.map_err(|e| e.to_string())
     }
 
-    /// The first frame as JSON values per field name (numbers as f64, times as µs).
+    /// A field's values as JSON: integers as integers, times as ns, JSON fields parsed.
+    pub fn values(field: &Field) -> Vec<serde_json::Value> {
+        use serde_json::Value;
+        (0..field.len())
+            .map(|row| match field.kind() {
+                Kind::Time => field.time_ns(row).map(Value::from).unwrap_or(Value::Null),
+                Kind::Text => field.text(row).map(Value::from).unwrap_or(Value::Null),
+                Kind::Json => field.text(row).map(|t| serde_json::from_str(t).expect("valid JSON")).unwrap_or(Value::Null),
+                Kind::Bool => field.number(row).map(|b| Value::Bool(b != 0.0)).unwrap_or(Value::Null),
+                Kind::Number => match field.values().data_type() {
+                    arrow::datatypes::DataType::Float32 | arrow::datatypes::DataType::Float64 => {
+                        field.number(row).and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+                    }
+                    _ => field.number(row).map(|n| Value::from(n as i64)).unwrap_or(Value::Null),
+                },
+            })
+            .collect()
+    }
+
+    /// The frame's values per field name.
     pub fn columns(frame: &Frame) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
-        frame.check().expect("valid frame");
-        let json = serde_json::to_value(frame).expect("frame json");
-        let mut out = std::collections::BTreeMap::new();
-        let names: Vec<String> = frame.fields().iter().map(|f| f.name.clone()).collect();
-        if let Some(values) = json.pointer("/data/values").and_then(|v| v.as_array()) {
-            for (name, vals) in names.into_iter().zip(values) {
-                out.insert(name, vals.as_array().cloned().unwrap_or_default());
-            }
-        }
-        out
+        frame.fields.iter().map(|f| (f.name.clone(), values(f))).collect()
     }
 
     pub async fn table(state: &AppState, sql: Sql) -> Table {
-        state.store().unwrap().read(move |c| sql.run(c).map_err(crate::store::StoreError::Task)).await.unwrap()
+        state.store().unwrap().read(move |c| sql.run(c).map_err(StoreError::from)).await.unwrap()
+    }
+
+    fn field<'t>(t: &'t Table, name: &str) -> &'t Field {
+        t.column(name).unwrap_or_else(|| panic!("no column {name} in {:?}", t.names()))
     }
 
     pub fn ints(t: &Table, name: &str) -> Vec<i64> {
-        match t.column(name) {
-            Some(Column::Int(v)) => v.iter().map(|x| x.unwrap_or(-1)).collect(),
-            Some(c) => (0..t.rows()).map(|r| c.f64_at(r).map(|f| f as i64).unwrap_or(-1)).collect(),
-            None => panic!("no column {name} in {:?}", t.names),
-        }
+        let f = field(t, name);
+        (0..t.rows()).map(|r| f.number(r).map(|x| x as i64).unwrap_or(-1)).collect()
     }
 
     pub fn floats(t: &Table, name: &str) -> Vec<f64> {
-        (0..t.rows()).map(|r| t.column(name).and_then(|c| c.f64_at(r)).unwrap_or(f64::NAN)).collect()
+        let f = field(t, name);
+        (0..t.rows()).map(|r| f.number(r).unwrap_or(f64::NAN)).collect()
     }
 
     pub fn texts(t: &Table, name: &str) -> Vec<String> {
-        (0..t.rows()).map(|r| t.column(name).and_then(|c| c.text_at(r)).unwrap_or("").to_string()).collect()
+        let f = field(t, name);
+        (0..t.rows()).map(|r| f.text(r).unwrap_or("").to_string()).collect()
     }
 }
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use grafana_plugin_sdk::data::{Frame, Notice, Severity, VisType};
 
-use super::frames::Table;
 use super::model::{Format, RawSqlQuery};
 use super::series::{pivot, Fill, Grid};
 use super::sql::Sql;
-use super::{QueryContext, Runner};
+use super::table::{Table, Units};
+use super::{QueryContext, QueryError, Runner};
+use crate::frame::{Field, Frame, FrameType, Kind, Meta, Notice, VisType};
 
 /// Limits for raw SQL, from the plugin configuration.
 #[derive(Debug, Clone, Copy)]
@@ -217,8 +217,8 @@ fn check_single_select(conn: &duckdb::Connection, sql: &str) -> Result<(), Strin
     }
 }
 
-/// Runs `sql` inside a transaction that is rolled back, interrupted after `timeout`.
-fn run_sandboxed(conn: &duckdb::Connection, sql: &Sql, timeout: Duration) -> Result<Table, String> {
+/// Runs `f` inside a transaction that is rolled back, interrupting it after `timeout`.
+fn run_sandboxed<T>(conn: &duckdb::Connection, timeout: Duration, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(|e| format!("starting the query transaction: {e}"))?;
     let (done, wait) = mpsc::channel::<()>();
     let interrupt = conn.interrupt_handle();
@@ -230,7 +230,7 @@ fn run_sandboxed(conn: &duckdb::Connection, sql: &Sql, timeout: Duration) -> Res
             false
         }
     });
-    let result = sql.run(conn);
+    let result = f();
     let _ = done.send(());
     let timed_out = watchdog.join().unwrap_or(false);
     if let Err(e) = conn.execute_batch("ROLLBACK") {
@@ -242,7 +242,86 @@ fn run_sandboxed(conn: &duckdb::Connection, sql: &Sql, timeout: Duration) -> Res
     }
 }
 
-pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, String> {
+/// How a result column of the user's SQL is selected so that every DuckDB type reaches Grafana
+/// whole (the Arrow export alone loses BIT, BIGNUM, UHUGEINT and time zones, and sends nested
+/// types Grafana cannot read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conversion {
+    /// Converted from its Arrow form (numbers, text, times, decimals, BLOB, UUID, ENUM).
+    Arrow,
+    /// JSON as it is.
+    Json,
+    /// LIST, ARRAY, STRUCT, MAP, UNION: as JSON.
+    ToJson,
+    /// HUGEINT, UHUGEINT, BIGNUM: as text, then 64-bit integers where every value fits.
+    IntegerText,
+    /// BIT, TIME, TIME WITH TIME ZONE, INTERVAL and anything else: DuckDB's text form.
+    Text,
+}
+
+impl Conversion {
+    fn of(duckdb_type: &str) -> Conversion {
+        let t = duckdb_type.trim();
+        const ARROW: &[&str] = &[
+            "BOOLEAN",
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "DATE",
+            "TIMESTAMP",
+            "TIMESTAMP WITH TIME ZONE",
+            "TIMESTAMP_NS",
+            "TIMESTAMP_MS",
+            "TIMESTAMP_S",
+            "UUID",
+            "BLOB",
+            "NULL",
+            "\"NULL\"",
+        ];
+        if t == "JSON" {
+            Conversion::Json
+        } else if t.ends_with(']') || ["STRUCT(", "MAP(", "UNION("].iter().any(|p| t.starts_with(p)) {
+            Conversion::ToJson
+        } else if ["HUGEINT", "UHUGEINT", "BIGNUM", "VARINT"].contains(&t) {
+            Conversion::IntegerText
+        } else if ARROW.contains(&t) || t.starts_with("VARCHAR") || t.starts_with("DECIMAL(") || t.starts_with("ENUM(") {
+            Conversion::Arrow
+        } else {
+            Conversion::Text
+        }
+    }
+
+    fn select(self, column: &str) -> String {
+        match self {
+            Conversion::Arrow | Conversion::Json => column.to_string(),
+            Conversion::ToJson => format!("to_json({column}) AS {column}"),
+            Conversion::IntegerText | Conversion::Text => format!("CAST({column} AS VARCHAR) AS {column}"),
+        }
+    }
+}
+
+/// The result columns of `sql` (names as written, DuckDB types), from DuckDB's binder.
+fn describe(conn: &duckdb::Connection, sql: &str) -> Result<Vec<(String, String)>, String> {
+    let columns = |text: &str| -> Result<Vec<(String, String)>, String> {
+        check_single_select(conn, text)?;
+        let query = format!("SELECT column_name, column_type FROM (\n{text}\n)");
+        let mut stmt = conn.prepare(&query).map_err(|e| format!("SQL error: {e}"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| format!("SQL error: {e}"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| format!("SQL error: {e}"))
+    };
+    // DESCRIBE of the statement keeps duplicate names as written; statements DESCRIBE does not
+    // take (SHOW, DESCRIBE itself) are described as a subquery
+    columns(&format!("DESCRIBE\n{sql}")).or_else(|_| columns(&format!("DESCRIBE SELECT * FROM (\n{sql}\n) AS raw_query")))
+}
+
+pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, QueryError> {
     let expanded = expand(&q.raw_sql, r.ctx)?;
     let user_sql = expanded.sql.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_string();
     if user_sql.is_empty() {
@@ -250,25 +329,31 @@ pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, String> {
     }
     check_single_select(r.conn, &user_sql)?;
     let cap = r.ctx.limits.max_rows;
-    // The newline keeps a trailing `--` comment from swallowing the wrapper.
-    let wrapped = format!("SELECT * FROM (\n{user_sql}\n) AS raw_query LIMIT {}", cap + 1);
-    check_single_select(r.conn, &wrapped)?;
-    let sql = Sql { text: wrapped, params: vec![] };
-    let mut table = run_sandboxed(r.conn, &sql, r.ctx.limits.timeout)?;
-    let truncated = table.rows() > cap;
-    if truncated {
+    let mut table = run_sandboxed(r.conn, r.ctx.limits.timeout, || {
+        let columns = describe(r.conn, &user_sql)?;
+        let conversions: Vec<Conversion> = columns.iter().map(|(_, t)| Conversion::of(t)).collect();
+        // positional aliases: the user's names may repeat or need quoting; they are put back below
+        let aliases: Vec<String> = (1..=columns.len()).map(|i| format!("c{i}")).collect();
+        let select: Vec<String> = conversions.iter().zip(&aliases).map(|(c, a)| c.select(a)).collect();
+        // The newline keeps a trailing `--` comment from swallowing the wrapper.
+        let wrapped = format!("SELECT {} FROM (\n{user_sql}\n) AS raw_query({}) LIMIT {}", select.join(", "), aliases.join(", "), cap + 1);
+        check_single_select(r.conn, &wrapped)?;
+        let mut table = Sql { text: wrapped, params: vec![] }.run(r.conn).map_err(|e| e.to_string())?;
+        for (i, ((name, _), conversion)) in columns.iter().zip(&conversions).enumerate() {
+            if let Some(f) = table.fields.get_mut(i) {
+                f.name = name.clone();
+            }
+            match conversion {
+                Conversion::Json | Conversion::ToJson => table.json_at(i),
+                Conversion::IntegerText => table.integers_from_text(i)?,
+                _ => {}
+            }
+        }
+        Ok(table)
+    })?;
+    if table.rows() > cap {
         table.truncate(cap);
-    }
-    let vis = match q.format {
-        Format::TimeSeries => Some(VisType::Graph),
-        Format::Logs => Some(VisType::Logs),
-        Format::Table => Some(VisType::Table),
-    };
-    let mut meta = super::meta_text(user_sql, vis);
-    if truncated {
-        let mut notice = Notice::new(format!("the result was cut to the first {cap} rows (the raw SQL row limit)"));
-        notice.severity = Some(Severity::Warning);
-        meta.notices = Some(vec![notice]);
+        table.notices.push(Notice::warning(format!("the result was cut to the first {cap} rows (the raw SQL row limit)")));
     }
     let frame = match q.format {
         Format::TimeSeries => {
@@ -277,12 +362,43 @@ pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, String> {
                 Some((_, fill)) => (None, fill),
                 None => (None, Fill::Null),
             };
-            pivot(&table, grid, fill)?
+            let fields = pivot(&table, grid, fill, Units::None)?;
+            let mut frame = super::series_frame("sql", fields, user_sql);
+            frame.meta.notices = table.notices;
+            frame
         }
-        _ if table.rows() == 0 => Frame::new(""),
-        _ => Frame::new("").with_fields(table.into_fields()),
+        Format::Logs => {
+            let mut meta = Meta::new(Some(FrameType::LogLines), Some(VisType::Logs), Some(user_sql));
+            meta.notices = std::mem::take(&mut table.notices);
+            Frame::new("sql", meta, if table.rows() > 0 { log_lines(table)? } else { vec![] })
+        }
+        Format::Table => table.into_frame("sql", user_sql, Units::None),
     };
-    Ok(vec![frame.with_name("sql").with_metadata(meta)])
+    Ok(vec![frame])
+}
+
+/// A result as the data plane's log lines: the first time column as `timestamp`, the text column
+/// `body` (else the first text column) as the line, `severity` (or `level`), `id` and a JSON
+/// `labels` column where there are ones; the other columns follow as they are.
+fn log_lines(table: Table) -> Result<Vec<Field>, QueryError> {
+    let mut rest = table.fields;
+    let mut take = |pick: &dyn Fn(&Field) -> bool, name: &str| -> Option<Field> {
+        let i = rest.iter().position(pick)?;
+        let mut f = rest.remove(i);
+        f.name = name.to_string();
+        Some(f)
+    };
+    let timestamp = take(&|f| f.kind() == Kind::Time, "timestamp");
+    let severity = take(&|f| f.kind() == Kind::Text && (f.name == "severity" || f.name == "level"), "severity");
+    let id = take(&|f| f.kind() == Kind::Text && f.name == "id", "id");
+    let labels = take(&|f| f.kind() == Kind::Json && f.name == "labels", "labels");
+    let body = take(&|f| f.kind() == Kind::Text && f.name == "body", "body").or_else(|| take(&|f| f.kind() == Kind::Text, "body"));
+    let (Some(timestamp), Some(body)) = (timestamp, body) else {
+        return Err(
+            "format \"logs\" needs a time column and a text column for the line, e.g. SELECT time, event_name AS body FROM events".into()
+        );
+    };
+    Ok([Some(timestamp), Some(body), severity, id, labels].into_iter().flatten().chain(rest).collect())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
 
-use super::frames::Table;
+use super::table::Table;
+use super::QueryError;
 
 /// A query's SQL with its parameters, kept together for the query inspector.
 #[derive(Debug, Clone)]
@@ -14,17 +15,30 @@ pub struct Sql {
 }
 
 impl Sql {
-    pub fn run(&self, conn: &Connection) -> Result<Table, String> {
+    /// Runs the SQL and converts its result. A failure of DuckDB's is the plugin's unless the
+    /// input was at fault (an invalid regex or value in a filter).
+    pub fn run(&self, conn: &Connection) -> Result<Table, QueryError> {
         CAPTURED.with(|c| {
             if let Some(list) = c.borrow_mut().as_mut() {
                 list.push(self.clone());
             }
         });
-        let mut stmt = conn.prepare(&self.text).map_err(|e| format!("preparing query: {e}"))?;
-        let arrow = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| format!("running query: {e}"))?;
-        let schema = arrow.get_schema();
-        let batches: Vec<_> = arrow.collect();
-        Table::from_batches(&schema, &batches)
+        let failed = |what: &str, e: duckdb::Error| {
+            let message = format!("{what}: {e}");
+            if message.contains("Invalid Input Error") || message.contains("Conversion Error") {
+                QueryError::Invalid(message)
+            } else {
+                QueryError::Failed(message)
+            }
+        };
+        let mut stmt = conn.prepare(&self.text).map_err(|e| failed("preparing query", e))?;
+        let schema = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| failed("running query", e))?.get_schema();
+        // stepped here rather than through the Arrow iterator, which panics on a failed fetch
+        let mut batches = Vec::new();
+        while let Some(chunk) = stmt.step().map_err(|e| failed("fetching the result", e))? {
+            batches.push(duckdb::arrow::record_batch::RecordBatch::from(&chunk));
+        }
+        Table::from_batches(&schema, &batches).map_err(QueryError::Failed)
     }
 
     /// SQL and parameter values as the query inspector shows them.

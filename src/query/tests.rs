@@ -98,8 +98,8 @@ async fn breakdowns_as_series_and_tables_with_top_n() {
     // wide series over the whole hour: 60 one-minute buckets, zero-filled, label = group key
     let fs = frames(&state, json!({"queryType": "breakdown", "measure": "tokens", "groupBy": "team"}), hour()).await.unwrap();
     let frame = &fs[0];
-    assert_eq!(frame.fields().len(), 2);
-    assert_eq!(frame.fields()[1].labels.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(frame.fields.len(), 2);
+    assert_eq!(frame.fields[1].labels.get("team").map(String::as_str), Some("platform"));
     let c = columns(frame);
     assert_eq!(c["time"].len(), 60);
     assert_eq!(sum(&c["tokens"]), 39365.0);
@@ -151,7 +151,7 @@ async fn api_latency_and_errors() {
     assert_eq!(c["status_code"], [json!("500")]);
     assert_eq!((c["errors"][0].clone(), c["retries_exhausted"][0].clone(), f(&c["error_rate"][0])), (json!(1), json!(1), 1.0));
     let fs = frames(&state, json!({"queryType": "api_errors"}), hour()).await.unwrap();
-    assert_eq!(fs[0].fields()[1].labels.get("status_code").map(String::as_str), Some("500"));
+    assert_eq!(fs[0].fields[1].labels.get("status_code").map(String::as_str), Some("500"));
     assert_eq!(sum(&columns(&fs[0])["error_rate"]), 1.0);
 }
 
@@ -203,10 +203,13 @@ async fn logs_trace_counts_variables_and_annotations() {
     let fs = frames(&state, json!({"queryType": "logs", "eventNames": ["claude_code.api_request"]}), hour()).await.unwrap();
     let c = columns(&fs[0]);
     assert_eq!(c["body"].len(), 7);
-    assert_eq!(fs[0].fields()[0].name, "time");
-    assert_eq!(fs[0].fields()[1].name, "body");
+    let names: Vec<&str> = fs[0].fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names[..5], ["timestamp", "body", "severity", "id", "labels"], "data-plane log lines");
+    assert_eq!(fs[0].meta.frame_type(), Some(crate::frame::FrameType::LogLines));
+    assert_eq!(c["labels"][0]["event.name"], "api_request", "every attribute in the labels");
+    assert_eq!(c["labels"][0]["service.name"], "claude-code", "and the resource's");
     assert!(c["body"][0].as_str().unwrap().starts_with("api_request model=claude-opus-4-8 cost_usd="));
-    assert!(c["level"].iter().all(|l| l == "info"));
+    assert!(c["severity"].iter().all(|l| l == "info"));
     let c = one(&state, json!({"queryType": "logs", "search": "NOTES.TXT"})).await;
     assert_eq!(c["event_name"], [json!("assistant_response"), json!("user_prompt")], "case-insensitive search in prompt and response");
     assert!(one(&state, json!({"queryType": "logs", "search": "%"})).await.is_empty(), "wildcards are literal");
@@ -217,7 +220,8 @@ async fn logs_trace_counts_variables_and_annotations() {
     assert_eq!(c["parentSpanID"].iter().filter(|p| p.is_null()).count(), 1, "one root");
     let root = c["parentSpanID"].iter().position(Value::is_null).unwrap();
     assert_eq!(c["operationName"][root], "claude_code.interaction");
-    assert!(c["tags"][root].as_str().unwrap().contains("\"key\":\"user_prompt\""));
+    assert!(c["tags"][root].as_array().unwrap().iter().any(|t| t["key"] == "user_prompt"), "tags as a JSON array");
+    assert!(c["serviceTags"][root].as_array().unwrap().iter().any(|t| t["key"] == "service.name"));
     assert!(c["serviceName"].iter().all(|s| s == "claude-code"));
     let by_trace = frames(&state, json!({"queryType": "trace", "traceId": c["traceID"][0]}), hour()).await.unwrap();
     assert_eq!(columns(&by_trace[0])["spanID"].len(), 26);
@@ -292,8 +296,8 @@ async fn raw_sql_with_macros_formats_and_sandbox() {
     let c = columns(&fs[0]);
     assert_eq!(c["time"].len(), 60, "filled over the range");
     assert!(close(sum(&c["cost_usd"]), 0.048449));
-    assert_eq!(fs[0].fields()[1].labels.get("model").map(String::as_str), Some("claude-opus-4-8"));
-    let executed = fs[0].meta.as_ref().and_then(|m| m.executed_query_string.clone()).unwrap();
+    assert_eq!(fs[0].fields[1].labels.get("model").map(String::as_str), Some("claude-opus-4-8"));
+    let executed = fs[0].meta.executed_query_string.clone().unwrap();
     assert!(executed.contains("TIMESTAMP '2026-11-21 21:20:00.000000'"), "{executed}");
 
     let c = one(
@@ -343,7 +347,7 @@ async fn raw_sql_with_macros_formats_and_sandbox() {
     let tight = QueryContext { limits: super::raw::Limits { timeout: std::time::Duration::from_millis(200), max_rows: 5 }, ..hour() };
     let fs = frames(&state, json!({"queryType": "sql", "rawSql": "SELECT * FROM range(100)"}), tight).await.unwrap();
     assert_eq!(columns(&fs[0])["range"].len(), 5);
-    let notices = fs[0].meta.as_ref().and_then(|m| m.notices.clone()).unwrap();
+    let notices = fs[0].meta.notices.clone();
     assert!(notices[0].text.contains("first 5 rows"));
     let slow = json!({"queryType": "sql", "rawSql": "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = 7"});
     let started = std::time::Instant::now();
@@ -550,8 +554,8 @@ async fn failures_rejections_and_refusals() {
     let c = one(&state, json!({"queryType": "annotations", "kinds": ["tool_reject"]})).await;
     assert_eq!(c["title"], [json!("Tool rejected: Write")]);
     let c = one(&state, json!({"queryType": "logs", "search": "timed out"})).await;
-    assert_eq!(c["level"], [json!("error")]);
+    assert_eq!(c["severity"], [json!("error")]);
     assert!(c["body"][0].as_str().unwrap().contains("error=Command timed out after 120s"));
     let c = one(&state, json!({"queryType": "logs", "eventNames": ["api_refusal", "tool_decision"]})).await;
-    assert_eq!(c["level"], [json!("warning"), json!("warning")]);
+    assert_eq!(c["severity"], [json!("warning"), json!("warning")]);
 }

@@ -1,18 +1,20 @@
 //! Cost by model, API performance (latency percentiles, errors) and productivity.
-use grafana_plugin_sdk::data::{Frame, VisType};
-
 use super::filters::{key_expr, Table};
-use super::measures::{breakdown, rename};
+use super::measures::breakdown;
 use super::model::{ApiErrorsQuery, ApiLatencyQuery, BreakdownQuery, CostByModelQuery, Format, Measure, ProductivityQuery, Source};
 use super::series::{pivot, Fill, Grid};
-use super::Runner;
+use super::table::Units;
+use super::{series_frame, QueryError, Runner};
+use crate::frame::Frame;
 
 /// Cost per model: as wide time series (one field per model, label `model`), or as a table of
 /// totals with tokens by type.
-pub fn cost_by_model(r: &Runner, q: &CostByModelQuery) -> Result<Vec<Frame>, String> {
+pub fn cost_by_model(r: &Runner, q: &CostByModelQuery) -> Result<Vec<Frame>, QueryError> {
     if q.format.is_series()? {
         let b = BreakdownQuery { measure: Measure::Cost, group_by: "model".into(), source: q.source, format: Format::TimeSeries, limit: 0 };
-        return Ok(breakdown(r, &b)?.into_iter().map(|f| f.with_name("cost_by_model")).collect());
+        let mut frames = breakdown(r, &b)?;
+        frames.iter_mut().for_each(|f| f.name = "cost_by_model".into());
+        return Ok(frames);
     }
     let mut p = r.params();
     let text = match q.source {
@@ -64,7 +66,7 @@ fn quantile(p: u8) -> Result<&'static str, String> {
 }
 
 /// `api_request` durations: percentiles over time (optionally per group) or as a table.
-pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, String> {
+pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, QueryError> {
     if q.percentiles.is_empty() {
         return Err("percentiles: give at least one of 50, 75, 90, 95, 99".into());
     }
@@ -105,19 +107,19 @@ GROUP BY ALL {order}",
     let sql = p.into_sql(text);
     let mut long = sql.run(r.conn)?;
     if let Some(key) = &q.group_by {
-        rename(&mut long, "__group", key);
+        long.rename("__group", key);
     }
     if series {
         let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
-        Ok(vec![pivot(&long, grid, Fill::Null)?.with_name("api_latency").with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+        Ok(vec![series_frame("api_latency", pivot(&long, grid, Fill::Null, Units::ByName)?, sql.describe())])
     } else {
-        Ok(vec![super::table_to_frame("api_latency", r.reduce(long)?, &sql)])
+        Ok(vec![r.reduce(long)?.into_frame("api_latency", sql.describe(), Units::ByName)])
     }
 }
 
 /// API errors: the error rate (api_error ÷ (api_request + api_error)) over time, per status code
 /// or overall, or a table per status code with retries exhausted.
-pub fn api_errors(r: &Runner, q: &ApiErrorsQuery) -> Result<Vec<Frame>, String> {
+pub fn api_errors(r: &Runner, q: &ApiErrorsQuery) -> Result<Vec<Frame>, QueryError> {
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
     let status = "coalesce(CAST(status_code AS VARCHAR), 'network')";
@@ -166,11 +168,11 @@ FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1 ORDER BY 1
     // A bucket without errors has rate 0 when per status code; overall, a bucket without
     // requests has no rate.
     let fill = if q.by_status_code { Fill::Value(0.0) } else { Fill::Null };
-    Ok(vec![pivot(&long, grid, fill)?.with_name("api_errors").with_metadata(super::meta(&sql, Some(VisType::Graph)))])
+    Ok(vec![series_frame("api_errors", pivot(&long, grid, fill, Units::ByName)?, sql.describe())])
 }
 
 /// Lines added/removed, commits, PRs and active time (total, cli, user), optionally per group.
-pub fn productivity(r: &Runner, q: &ProductivityQuery) -> Result<Vec<Frame>, String> {
+pub fn productivity(r: &Runner, q: &ProductivityQuery) -> Result<Vec<Frame>, QueryError> {
     let mut p = r.params();
     let group = match &q.group_by {
         Some(key) => format!("coalesce({}, '(none)') AS __group,\n    ", key_expr(Table::Metrics, key, &mut p)?),
@@ -195,7 +197,7 @@ ORDER BY lines_added DESC"
     let sql = p.into_sql(text);
     let mut t = sql.run(r.conn)?;
     if let Some(key) = &q.group_by {
-        rename(&mut t, "__group", key);
+        t.rename("__group", key);
     }
-    Ok(vec![super::table_to_frame("productivity", r.reduce(t)?, &sql)])
+    Ok(vec![r.reduce(t)?.into_frame("productivity", sql.describe(), Units::ByName)])
 }

@@ -94,6 +94,9 @@ pub enum StoreError {
     /// The query itself was refused or failed (bad options, SQL errors, sandbox limits).
     #[error("{0}")]
     Rejected(String),
+    /// A query failed for a reason of the plugin's own (its SQL, its memory limit).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Counters and failures shared between the writer, readers and health checks.

@@ -1,15 +1,14 @@
 //! Test harness: starts the built `gpx_claudecode` the way Grafana does (plugin mode, go-plugin
-//! handshake on stdout), talks to it through the pluginv2 gRPC clients, and decodes the Arrow
-//! frames it returns.
+//! handshake on stdout), talks to it through the pluginv2 gRPC services, and reads the frames it
+//! returns with Grafana's own decoder (`../shared/grafana/frame-decoder`): every assertion on a
+//! frame is on what Grafana's server sends the browser.
 #![allow(dead_code)]
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use grafana_plugin_sdk::arrow2::array::{Array, BooleanArray, PrimitiveArray, Utf8Array};
-use grafana_plugin_sdk::arrow2::datatypes::DataType;
-use grafana_plugin_sdk::arrow2::io::ipc::read::{read_file_metadata, FileReader};
+use gpx_claudecode::plugin::data::QueryDataResponse;
 use grafana_plugin_sdk::pluginv2;
 use serde_json::{json, Value};
 
@@ -234,7 +233,6 @@ impl Plugin {
         max_data_points: i64,
         headers: std::collections::HashMap<String, String>,
     ) -> BTreeMap<String, QueryResult> {
-        let mut client = pluginv2::data_client::DataClient::new(self.channel().await);
         let queries = queries
             .into_iter()
             .enumerate()
@@ -247,18 +245,13 @@ impl Plugin {
                 json: serde_json::to_vec(&q).unwrap(),
             })
             .collect();
-        let resp = client
-            .query_data(pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers, queries })
-            .await
-            .expect("QueryData")
-            .into_inner();
-        resp.responses
-            .into_iter()
-            .map(|(ref_id, r)| {
-                let frames = r.frames.iter().map(|f| decode_frame(f)).collect();
-                (ref_id, QueryResult { status: r.status, error: r.error, frames })
-            })
-            .collect()
+        let request = pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers, queries };
+        decode_response(self.query_data(request).await)
+    }
+
+    /// QueryData as Grafana calls it, the response as it arrives.
+    pub async fn query_data(&self, request: pluginv2::QueryDataRequest) -> QueryDataResponse {
+        gpx_claudecode::plugin::data::call(self.channel().await, request, 256 << 20).await.expect("QueryData")
     }
 
     pub async fn call_resource(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> pluginv2::CallResourceResponse {
@@ -336,14 +329,22 @@ pub fn plugin_context() -> pluginv2::PluginContext {
 pub struct QueryResult {
     pub status: i32,
     pub error: String,
+    /// `plugin` or `downstream` with an error.
+    pub error_source: String,
     pub frames: Vec<DecodedFrame>,
 }
 
+/// A frame as Grafana's frame decoder reports it: what Grafana's server sends the browser.
 #[derive(Debug)]
 pub struct DecodedFrame {
     pub name: String,
+    pub ref_id: String,
     pub meta: Value,
     pub fields: Vec<DecodedField>,
+    /// How Grafana classifies it for alerting: `not`, `long` or `wide`.
+    pub time_series_schema: String,
+    /// The decoder's whole report (frameJSON, Go types, …).
+    pub report: Value,
 }
 
 #[derive(Debug)]
@@ -351,9 +352,11 @@ pub struct DecodedField {
     pub name: String,
     pub labels: Value,
     pub config: Value,
-    /// Grafana's field type from the Arrow metadata ("time", "number", "string", "boolean").
-    pub arrow_type: String,
-    /// Values as JSON: numbers, strings, booleans, null; times as ms since the epoch.
+    /// The browser's field type: `time`, `number`, `string`, `boolean` or `other` (JSON).
+    pub grafana_type: String,
+    /// The Go type Grafana's server holds, e.g. `[]*float64`.
+    pub go_type: String,
+    /// Values as the browser gets them: numbers, strings, booleans, JSON, null; times in ms.
     pub values: Vec<Value>,
 }
 
@@ -371,6 +374,9 @@ impl DecodedFrame {
     pub fn row_where(&self, field: &str, value: &str) -> usize {
         self.field(field).values.iter().position(|v| v == value).unwrap_or_else(|| panic!("no row with {field} = {value}"))
     }
+    pub fn frame_type(&self) -> &str {
+        self.meta["type"].as_str().unwrap_or_default()
+    }
 }
 
 impl DecodedField {
@@ -383,78 +389,101 @@ impl DecodedField {
     pub fn strs(&self) -> Vec<String> {
         self.values.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
     }
+    pub fn is_number(&self) -> bool {
+        self.grafana_type == "number"
+    }
+    pub fn is_time(&self) -> bool {
+        self.grafana_type == "time"
+    }
 }
 
-pub fn decode_frame(bytes: &[u8]) -> DecodedFrame {
-    let mut cursor = std::io::Cursor::new(bytes);
-    let metadata = read_file_metadata(&mut cursor).expect("Arrow IPC file");
-    let schema = metadata.schema.clone();
-    let name = schema.metadata.get("name").cloned().unwrap_or_default();
-    let meta: Value = schema.metadata.get("meta").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null);
-    let reader = FileReader::new(cursor, metadata, None, None);
-    let mut columns: Vec<Vec<Value>> = vec![Vec::new(); schema.fields.len()];
-    for chunk in reader {
-        let chunk = chunk.expect("record batch");
-        for (i, array) in chunk.arrays().iter().enumerate() {
-            columns[i].extend(array_values(array.as_ref()));
-        }
+/// Grafana's frame decoder (grafana-plugin-sdk-go `data`), from `shared/` beside the checkout or
+/// `$GRAFANA_FRAME_DECODER`.
+pub fn frame_decoder() -> std::path::PathBuf {
+    match std::env::var_os("GRAFANA_FRAME_DECODER") {
+        Some(path) => path.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/grafana/frame-decoder/grafana-frame-decoder"),
     }
-    let fields = schema
-        .fields
+}
+
+/// Runs Grafana's decoder on frames (each an Arrow IPC file from `DataResponse.frames`) and
+/// returns its report of each, in order. A frame Grafana cannot decode has `error` set.
+pub fn grafana_reports(frames: &[&[u8]]) -> Vec<Value> {
+    if frames.is_empty() {
+        return vec![];
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let paths: Vec<std::path::PathBuf> = frames
         .iter()
-        .zip(columns)
-        .map(|(f, values)| DecodedField {
-            name: f.name.clone(),
-            labels: f.metadata.get("labels").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({})),
-            config: f.metadata.get("config").and_then(|m| serde_json::from_str(m).ok()).unwrap_or(json!({})),
-            arrow_type: format!("{:?}", f.data_type),
-            values,
+        .enumerate()
+        .map(|(i, bytes)| {
+            let path = dir.path().join(format!("frame-{i}.arrow"));
+            std::fs::write(&path, bytes).expect("write frame");
+            path
         })
         .collect();
-    DecodedFrame { name, meta, fields }
+    let decoder = frame_decoder();
+    let out = Command::new(&decoder).args(&paths).output().unwrap_or_else(|e| panic!("run {}: {e}", decoder.display()));
+    assert!(out.status.success(), "{}: {}", decoder.display(), String::from_utf8_lossy(&out.stderr));
+    let mut reports: BTreeMap<String, Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("decoder output {line:?}: {e}"));
+            (v["file"].as_str().unwrap_or_default().to_string(), v)
+        })
+        .collect();
+    paths
+        .iter()
+        .map(|p| {
+            let key = p.file_name().unwrap().to_string_lossy().to_string();
+            reports
+                .remove(&key)
+                .or_else(|| reports.remove(&p.display().to_string()))
+                .unwrap_or_else(|| panic!("no decoder report for {key}: {:?}", reports.keys()))
+        })
+        .collect()
 }
 
-fn array_values(array: &dyn Array) -> Vec<Value> {
-    macro_rules! prim {
-        ($t:ty) => {
-            array
-                .as_any()
-                .downcast_ref::<PrimitiveArray<$t>>()
-                .unwrap()
-                .iter()
-                .map(|v| v.map(|x| json!(*x)).unwrap_or(Value::Null))
-                .collect()
-        };
+/// A frame from the decoder's report; panics when Grafana could not decode it (which would fail
+/// the whole response in Grafana).
+pub fn decoded_frame(report: &Value) -> DecodedFrame {
+    assert!(report.get("error").is_none(), "Grafana cannot decode the frame: {}", report["error"]);
+    let schema = report["frameJSON"]["schema"]["fields"].as_array().cloned().unwrap_or_default();
+    let values = report["frameJSON"]["data"]["values"].as_array().cloned().unwrap_or_default();
+    let go_fields = report["fields"].as_array().cloned().unwrap_or_default();
+    let fields = schema
+        .iter()
+        .enumerate()
+        .map(|(i, f)| DecodedField {
+            name: f["name"].as_str().unwrap_or_default().to_string(),
+            labels: f.get("labels").cloned().unwrap_or(json!({})),
+            config: f.get("config").cloned().unwrap_or(json!({})),
+            grafana_type: f["type"].as_str().unwrap_or_default().to_string(),
+            go_type: go_fields.get(i).and_then(|g| g["type"].as_str()).unwrap_or_default().to_string(),
+            values: values.get(i).and_then(Value::as_array).cloned().unwrap_or_default(),
+        })
+        .collect();
+    DecodedFrame {
+        name: report["name"].as_str().unwrap_or_default().to_string(),
+        ref_id: report["refId"].as_str().unwrap_or_default().to_string(),
+        meta: report.get("meta").cloned().unwrap_or(Value::Null),
+        fields,
+        time_series_schema: report["timeSeriesSchemaType"].as_str().unwrap_or_default().to_string(),
+        report: report.clone(),
     }
-    match array.data_type() {
-        DataType::Int8 => prim!(i8),
-        DataType::Int16 => prim!(i16),
-        DataType::Int32 => prim!(i32),
-        DataType::Int64 => prim!(i64),
-        DataType::UInt8 => prim!(u8),
-        DataType::UInt16 => prim!(u16),
-        DataType::UInt32 => prim!(u32),
-        DataType::UInt64 => prim!(u64),
-        DataType::Float32 => prim!(f32),
-        DataType::Float64 => prim!(f64),
-        DataType::Timestamp(_, _) => array
-            .as_any()
-            .downcast_ref::<PrimitiveArray<i64>>()
-            .unwrap()
-            .iter()
-            .map(|v| v.map(|ns| json!(*ns / 1_000_000)).unwrap_or(Value::Null))
-            .collect(),
-        DataType::Boolean => {
-            array.as_any().downcast_ref::<BooleanArray>().unwrap().iter().map(|v| v.map(Value::Bool).unwrap_or(Value::Null)).collect()
-        }
-        DataType::Utf8 => {
-            array.as_any().downcast_ref::<Utf8Array<i32>>().unwrap().iter().map(|v| v.map(|s| json!(s)).unwrap_or(Value::Null)).collect()
-        }
-        DataType::LargeUtf8 => {
-            array.as_any().downcast_ref::<Utf8Array<i64>>().unwrap().iter().map(|v| v.map(|s| json!(s)).unwrap_or(Value::Null)).collect()
-        }
-        other => panic!("unexpected Arrow type {other:?}"),
-    }
+}
+
+/// Every response of a QueryData call, its frames decoded by Grafana's decoder in one run.
+pub fn decode_response(resp: QueryDataResponse) -> BTreeMap<String, QueryResult> {
+    let all: Vec<&[u8]> = resp.responses.values().flat_map(|r| r.frames.iter().map(Vec::as_slice)).collect();
+    let mut reports = grafana_reports(&all).into_iter();
+    resp.responses
+        .iter()
+        .map(|(ref_id, r)| {
+            let frames = r.frames.iter().map(|_| decoded_frame(&reports.next().expect("a report per frame"))).collect();
+            (ref_id.clone(), QueryResult { status: r.status, error: r.error.clone(), error_source: r.error_source.clone(), frames })
+        })
+        .collect()
 }
 
 /// What Grafana's server-side expressions accept (pkg/expr): one frame that is a numeric table
@@ -463,23 +492,23 @@ fn array_values(array: &dyn Array) -> Vec<Value> {
 pub fn assert_alertable(what: &str, r: &QueryResult) {
     assert_eq!(r.error, "", "{what}");
     assert!(!r.frames.is_empty(), "{what}: no frames");
-    let is_number = |t: &str| ["Int", "UInt", "Float"].iter().any(|p| t.starts_with(p));
     if r.frames.len() == 1 && r.frames[0].fields.is_empty() {
         return;
     }
-    if r.frames.len() == 1 && !r.frames[0].fields.iter().any(|f| f.arrow_type.contains("Timestamp")) {
-        let numbers = r.frames[0].fields.iter().filter(|f| is_number(&f.arrow_type)).count();
-        let others = r.frames[0].fields.iter().filter(|f| !is_number(&f.arrow_type) && f.arrow_type != "Utf8").count();
+    if r.frames.len() == 1 && !r.frames[0].fields.iter().any(DecodedField::is_time) {
+        let numbers = r.frames[0].fields.iter().filter(|f| f.is_number()).count();
+        let others = r.frames[0].fields.iter().filter(|f| !f.is_number() && f.grafana_type != "string").count();
         assert!(numbers == 1 && others == 0, "{what}: numeric table needs one number and only strings: {:?}", r.frames[0].fields);
         return;
     }
     for frame in &r.frames {
-        assert!(frame.fields[0].arrow_type.contains("Timestamp"), "{what}: time first");
+        assert_eq!(frame.time_series_schema, "wide", "{what}: Grafana reads it as a wide series");
+        assert!(frame.fields[0].is_time(), "{what}: time first");
         let times = frame.fields[0].i64s();
         assert!(times.windows(2).all(|w| w[0] < w[1]), "{what}: ascending, unique times");
         assert!(frame.fields[0].values.iter().all(|v| !v.is_null()), "{what}: no null times");
         for f in &frame.fields[1..] {
-            assert!(is_number(&f.arrow_type), "{what}: {} is {}", f.name, f.arrow_type);
+            assert!(f.is_number(), "{what}: {} is {}", f.name, f.grafana_type);
         }
     }
 }
