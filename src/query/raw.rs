@@ -338,11 +338,9 @@ pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, QueryError> {
         // The newline keeps a trailing `--` comment from swallowing the wrapper.
         let wrapped = format!("SELECT {} FROM (\n{user_sql}\n) AS raw_query({}) LIMIT {}", select.join(", "), aliases.join(", "), cap + 1);
         check_single_select(r.conn, &wrapped)?;
-        let mut table = Sql { text: wrapped, params: vec![] }.run(r.conn).map_err(|e| e.to_string())?;
-        for (i, ((name, _), conversion)) in columns.iter().zip(&conversions).enumerate() {
-            if let Some(f) = table.fields.get_mut(i) {
-                f.name = name.clone();
-            }
+        let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+        let mut table = Sql { text: wrapped, params: vec![] }.run_named(r.conn, Some(&names)).map_err(|e| e.to_string())?;
+        for (i, conversion) in conversions.iter().enumerate() {
             match conversion {
                 Conversion::Json | Conversion::ToJson => table.json_at(i),
                 Conversion::IntegerText => table.integers_from_text(i)?,

@@ -18,6 +18,11 @@ impl Sql {
     /// Runs the SQL and converts its result. A failure of DuckDB's is the plugin's unless the
     /// input was at fault (an invalid regex or value in a filter).
     pub fn run(&self, conn: &Connection) -> Result<Table, QueryError> {
+        self.run_named(conn, None)
+    }
+
+    /// As `run`, with the result's columns named `names` (raw SQL selects positional aliases).
+    pub fn run_named(&self, conn: &Connection, names: Option<&[String]>) -> Result<Table, QueryError> {
         CAPTURED.with(|c| {
             if let Some(list) = c.borrow_mut().as_mut() {
                 list.push(self.clone());
@@ -38,7 +43,7 @@ impl Sql {
         while let Some(chunk) = stmt.step().map_err(|e| failed("fetching the result", e))? {
             batches.push(duckdb::arrow::record_batch::RecordBatch::from(&chunk));
         }
-        Table::from_batches(&schema, &batches).map_err(QueryError::Failed)
+        Table::from_batches(&schema, &batches, names).map_err(QueryError::Failed)
     }
 
     /// SQL and parameter values as the query inspector shows them.

@@ -21,17 +21,19 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Table, String> {
+    /// The result's columns, named as in `schema` or, given, as in `names`.
+    pub fn from_batches(schema: &Schema, batches: &[RecordBatch], names: Option<&[String]>) -> Result<Table, String> {
         let mut table = Table::default();
         for (i, column) in schema.fields().iter().enumerate() {
+            let name = names.and_then(|n| n.get(i)).unwrap_or(column.name());
             let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
             let whole = match arrays.len() {
                 0 => arrow::array::new_empty_array(column.data_type()),
                 1 => batches[0].column(i).clone(),
-                _ => concat(&arrays).map_err(|e| format!("column {:?}: {e}", column.name()))?,
+                _ => concat(&arrays).map_err(|e| format!("column {name:?}: {e}"))?,
             };
-            let values = normalize(column.name(), whole, &mut table.notices).map_err(|e| format!("column {:?}: {e}", column.name()))?;
-            table.fields.push(Field::new(column.name(), values).map_err(|e| e.to_string())?);
+            let values = normalize(name, whole, &mut table.notices).map_err(|e| format!("column {name:?}: {e}"))?;
+            table.fields.push(Field::new(name, values).map_err(|e| e.to_string())?);
         }
         Ok(table)
     }
@@ -301,7 +303,7 @@ mod tests {
         let arrow = stmt.query_arrow([]).unwrap();
         let schema = arrow.get_schema();
         let batches: Vec<_> = arrow.collect();
-        Table::from_batches(&schema, &batches).unwrap()
+        Table::from_batches(&schema, &batches, None).unwrap()
     }
 
     fn types(t: &Table) -> Vec<(String, DataType)> {
