@@ -71,11 +71,7 @@ impl PluginProcess {
             let _ = child.kill();
             return Err(format!("unexpected handshake {line:?}"));
         }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", parts[3]))
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("connecting to the plugin: {e}"))?;
+        let channel = crate::plugin::data::connect(parts[3]).await.map_err(|e| format!("connecting to the plugin: {e}"))?;
         let rss = RssSampler::start(child.id());
         let mut plugin =
             PluginProcess { child, channel, grpc_addr: String::new(), http_addr: String::new(), handshake, ready: Duration::ZERO, rss };

@@ -129,10 +129,13 @@ pub fn run_raw(conn: &Connection, sqls: &[Sql]) -> Result<usize, String> {
 }
 
 /// Opens the database file read-only, as the comparison needs nothing else.
+/// The database as DuckDB alone opens it, with the store's memory limit, so the comparison
+/// measures what the plugin adds, not what the limit costs.
 pub fn open_raw(db: &Path) -> Result<Connection, String> {
     let config = duckdb::Config::default()
         .access_mode(duckdb::AccessMode::ReadOnly)
         .and_then(|c| c.enable_autoload_extension(false))
+        .and_then(|c| c.max_memory(crate::store::DEFAULT_MEMORY_LIMIT))
         .map_err(|e| e.to_string())?;
     Connection::open_with_flags(db, config).map_err(|e| format!("opening {}: {e}", db.display()))
 }

@@ -156,6 +156,13 @@ where
     }
 }
 
+/// Connects to a plugin's gRPC address (`host:port` from the handshake) as Grafana's grpc-go
+/// client does: HTTP/2 flow-control windows that grow with the measured bandwidth-delay product
+/// (grpc-go's BDP estimation) instead of staying at 64 KiB, which throttles large frames.
+pub async fn connect(address: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.http2_adaptive_window(true).tcp_nodelay(true).connect().await
+}
+
 /// Calls QueryData as Grafana does and decodes the response with `errorSource`: the client the
 /// tests and the benchmark use.
 pub async fn call(

@@ -304,5 +304,8 @@ mod tests {
                 "fields": [{"key":"event","value":"gen_ai.request.attempt"},{"key":"attempt","value":1}]}])
         );
         assert_eq!(tag_list(None), json!([]));
+        let links = span_references(Some(r#"[{"traceId":"ab","spanId":"cd","traceState":"","attributes":{"k":"v"}}]"#));
+        assert_eq!(links, json!([{"traceID": "ab", "spanID": "cd", "tags": [{"key": "k", "value": "v"}]}]));
+        assert_eq!(span_references(None), json!([]));
     }
 }

@@ -282,8 +282,6 @@ impl Conversion {
             "TIMESTAMP_S",
             "UUID",
             "BLOB",
-            "NULL",
-            "\"NULL\"",
         ];
         if t == "JSON" {
             Conversion::Json

@@ -163,11 +163,7 @@ impl Plugin {
     }
 
     pub async fn channel(&self) -> tonic::transport::Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.plugin_addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to plugin gRPC")
+        gpx_claudecode::plugin::data::connect(&self.plugin_addr).await.expect("connect to plugin gRPC")
     }
 
     pub async fn check_health(&self) -> pluginv2::CheckHealthResponse {
