@@ -11,14 +11,9 @@ const FROM: i64 = 1_700_000_000;
 const TO: i64 = 1_900_000_000;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn read_json(path: &str) -> Value {
-    let text = std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 #[test]
 fn plugin_json_matches_grafanas_schema_and_includes_every_dashboard() {
-    let plugin = read_json("plugin.json");
+    let plugin = common::read_repo_json("plugin.json");
     let errors = common::plugin_schema_errors(&plugin);
     assert!(errors.is_empty(), "plugin.json: {errors:#?}");
     assert_eq!(plugin["id"], "vibe-claudecode-datasource");
@@ -37,17 +32,9 @@ fn plugin_json_matches_grafanas_schema_and_includes_every_dashboard() {
     assert_eq!(included, on_disk);
 }
 
-/// Replaces dashboard variables the way Grafana's frontend would for one chosen value.
+/// Dashboard variables at All, one session.
 fn interpolate(target: &Value, session: &str) -> Value {
-    let text = target.to_string();
-    let text = text
-        .replace("${team:sqlstring}", "$__all")
-        .replace("${model:sqlstring}", "$__all")
-        .replace("${session}", session)
-        .replace("$session", session);
-    let mut q: Value = serde_json::from_str(&text).unwrap();
-    q["refId"] = json!("A");
-    q
+    common::interpolate(target, None, None, session)
 }
 
 fn is_number(f: &common::DecodedField) -> bool {
@@ -81,7 +68,7 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
         .ingest_http(&[run("tools", "http/protobuf"), run("exhaust", "http/json"), run("error-cumulative", "http/protobuf")].concat())
         .await;
     for file in ["dashboards/overview.json", "dashboards/sessions.json"] {
-        let dash = read_json(file);
+        let dash = common::read_repo_json(file);
         assert!(dash.get("__inputs").is_none(), "{file}: no __inputs, so file provisioning works");
         let vars = dash["templating"]["list"].as_array().unwrap();
         assert!(vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "vibe-claudecode-datasource"));

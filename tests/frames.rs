@@ -11,12 +11,6 @@ use serde_json::{json, Value};
 
 const FROM: i64 = 1_700_000_000;
 const TO: i64 = 1_900_000_000;
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn read_json(path: &str) -> Value {
-    let text = std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The data-plane type each query type's frames carry (`None`: the trace, which has no
 /// data-plane type and is marked by `preferredVisualisationType` instead).
@@ -140,22 +134,6 @@ async fn check_all(plugin: &Plugin, cases: &[(String, Value)], from: i64, to: i6
         .collect()
 }
 
-/// Replaces dashboard variables as Grafana's frontend does, for All or for one value each.
-fn interpolate(target: &Value, team: Option<&str>, model: Option<&str>, session: &str) -> Value {
-    let sql_string = |v: Option<&str>| v.map(|v| format!("'{v}'")).unwrap_or_else(|| "$__all".into());
-    let text = target
-        .to_string()
-        .replace("${team:sqlstring}", &sql_string(team))
-        .replace("${model:sqlstring}", &sql_string(model))
-        .replace("${session}", session)
-        .replace("$session", session);
-    let mut q: Value = serde_json::from_str(&text).unwrap();
-    if let Some(obj) = q.as_object_mut() {
-        obj.remove("datasource");
-    }
-    q
-}
-
 #[tokio::test]
 async fn every_frame_decodes_as_grafana_shows_it() {
     let plugin = Plugin::start().await;
@@ -204,19 +182,19 @@ async fn every_frame_decodes_as_grafana_shows_it() {
 
     // every target and annotation of both dashboards, variables at All and at one real value
     for file in ["dashboards/overview.json", "dashboards/sessions.json"] {
-        let dash = read_json(file);
+        let dash = common::read_repo_json(file);
         for (team, model) in [(None, None), (Some("platform"), Some("claude-opus-4-8"))] {
             let mut cases = Vec::new();
             for v in dash["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query") {
-                cases.push((format!("{file} variable {}", v["name"]), interpolate(&v["query"], team, model, &session)));
+                cases.push((format!("{file} variable {}", v["name"]), common::interpolate(&v["query"], team, model, &session)));
             }
             for a in dash["annotations"]["list"].as_array().unwrap() {
-                cases.push((format!("{file} annotation {}", a["name"]), interpolate(&a["target"], team, model, &session)));
+                cases.push((format!("{file} annotation {}", a["name"]), common::interpolate(&a["target"], team, model, &session)));
             }
             let mut panels = Vec::new();
             for p in dash["panels"].as_array().unwrap() {
                 for t in p["targets"].as_array().unwrap() {
-                    cases.push((format!("{file} {} ({team:?}, {model:?})", p["title"]), interpolate(t, team, model, &session)));
+                    cases.push((format!("{file} {} ({team:?}, {model:?})", p["title"]), common::interpolate(t, team, model, &session)));
                     panels.push(p.clone());
                 }
             }

@@ -361,7 +361,7 @@ impl Report {
         for d in &self.datasets {
             let _ = writeln!(
                 o,
-                "## {} events ({} metric points, {} sessions)\n\nLoaded over gRPC in {:.1} s ({:.0} events/s). Disk {:.1} MiB = {:.0} bytes/event; OTLP protobuf {:.1} MiB = {:.0} bytes/event; ratio {:.3}. Ack → visible {} ms median, {} ms p95. Peak RSS: {}. Shutdown (checkpoint) {} ms.\n",
+                "## {} events ({} metric points, {} sessions)\n\nLoaded over gRPC in {:.1} s ({:.0} events/s). Disk {:.1} MiB = {:.0} bytes/event; OTLP protobuf {:.1} MiB = {:.0} bytes/event; ratio {:.3}. Ack → visible {} ms median, {} ms p95. Peak RSS: {}. Shutdown after loading (checkpoint) {} ms.\n",
                 d.events,
                 d.metric_points,
                 d.sessions,

@@ -27,6 +27,29 @@ pub fn plugin_schema_errors(plugin: &Value) -> Vec<String> {
     validator.iter_errors(plugin).map(|e| format!("{} at {}", e, e.instance_path)).collect()
 }
 
+/// A JSON file of the repository (dashboards, plugin.json).
+pub fn read_repo_json(path: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A dashboard target with its variables replaced as Grafana's frontend does: `team` and
+/// `model` at one value each or at All (`None`), `session` at one session.
+pub fn interpolate(target: &Value, team: Option<&str>, model: Option<&str>, session: &str) -> Value {
+    let sql_string = |v: Option<&str>| v.map(|v| format!("'{v}'")).unwrap_or_else(|| "$__all".into());
+    let text = target
+        .to_string()
+        .replace("${team:sqlstring}", &sql_string(team))
+        .replace("${model:sqlstring}", &sql_string(model))
+        .replace("${session}", session)
+        .replace("$session", session);
+    let mut q: Value = serde_json::from_str(&text).expect("a target stays JSON");
+    if let Some(obj) = q.as_object_mut() {
+        obj.remove("datasource");
+    }
+    q
+}
+
 pub struct Plugin {
     child: Child,
     /// Address of the plugin's gRPC server, from the handshake line.
@@ -194,7 +217,8 @@ impl Plugin {
     }
 
     /// QueryData with one query over [from, to] (seconds), as a panel or an alert rule sends it.
-    pub async fn query(&self, query: Value, from_s: i64, to_s: i64) -> QueryResult {
+    pub async fn query(&self, mut query: Value, from_s: i64, to_s: i64) -> QueryResult {
+        query["refId"] = json!("A");
         let mut results = self.query_many(vec![query], from_s, to_s).await;
         results.remove("A").expect("response for refId A")
     }
