@@ -308,3 +308,37 @@ pub async fn serve(
         .await
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(json: serde_json::Value) -> pluginv2::DataQuery {
+        pluginv2::DataQuery {
+            ref_id: "A".into(),
+            json: serde_json::to_vec(&json).unwrap(),
+            time_range: Some(pluginv2::TimeRange { from_epoch_ms: 0, to_epoch_ms: 1_000 }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_carry_their_status_and_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::new(crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None));
+        let plugin = ClaudeCodePlugin { state: state.clone() };
+        // the query's fault, whatever the store's state
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "nope"}))).await;
+        assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
+        let r = plugin.run_query(pluginv2::DataQuery { time_range: None, ..query(serde_json::json!({"queryType": "event_counts"})) }).await;
+        assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
+        // the plugin's: its store is not open
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;
+        assert_eq!((r.status, r.error_source.as_str(), r.frames.len()), (503, "plugin", 0), "{}", r.error);
+        assert!(r.error.contains("store"), "{}", r.error);
+        // once open: frames, no error, no source
+        state.open_store().await.unwrap();
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;
+        assert_eq!((r.status, r.error.as_str(), r.error_source.as_str(), r.frames.len()), (200, "", "", 1));
+    }
+}
