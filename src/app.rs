@@ -1,26 +1,27 @@
-//! State shared by the Grafana services and the OTLP receivers, and its start-up: the store is
-//! opened and the listeners bound in background tasks so the plugin handshake goes out at once.
+//! The process: its settings, the store handle, the ingest handle the receivers get, the OTLP
+//! listeners and the background tasks (retention, ingest summaries). The Grafana services hold
+//! it; the receivers only its `Ingest`.
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::ingest::Ingest;
+use crate::store::{Store, StoreHandle};
 
 /// A receiver's serve function: runs on a bound listener until shutdown.
 type ServeFn = fn(
-    Arc<AppState>,
+    Arc<Ingest>,
     tokio::net::TcpListener,
     tokio::sync::watch::Receiver<bool>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 pub struct AppState {
     pub config: Config,
-    /// The open store; empty while it opens or reopens, and after it failed to.
-    store: RwLock<Option<Store>>,
-    store_error: Mutex<Option<String>>,
+    /// The store and its lifecycle.
+    pub store: StoreHandle,
+    /// What the OTLP receivers and the resource route use.
+    pub ingest: Arc<Ingest>,
     listeners: Mutex<Listeners>,
-    /// Bearer tokens the OTLP listeners require (none configured: open).
-    pub auth: crate::ingest::auth::IngestAuth,
     /// Days of data kept, from datasources' `retentionDays` (the longest any asks for; 0 = none set).
     pub datasource_retention_days: std::sync::atomic::AtomicU32,
     /// Bytes of data kept, from datasources' `retentionMaxSizeGB` (the largest; 0 = none set).
@@ -48,18 +49,35 @@ pub enum ListenerState {
     },
 }
 
+/// Which listener.
+#[derive(Debug, Clone, Copy)]
+pub enum Receiver {
+    Grpc,
+    Http,
+}
+
+impl Receiver {
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::Grpc => "OTLP/gRPC",
+            Receiver::Http => "OTLP/HTTP",
+        }
+    }
+}
+
 impl AppState {
     pub fn new(config: Config) -> Arc<AppState> {
         for problem in &config.ignored {
             tracing::warn!("{problem}; the default applies");
         }
+        let store = StoreHandle::new(config.data_dir.clone(), config.store.clone());
         let auth = crate::ingest::auth::IngestAuth::new(config.ingest_token.clone(), config.data_dir.as_deref().ok());
+        let ingest = Ingest::new(store.clone(), auth, config.ingest.clone());
         Arc::new(AppState {
             config,
-            store: RwLock::new(None),
-            store_error: Mutex::new(None),
+            store,
+            ingest,
             listeners: Mutex::new(Listeners::default()),
-            auth,
             datasource_retention_days: Default::default(),
             datasource_retention_max_bytes: Default::default(),
         })
@@ -67,145 +85,89 @@ impl AppState {
 
     /// The open store, or why it is not available (still opening, or failed).
     pub fn store(&self) -> Result<Store, String> {
-        if let Some(s) = self.store.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            return Ok(s.clone());
-        }
-        match self.store_error.lock().ok().and_then(|e| e.clone()) {
-            Some(e) => Err(e),
-            None => Err("the store is still opening".into()),
-        }
+        self.store.get().map_err(|e| e.to_string())
+    }
+
+    /// Opens the store (tests and the benchmark's generator; servers use `StoreHandle::run`).
+    pub async fn open_store(&self) -> Result<Store, String> {
+        self.store.open().await.map_err(|e| e.to_string())
     }
 
     pub fn listeners(&self) -> Listeners {
         self.listeners.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    fn set_listener(&self, which: fn(&mut Listeners) -> &mut ListenerState, state: ListenerState) {
+    fn set_listener(&self, which: Receiver, state: ListenerState) {
         if let Ok(mut l) = self.listeners.lock() {
-            *which(&mut l) = state;
+            match which {
+                Receiver::Grpc => l.grpc = state,
+                Receiver::Http => l.http = state,
+            }
         }
     }
 
-    /// Opens the store on a blocking thread; records the error for health checks on failure.
-    pub async fn open_store(self: &Arc<Self>) -> Result<Store, String> {
-        let result = match self.config.data_dir.clone() {
-            // recorded like any other failure, so health checks say why instead of "still opening"
-            Err(e) => Err(e),
-            Ok(dir) => match tokio::task::spawn_blocking({
-                let options = self.config.store.clone();
-                move || Store::open(&dir, &options)
-            })
-            .await
-            {
-                Ok(Ok(store)) => {
-                    *self.store.write().unwrap_or_else(|p| p.into_inner()) = Some(store.clone());
-                    self.set_store_error(None);
-                    Ok(store)
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("opening the store panicked: {e}")),
-            },
+    /// Binds one OTLP listener; a failure is reported (health check, log) and returned.
+    pub async fn bind(&self, which: Receiver) -> Result<tokio::net::TcpListener, String> {
+        let address = match which {
+            Receiver::Grpc => self.config.grpc_listen.clone(),
+            Receiver::Http => self.config.http_listen.clone(),
         };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store unavailable");
-            self.set_store_error(Some(e.clone()));
-        }
-        result
-    }
-
-    fn set_store_error(&self, error: Option<String>) {
-        *self.store_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-    }
-
-    /// Opens the store, then keeps it open until shutdown: when DuckDB stops on a fatal error
-    /// (a checkpoint that hit a full disk) the store is closed and, once every connection to it
-    /// is gone, reopened, retrying every few seconds until that succeeds. Meanwhile exports are
-    /// answered 503 / UNAVAILABLE (retryable) and queries say why.
-    pub async fn run_store(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
-        const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
-        let Ok(mut store) = self.open_store().await else { return };
-        let mut opened = tokio::time::Instant::now();
-        // Reopening replays the WAL; a disk still full stops the database again at its first
-        // checkpoint, so quick repeats wait longer each time (5 s, 10 s, … 60 s).
-        let mut pause = std::time::Duration::ZERO;
-        loop {
-            let reason = tokio::select! {
-                reason = store.stopped() => reason,
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            pause = if opened.elapsed() < MAX_PAUSE { (pause * 2).clamp(RETRY, MAX_PAUSE) } else { std::time::Duration::ZERO };
-            self.store.write().unwrap_or_else(|p| p.into_inner()).take();
-            self.set_store_error(Some(format!("reopening the database after a fatal storage error: {reason}")));
-            store.close().await;
-            let users = store.downgrade();
-            drop(store);
-            // DuckDB may open the file again only when the stopped instance is fully closed.
-            let mut polls = 0u32;
-            while users.strong_count() > 0 {
-                polls += 1;
-                if polls == 1200 {
-                    tracing::warn!("queries still hold the stopped database after 60 s; waiting for them");
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match tokio::net::TcpListener::bind(&address).await {
+            Ok(l) => {
+                let bound = l.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or(address);
+                tracing::info!(address = %bound, receiver = which.name(), "OTLP listener ready");
+                self.set_listener(which, ListenerState::Listening { address: bound });
+                Ok(l)
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-            store = loop {
-                match self.open_store().await {
-                    Ok(s) => break s,
-                    Err(_) => tokio::select! {
-                        _ = tokio::time::sleep(RETRY) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    },
-                }
-            };
-            opened = tokio::time::Instant::now();
-            tracing::info!("database reopened after a fatal storage error");
-        }
-    }
-
-    /// Binds both OTLP listeners and serves them until `shutdown` resolves. A listener that
-    /// cannot bind is reported (health check, log) and the rest keeps working.
-    pub async fn serve_otlp(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let grpc = self.clone().serve_listener(
-            self.config.grpc_listen.clone(),
-            |l| &mut l.grpc,
-            shutdown.clone(),
-            |state, listener, shutdown| Box::pin(crate::ingest::grpc::serve(state, listener, shutdown)),
-        );
-        let http = self.clone().serve_listener(
-            self.config.http_listen.clone(),
-            |l| &mut l.http,
-            shutdown,
-            |state, listener, shutdown| Box::pin(crate::ingest::http::serve(state, listener, shutdown)),
-        );
-        tokio::join!(grpc, http);
-    }
-
-    async fn serve_listener(
-        self: Arc<Self>,
-        address: String,
-        which: fn(&mut Listeners) -> &mut ListenerState,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-        serve: ServeFn,
-    ) {
-        let listener = match tokio::net::TcpListener::bind(&address).await {
-            Ok(l) => l,
             Err(e) => {
-                tracing::error!(%address, error = %e, "cannot listen");
+                tracing::error!(%address, error = %e, receiver = which.name(), "cannot listen");
+                let message = format!("{} cannot listen on {address}: {e}", which.name());
                 self.set_listener(which, ListenerState::Failed { address, error: e.to_string() });
-                return;
+                Err(message)
+            }
+        }
+    }
+
+    /// Serves a bound OTLP listener until `shutdown` resolves; a failure is reported and returned.
+    pub async fn serve(
+        self: Arc<Self>,
+        which: Receiver,
+        listener: tokio::net::TcpListener,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let serve: ServeFn = match which {
+            Receiver::Grpc => |ingest, listener, shutdown| Box::pin(crate::ingest::grpc::serve(ingest, listener, shutdown)),
+            Receiver::Http => |ingest, listener, shutdown| Box::pin(crate::ingest::http::serve(ingest, listener, shutdown)),
+        };
+        let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        serve(self.ingest.clone(), listener, shutdown).await.map_err(|e| {
+            tracing::error!(address = %bound, error = %e, receiver = which.name(), "listener stopped");
+            self.set_listener(which, ListenerState::Failed { address: bound.clone(), error: e.clone() });
+            format!("{} on {bound} stopped: {e}", which.name())
+        })
+    }
+
+    /// Binds and serves both OTLP listeners until `shutdown` resolves. A listener that cannot
+    /// bind is reported (health check, log) and the other keeps working (plugin mode).
+    pub async fn serve_otlp(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let one = |which: Receiver| {
+            let (this, shutdown) = (self.clone(), shutdown.clone());
+            async move {
+                if let Ok(listener) = this.bind(which).await {
+                    let _ = this.serve(which, listener, shutdown).await;
+                }
             }
         };
-        let bound = listener.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or(address.clone());
-        tracing::info!(address = %bound, "OTLP listener ready");
-        self.set_listener(which, ListenerState::Listening { address: bound.clone() });
-        if let Err(e) = serve(self.clone(), listener, shutdown).await {
-            tracing::error!(address = %bound, error = %e, "listener stopped");
-            self.set_listener(which, ListenerState::Failed { address: bound, error: e });
+        tokio::join!(one(Receiver::Grpc), one(Receiver::Http));
+    }
+
+    /// Logs what was stored once a minute, until shutdown.
+    pub async fn run_ingest_summary(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => self.ingest.stats.log_summary(),
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
         }
     }
 }

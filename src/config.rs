@@ -14,15 +14,17 @@ pub struct Config {
     pub data_dir: Result<PathBuf, String>,
     pub grpc_listen: String,
     pub http_listen: String,
-    pub max_body_bytes: usize,
     /// Raw SQL queries: time limit and row cap (`GF_PLUGIN_QUERY_TIMEOUT_SECONDS`,
     /// `GF_PLUGIN_MAX_RESULT_ROWS`).
     pub query_limits: crate::query::raw::Limits,
     /// Bearer token both OTLP listeners require (`GF_PLUGIN_INGEST_TOKEN`); datasources' secure
     /// `ingestToken` settings add to it.
     pub ingest_token: Option<String>,
-    /// Records, attributes and value sizes per export request.
-    pub ingest_limits: crate::ingest::limits::Limits,
+    /// Limits of an export request, and how long and how much of them is held waiting.
+    pub ingest: crate::ingest::IngestSettings,
+    /// How long queries and health checks wait for the store while it opens or reopens
+    /// (`GF_PLUGIN_STORE_WAIT_SECONDS`, the same wait as exports').
+    pub store_wait: std::time::Duration,
     /// `GF_PLUGIN_RETENTION_DAYS`: days of data kept (overrides the datasources' setting).
     pub retention_days: Option<u32>,
     /// Time between retention passes (`GF_PLUGIN_RETENTION_INTERVAL_SECONDS`, default 1 h).
@@ -47,10 +49,18 @@ impl Config {
             data_dir: plugin_data_dir(),
             grpc_listen: env("GF_PLUGIN_OTLP_GRPC_LISTEN").unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()),
             http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
-            max_body_bytes: max_body_bytes(),
             query_limits: query_limits(),
             ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
-            ingest_limits: ingest_limits(),
+            ingest: crate::ingest::IngestSettings {
+                limits: ingest_limits(),
+                max_body_bytes: max_body_bytes(),
+                wait: store_wait(),
+                hold_max_bytes: size("GF_PLUGIN_INGEST_HOLD_MAX", &mut ignored)
+                    .and_then(|b| usize::try_from(b).ok())
+                    .filter(|b| *b > 0)
+                    .unwrap_or(crate::ingest::DEFAULT_HOLD_MAX_BYTES),
+            },
+            store_wait: store_wait(),
             retention_days: env("GF_PLUGIN_RETENTION_DAYS").and_then(|v| v.trim().parse().ok()),
             retention_interval: std::time::Duration::from_secs(positive("GF_PLUGIN_RETENTION_INTERVAL_SECONDS").unwrap_or(3600) as u64),
             retention_max_bytes: size("GF_PLUGIN_RETENTION_MAX_SIZE", &mut ignored).filter(|b| *b > 0),
@@ -71,10 +81,10 @@ impl Config {
             data_dir: Ok(data_dir.or_else(|| env_cfg.data_dir.ok()).unwrap_or_else(|| PathBuf::from("data"))),
             grpc_listen: grpc.unwrap_or(env_cfg.grpc_listen),
             http_listen: http.unwrap_or(env_cfg.http_listen),
-            max_body_bytes: env_cfg.max_body_bytes,
             query_limits: env_cfg.query_limits,
             ingest_token: env_cfg.ingest_token,
-            ingest_limits: env_cfg.ingest_limits,
+            ingest: env_cfg.ingest,
+            store_wait: env_cfg.store_wait,
             retention_days: env_cfg.retention_days,
             retention_interval: env_cfg.retention_interval,
             retention_max_bytes: env_cfg.retention_max_bytes,
@@ -110,6 +120,14 @@ fn ingest_limits() -> crate::ingest::limits::Limits {
         attributes: positive("GF_PLUGIN_MAX_ATTRIBUTES").unwrap_or(d.attributes),
         value_bytes: positive("GF_PLUGIN_MAX_ATTRIBUTE_VALUE_BYTES").unwrap_or(d.value_bytes),
     }
+}
+
+fn store_wait() -> std::time::Duration {
+    env("GF_PLUGIN_STORE_WAIT_SECONDS")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s >= 0.0 && s.is_finite())
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(crate::ingest::DEFAULT_STORE_WAIT)
 }
 
 fn max_body_bytes() -> usize {

@@ -50,6 +50,13 @@ fn env_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"))
 }
 
+/// Human-readable logs on stderr; colours only when stderr is a terminal (not in a log file).
+fn terminal_logs() {
+    use std::io::IsTerminal;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry().with(layer).with(env_filter()).init();
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     file_size_limit_is_an_error();
@@ -63,11 +70,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Serve { data_dir, grpc, http }) => {
-            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(env_filter()).init();
+            terminal_logs();
             runtime.block_on(standalone(Config::standalone(data_dir, grpc, http)))
         }
         Some(Command::Bench(args)) => {
-            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(env_filter()).init();
+            terminal_logs();
             runtime.block_on(bench::run(args))
         }
         None if std::env::var_os("grafana_plugin_type").is_some() => {
@@ -141,11 +148,20 @@ async fn plugin_mode() -> Result<(), String> {
     let state = AppState::new(Config::from_plugin_env());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_signal_handler(shutdown_tx);
-    let receivers = start_background(&state, shutdown_rx.clone());
+    // Grafana keeps the process running whatever fails: what cannot open or bind is retried or
+    // reported by CheckHealth.
+    let store = state.store.clone();
+    let store_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move { store.run(store_shutdown, true).await });
+    start_background(&state, shutdown_rx.clone());
+    let receivers = {
+        let (state, shutdown) = (state.clone(), shutdown_rx.clone());
+        tokio::spawn(async move { state.serve_otlp(shutdown).await })
+    };
     let plugin = plugin::ClaudeCodePlugin { state: state.clone() };
     let served = within_grace(plugin::serve(plugin, listener, shutdown_rx.clone()), shutdown_rx.clone()).await;
     within_grace(receivers, shutdown_rx).await;
-    close_store(&state).await;
+    state.store.close().await;
     match served {
         Some(Err(e)) => Err(format!("plugin gRPC server failed: {e}")),
         _ => Ok(()),
@@ -170,31 +186,40 @@ async fn within_grace<F: std::future::Future>(fut: F, mut shutdown: watch::Recei
     }
 }
 
+/// Standalone: both listeners must bind and the store must open, else `serve` ends with the
+/// cause (a supervisor or the user sees it at once, rather than a receiver that refuses
+/// everything); the same when a listener stops while serving.
 async fn standalone(config: Config) -> Result<(), String> {
     let state = AppState::new(config);
+    let grpc = state.bind(app::Receiver::Grpc).await?;
+    let http = state.bind(app::Receiver::Http).await?;
+    state.store.open().await.map_err(|e| format!("cannot open the store: {e}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    spawn_signal_handler(shutdown_tx);
-    let receivers = start_background(&state, shutdown_rx.clone());
-    within_grace(receivers, shutdown_rx).await;
-    close_store(&state).await;
-    match state.store() {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
+    spawn_signal_handler(shutdown_tx.clone());
+    let store = state.store.clone();
+    let store_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move { store.run(store_shutdown, false).await });
+    start_background(&state, shutdown_rx.clone());
+    let serve = |which, listener| {
+        let (state, shutdown, stop) = (state.clone(), shutdown_rx.clone(), shutdown_tx.clone());
+        async move {
+            let result = state.serve(which, listener, shutdown).await;
+            // one receiver gone ends the process
+            let _ = stop.send(true);
+            result
+        }
+    };
+    let both = async { tokio::join!(serve(app::Receiver::Grpc, grpc), serve(app::Receiver::Http, http)) };
+    let served = within_grace(both, shutdown_rx.clone()).await;
+    state.store.close().await;
+    match served {
+        Some((Err(e), _) | (_, Err(e))) => Err(e),
+        _ => Ok(()),
     }
 }
 
-/// Opens the store and serves the OTLP listeners until shutdown; the returned task ends when
-/// both listeners have stopped.
-fn start_background(state: &Arc<AppState>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(state.clone().run_store(shutdown.clone()));
+/// Retention and the ingest summary, until shutdown.
+fn start_background(state: &Arc<AppState>, shutdown: watch::Receiver<bool>) {
     tokio::spawn(state.clone().run_retention(shutdown.clone()));
-    let s = state.clone();
-    tokio::spawn(async move { s.serve_otlp(shutdown).await })
-}
-
-async fn close_store(state: &AppState) {
-    if let Ok(store) = state.store() {
-        store.close().await;
-        tracing::info!(path = %store.path().display(), "store closed");
-    }
+    tokio::spawn(state.clone().run_ingest_summary(shutdown));
 }

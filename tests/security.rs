@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use otlp_json::tonic::collector::logs::v1 as otlp_json_types;
+use serde_json::Value;
 
 fn logs_fixture() -> (test_fixtures::Fixture, Vec<u8>) {
     let f = test_fixtures::fixtures().into_iter().find(|f| f.signal == "logs" && f.protocol == "http/protobuf").expect("a logs fixture");
@@ -155,4 +156,65 @@ fn otlp_json(req: &ExportLogsServiceRequest) -> serde_json::Value {
     // hex ids and camelCase come from the receiver's own OTLP/JSON types
     let msg = <otlp_json_types::ExportLogsServiceRequest as prost14::Message>::decode(&pb[..]).unwrap();
     serde_json::to_value(&msg).unwrap()
+}
+
+/// A wrong token is visible: in the log (reason, signal, protocol, peer) and in CheckHealth,
+/// which turns red while every export is refused. Claude Code itself prints nothing and exits 0.
+#[tokio::test]
+async fn refused_exports_show_in_the_log_and_in_checkhealth() {
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_INGEST_TOKEN", "right")]).await;
+    for _ in 0..3 {
+        assert_eq!(grpc_export(&plugin, Some("wrong")).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+    assert_eq!(post(&plugin, Some("Bearer wrong")).await.0, 401);
+    let logged: Vec<Value> = plugin.log_lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let refused: Vec<&Value> = logged.iter().filter(|l| l["@message"] == "export refused").collect();
+    assert!(!refused.is_empty(), "a log line for the refusals: {logged:?}");
+    assert_eq!(refused[0]["reason"], "invalid ingest token");
+    assert_eq!(refused[0]["signal"], "logs");
+    assert_eq!(refused[0]["protocol"], "gRPC");
+    assert!(refused[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{}", refused[0]);
+    assert!(refused.len() < 4, "rate-limited: {} lines for 4 refusals", refused.len());
+
+    let health = plugin.check_health().await;
+    assert_eq!(health.status, pluginv2::check_health_response::HealthStatus::Error as i32, "{}", health.message);
+    assert!(health.message.starts_with("4 exports refused since "), "{}", health.message);
+    assert!(health.message.contains("invalid ingest token (4, last from 127.0.0.1 over HTTP"), "{}", health.message);
+    let details = plugin.health_details().await;
+    assert_eq!(details["ingest"]["refusals"]["invalid_token"]["count"], 4);
+
+    // once exports are stored again the check is green, and still names what was refused
+    grpc_export(&plugin, Some("right")).await.expect("authorized");
+    let health = plugin.check_health().await;
+    assert_eq!(health.status, pluginv2::check_health_response::HealthStatus::Ok as i32, "{}", health.message);
+    assert!(health.message.contains("4 exports refused since"), "{}", health.message);
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>` (the OTel spec's percent-encoding):
+/// Claude Code decodes it for gRPC but sends it raw over HTTP; both are accepted.
+#[tokio::test]
+async fn a_percent_encoded_token_is_accepted_on_both_protocols() {
+    let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_INGEST_TOKEN", "tok/en+1")]).await;
+    assert_eq!(post(&plugin, Some("Bearer%20tok%2Fen%2B1")).await.0, 200);
+    let mut client = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.expect("connect");
+    let mut request = tonic::Request::new(ExportLogsServiceRequest::default());
+    request.metadata_mut().insert("authorization", "Bearer%20tok%2Fen%2B1".parse().unwrap());
+    client.export(request).await.expect("percent-encoded token over gRPC");
+    assert_eq!(post(&plugin, Some("Bearer%20tok%2Fen%2B2")).await.0, 401, "a wrong token stays wrong");
+}
+
+/// A gRPC body that is not an OTLP message is the client's fault: INVALID_ARGUMENT (what the
+/// OTLP spec asks for; tonic's own codec would say INTERNAL), counted as a refusal.
+#[tokio::test]
+async fn an_undecodable_grpc_export_is_invalid_argument() {
+    let plugin = Plugin::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", plugin.grpc_addr)).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.logs.v1.LogsService/Export");
+    let garbage = bytes::Bytes::from_static(b"\xff\xff\xff\xff not protobuf");
+    let status = grpc.unary(tonic::Request::new(garbage), path, gpx_claudecode::bench::load::RawCodec).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("invalid protobuf logs export request"), "{}", status.message());
+    assert_eq!(plugin.health_details().await["ingest"]["refusals"]["undecodable"]["count"], 1);
 }

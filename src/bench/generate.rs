@@ -673,7 +673,17 @@ mod tests {
         let (mut events, mut cost, mut requests, mut tool_calls) = (0, 0.0, 0, 0);
         for session in &sessions {
             for (signal, body) in [(Signal::Logs, session.logs.encode_to_vec()), (Signal::Metrics, session.metrics.encode_to_vec())] {
-                let outcome = crate::ingest::export_body(&state, signal, Encoding::Protobuf, &body, false).await.unwrap();
+                let outcome = state
+                    .ingest
+                    .export_body(
+                        signal,
+                        Encoding::Protobuf,
+                        &body,
+                        false,
+                        crate::ingest::stats::Origin { protocol: crate::ingest::stats::Protocol::Grpc, peer: None },
+                    )
+                    .await
+                    .unwrap();
                 assert_eq!(outcome.rejected, 0, "{}", outcome.message);
             }
             events += session.events;

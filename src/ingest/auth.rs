@@ -52,26 +52,40 @@ impl IngestAuth {
     }
 
     /// Checks an `Authorization` header value; the error says why, without echoing the token.
-    pub fn check(&self, authorization: Option<&str>) -> Result<(), &'static str> {
+    /// A percent-encoded value (`Bearer%20<token>`, the OTel spec's form for
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, which Claude Code decodes for gRPC but sends raw over HTTP)
+    /// is decoded first.
+    pub fn check(&self, authorization: Option<&str>) -> Result<(), AuthError> {
         if !self.required() {
             return Ok(());
         }
-        let Some(value) = authorization else {
-            return Err("this receiver requires an ingest token: send Authorization: Bearer <token> (OTEL_EXPORTER_OTLP_HEADERS)");
-        };
+        let Some(raw) = authorization else { return Err(AuthError::Missing) };
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let value = decoded.trim();
         let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim) else {
-            return Err("Authorization must be \"Bearer <token>\"");
+            return Err(AuthError::Malformed);
         };
-        let Ok(learned) = self.learned.read() else { return Err("invalid ingest token") };
+        let Ok(learned) = self.learned.read() else { return Err(AuthError::Invalid) };
         // compare against every token, so timing does not tell which (or whether one) matched
         let matched =
             self.env_token.iter().chain(learned.iter()).fold(false, |ok, t| constant_time_eq(t.as_bytes(), token.as_bytes()) | ok);
         if matched {
             Ok(())
         } else {
-            Err("invalid ingest token")
+            Err(AuthError::Invalid)
         }
     }
+}
+
+/// Why a request's token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("this receiver requires an ingest token: send Authorization: Bearer <token> (OTEL_EXPORTER_OTLP_HEADERS)")]
+    Missing,
+    #[error("Authorization must be \"Bearer <token>\"")]
+    Malformed,
+    #[error("invalid ingest token: it matches neither GF_PLUGIN_INGEST_TOKEN nor a datasource's ingest token")]
+    Invalid,
 }
 
 /// Equal-length inputs take the same time whatever their content.
@@ -102,10 +116,11 @@ mod tests {
         let open = IngestAuth::new(None, None);
         assert_eq!(open.check(None), Ok(()));
         let auth = IngestAuth::new(Some("s3cret".into()), None);
-        assert!(auth.check(None).unwrap_err().contains("requires an ingest token"));
-        assert_eq!(auth.check(Some("Basic abc")), Err("Authorization must be \"Bearer <token>\""));
-        assert_eq!(auth.check(Some("Bearer wrong!")), Err("invalid ingest token"));
+        assert!(auth.check(None).unwrap_err().to_string().contains("requires an ingest token"));
+        assert_eq!(auth.check(Some("Basic abc")), Err(AuthError::Malformed));
+        assert_eq!(auth.check(Some("Bearer wrong!")), Err(AuthError::Invalid));
         assert_eq!(auth.check(Some("Bearer s3cret")), Ok(()));
+        assert_eq!(auth.check(Some("Bearer%20s3cret")), Ok(()), "percent-encoded, as OTEL_EXPORTER_OTLP_HEADERS allows");
 
         let dir = tempfile::tempdir().unwrap();
         let learned = IngestAuth::new(None, Some(dir.path()));

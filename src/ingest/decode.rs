@@ -54,6 +54,16 @@ pub enum ExportRequest {
     Traces(ExportTraceServiceRequest),
 }
 
+impl ExportRequest {
+    pub fn signal(&self) -> Signal {
+        match self {
+            ExportRequest::Logs(_) => Signal::Logs,
+            ExportRequest::Metrics(_) => Signal::Metrics,
+            ExportRequest::Traces(_) => Signal::Traces,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("invalid protobuf {signal} export request: {source}")]
@@ -66,6 +76,9 @@ pub enum DecodeError {
     TooLarge { limit: usize },
     #[error("re-encoding OTLP/JSON {signal} request failed: {reason}")]
     Reencode { signal: &'static str, reason: String },
+    /// A gRPC message that did not decode or decompress (tonic's words).
+    #[error("{0}")]
+    Grpc(String),
 }
 
 /// Decompresses a gzip body, refusing to inflate past `limit` bytes (gzip bombs).

@@ -1,17 +1,18 @@
 //! OTLP/HTTP receiver: `POST /v1/{logs,metrics,traces}` (and the VictoriaMetrics/VictoriaLogs-style
 //! paths existing Claude Code configs use), protobuf or JSON, optionally gzip, chunked or not.
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use prost::Message;
 
 use super::decode::{Encoding, Signal};
-use super::{export_body, IngestError};
-use crate::app::AppState;
+use super::stats::{Origin, Protocol};
+use super::{Ingest, IngestError};
 
 /// The signal a request path is for: OTLP's own paths plus the ones of VictoriaMetrics
 /// (`/opentelemetry/v1/...`) and VictoriaLogs (`/insert/opentelemetry/v1/...`).
@@ -50,42 +51,81 @@ pub fn error_response(status: StatusCode, grpc_code: tonic::Code, encoding: Opti
 }
 
 impl IngestError {
-    pub fn into_response(self, encoding: Encoding) -> Response {
+    pub fn into_response(self, encoding: Option<Encoding>) -> Response {
         let code = self.grpc_status().code();
-        error_response(self.http_status(), code, Some(encoding), self.to_string())
+        let mut resp = error_response(self.http_status(), code, encoding, self.to_string());
+        match &self {
+            IngestError::Unauthorized(_) => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            IngestError::Request(RequestError::Method { .. }) => {
+                resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            }
+            _ => {}
+        }
+        resp
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.config.max_body_bytes;
-    Router::new()
-        .fallback(handle)
-        .layer(DefaultBodyLimit::max(limit))
-        // outermost: an unauthenticated request is refused before its body is read
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+/// An HTTP request that is not an OTLP export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no OTLP endpoint at {0}: use /v1/logs, /v1/metrics or /v1/traces")]
+    NotFound(String),
+    #[error("{method} is not allowed on {path}: use POST")]
+    Method { method: String, path: String },
+    #[error("unsupported Content-Type {0:?}: use application/x-protobuf or application/json")]
+    ContentType(String),
+    #[error("unsupported Content-Encoding {0:?}: use gzip or none")]
+    ContentEncoding(String),
 }
 
-/// 401 with `WWW-Authenticate: Bearer` unless the request carries a valid ingest token.
-async fn require_token(State(state): State<Arc<AppState>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match state.auth.check(authorization) {
-        Ok(()) => next.run(request).await,
-        Err(message) => {
-            let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let mut resp = error_response(
-                StatusCode::UNAUTHORIZED,
-                tonic::Code::Unauthenticated,
-                Encoding::from_content_type(content_type),
-                message.into(),
-            );
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            resp
+impl RequestError {
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+            RequestError::Method { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            RequestError::ContentType(_) | RequestError::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            RequestError::NotFound(_) => tonic::Code::NotFound,
+            RequestError::Method { .. } => tonic::Code::Unimplemented,
+            RequestError::ContentType(_) | RequestError::ContentEncoding(_) => tonic::Code::InvalidArgument,
         }
     }
 }
 
-/// What an HTTP request asks for, or the error response that refuses it.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    let limit = ingest.settings.max_body_bytes;
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(limit))
+        // outermost: an unauthenticated request is refused before its body is read
+        .layer(axum::middleware::from_fn_with_state(ingest.clone(), require_token))
+        .with_state(ingest)
+}
+
+fn peer(request: &axum::extract::Request) -> Option<SocketAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+/// 401 with `WWW-Authenticate: Bearer` unless the request carries a valid ingest token.
+async fn require_token(State(ingest): State<Arc<Ingest>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let origin = Origin { protocol: Protocol::Http, peer: peer(&request) };
+    match ingest.authorize(authorization, signal_for_path(request.uri().path()), &origin) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            e.into_response(Encoding::from_content_type(content_type))
+        }
+    }
+}
+
+/// What an HTTP request asks for.
 pub struct ParsedRequest {
     pub signal: Signal,
     pub encoding: Encoding,
@@ -93,80 +133,62 @@ pub struct ParsedRequest {
 }
 
 /// Checks path, method, content type and encoding; shared with the plugin's resource route.
-#[allow(clippy::result_large_err)] // the error is the response itself, built once per refused request
-pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap) -> Result<ParsedRequest, Response> {
+/// The error carries the encoding to answer in, where the request names one.
+pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap) -> Result<ParsedRequest, (RequestError, Option<Encoding>)> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let encoding = Encoding::from_content_type(content_type);
     let Some(signal) = signal_for_path(path) else {
-        return Err(error_response(
-            StatusCode::NOT_FOUND,
-            tonic::Code::NotFound,
-            encoding,
-            format!("no OTLP endpoint at {path}: use /v1/logs, /v1/metrics or /v1/traces"),
-        ));
+        return Err((RequestError::NotFound(path.to_string()), encoding));
     };
     if method != Method::POST {
-        let mut r = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            tonic::Code::Unimplemented,
-            encoding,
-            format!("{method} is not allowed on {path}: use POST"),
-        );
-        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return Err(r);
+        return Err((RequestError::Method { method: method.to_string(), path: path.to_string() }, encoding));
     }
     let Some(encoding) = encoding else {
-        return Err(error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            tonic::Code::InvalidArgument,
-            None,
-            format!("unsupported Content-Type {content_type:?}: use application/x-protobuf or application/json"),
-        ));
+        return Err((RequestError::ContentType(content_type.to_string()), None));
     };
     let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase()) {
         None => false,
         Some(e) if e.is_empty() || e == "identity" => false,
         Some(e) if e == "gzip" || e == "x-gzip" => true,
-        Some(e) => {
-            return Err(error_response(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
-                Some(encoding),
-                format!("unsupported Content-Encoding {e:?}: use gzip or none"),
-            ));
-        }
+        Some(e) => return Err((RequestError::ContentEncoding(e), Some(encoding))),
     };
     Ok(ParsedRequest { signal, encoding, gzip })
 }
 
-/// Ingests one parsed request and builds the OTLP response (after the commit).
-pub async fn respond(state: &AppState, req: ParsedRequest, body: &[u8]) -> Response {
-    match export_body(state, req.signal, req.encoding, body, req.gzip).await {
+/// Ingests one HTTP request and builds the OTLP response (after the commit); shared with the
+/// plugin's resource route. Refusals are counted and logged.
+pub async fn respond(ingest: &Arc<Ingest>, method: &Method, path: &str, headers: &HeaderMap, body: &[u8], origin: Origin) -> Response {
+    let req = match parse_request(method, path, headers) {
+        Ok(req) => req,
+        Err((e, encoding)) => return ingest.refuse(e.into(), signal_for_path(path), &origin).into_response(encoding),
+    };
+    match ingest.export_body(req.signal, req.encoding, body, req.gzip, origin).await {
         Ok(outcome) => {
             let body = super::response::body(req.signal, req.encoding, &outcome);
             (StatusCode::OK, [(header::CONTENT_TYPE, req.encoding.content_type())], body).into_response()
         }
-        Err(e) => {
-            tracing::warn!(signal = req.signal.name(), error = %e, "export refused");
-            e.into_response(req.encoding)
-        }
+        Err(e) => e.into_response(Some(req.encoding)),
     }
 }
 
-async fn handle(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    match parse_request(&method, uri.path(), &headers) {
-        Ok(req) => respond(&state, req, &body).await,
-        Err(resp) => resp,
-    }
+async fn handle(
+    State(ingest): State<Arc<Ingest>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(&ingest, &method, uri.path(), &headers, &body, Origin { protocol: Protocol::Http, peer: Some(peer) }).await
 }
 
 pub async fn serve(
-    state: Arc<AppState>,
+    ingest: Arc<Ingest>,
     listener: tokio::net::TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     // Without TCP_NODELAY small responses wait for the peer's delayed ACK (~40 ms each).
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(ingest).into_make_service_with_connect_info::<SocketAddr>())
         .tcp_nodelay(true)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

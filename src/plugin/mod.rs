@@ -9,6 +9,7 @@ use grafana_plugin_sdk::pluginv2;
 use http::{Response, StatusCode};
 
 use crate::app::AppState;
+use crate::ingest::stats::{Origin, Protocol};
 use crate::query::{self, QueryContext};
 use crate::store::StoreError;
 use data::{DataResponse, DataServer, ErrorSource};
@@ -32,7 +33,7 @@ impl ClaudeCodePlugin {
     {
         let token = settings.and_then(|s| s.decrypted_secure_json_data().get("ingestToken").and_then(|v| v.as_str()));
         if let Some(token) = token {
-            self.state.auth.learn(token);
+            self.state.ingest.auth.learn(token);
         }
         // retention in days from the datasource's settings, a number or a numeric string
         let days = settings.and_then(|s| {
@@ -68,9 +69,10 @@ impl ClaudeCodePlugin {
         let (Some(from), Some(to)) = (time(range.map(|r| r.from_epoch_ms)), time(range.map(|r| r.to_epoch_ms))) else {
             return downstream("invalid query: no time range".into());
         };
-        let store = match self.state.store() {
+        // while the store opens (a restart replaying its WAL) queries wait for it
+        let store = match self.state.store.wait(self.state.config.store_wait).await {
             Ok(store) => store,
-            Err(m) => return DataResponse::error(StatusCode::SERVICE_UNAVAILABLE, ErrorSource::Plugin, m),
+            Err(e) => return DataResponse::error(StatusCode::SERVICE_UNAVAILABLE, ErrorSource::Plugin, e.to_string()),
         };
         let ctx = QueryContext {
             from,
@@ -122,7 +124,8 @@ impl backend::DiagnosticsService for ClaudeCodePlugin {
     }
 }
 
-/// Store and listeners, for Grafana's "Save & test" and for operators.
+/// Store, listeners and ingest, for Grafana's "Save & test" and for operators. While the store
+/// opens (WAL replay) the check waits for it, as queries do.
 pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
     use crate::app::ListenerState;
     let listeners = state.listeners();
@@ -131,15 +134,20 @@ pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
         ListenerState::Starting => "starting".into(),
         ListenerState::Failed { address, error } => format!("{address} FAILED: {error}"),
     };
-    let store = match state.store() {
+    let store = match state.store.wait(state.config.store_wait).await {
         Ok(store) => store.health().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
+    let ingest = state.ingest.stats.health();
     let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
+    let ingest_json = serde_json::to_value(&ingest).unwrap_or_default();
+    let refusals = ingest.refusals_text(chrono::Utc::now());
+    let waiting = (ingest.waiting_exports > 0)
+        .then(|| format!("{} exports ({}) waiting for the store", ingest.waiting_exports, bytesize::ByteSize(ingest.held_bytes as u64)));
     match store {
         Ok(h) => {
             let failed = matches!(listeners.grpc, ListenerState::Failed { .. }) || matches!(listeners.http, ListenerState::Failed { .. });
-            let message = format!(
+            let mut message = format!(
                 "Claude Code data in {} (schema v{}): {} events, {} metric points, {} spans, {} sessions; last ingest {}; OTLP gRPC {}, HTTP {}",
                 h.path,
                 h.schema_version,
@@ -151,17 +159,30 @@ pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
                 listener_text(&listeners.grpc),
                 listener_text(&listeners.http),
             );
+            message.extend(waiting.map(|w| format!("; {w}")));
+            // exports refused now (a wrong token: Claude Code itself says nothing) come first
+            let refusing = ingest.refusing_now();
+            let message = match &refusals {
+                Some(r) if refusing => format!("{r}. {message}"),
+                Some(r) => format!("{message}. {r}"),
+                None => message,
+            };
             // writes failing right now (a full disk) matter more than everything else said here
             let (failed, message) = match &h.write_failure {
                 Some((at, why)) => (true, format!("Storing exports fails since {at}: {why}. {message}")),
-                None => (failed, message),
+                None => (failed || refusing, message),
             };
-            let details = serde_json::json!({"store": h, "listeners": listeners_json});
+            let details = serde_json::json!({"store": h, "listeners": listeners_json, "ingest": ingest_json});
             let response = if failed { backend::CheckHealthResponse::error(message) } else { backend::CheckHealthResponse::ok(message) };
             response.with_json_details(details)
         }
-        Err(e) => backend::CheckHealthResponse::error(format!("store unavailable: {e}"))
-            .with_json_details(serde_json::json!({"listeners": listeners_json})),
+        Err(e) => {
+            let mut message = format!("store unavailable: {e}");
+            message.extend(waiting.map(|w| format!("; {w}")));
+            message.extend(refusals.map(|r| format!(". {r}")));
+            backend::CheckHealthResponse::error(message)
+                .with_json_details(serde_json::json!({"listeners": listeners_json, "ingest": ingest_json}))
+        }
     }
 }
 
@@ -197,11 +218,11 @@ impl backend::ResourceService for ClaudeCodePlugin {
         let path = format!("/{}", request.uri().path().trim_start_matches('/'));
         let response = match path.as_str() {
             "/v1/logs" | "/v1/metrics" | "/v1/traces" => {
-                let axum_response = match crate::ingest::http::parse_request(request.method(), &path, request.headers()) {
-                    Ok(parsed) => crate::ingest::http::respond(&self.state, parsed, request.body()).await,
-                    Err(resp) => resp,
-                };
-                into_bytes_response(axum_response).await
+                let origin = Origin { protocol: Protocol::GrafanaResource, peer: None };
+                let response =
+                    crate::ingest::http::respond(&self.state.ingest, request.method(), &path, request.headers(), request.body(), origin)
+                        .await;
+                into_bytes_response(response).await
             }
             "/query-types" => json_response(StatusCode::OK, &query::catalog::query_types()),
             "/variables" => self.variable_values(request.uri().query().unwrap_or("")).await,
@@ -249,9 +270,9 @@ impl ClaudeCodePlugin {
             Some(Ok(n)) => n,
             Some(Err(_)) => return bad("limit must be a positive number".into()),
         };
-        let store = match self.state.store() {
+        let store = match self.state.store.wait(self.state.config.store_wait).await {
             Ok(s) => s,
-            Err(e) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": e})),
+            Err(e) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": e.to_string()})),
         };
         let ctx = QueryContext { from, to, interval_ms: 0, max_data_points: 0, limits: self.state.config.query_limits };
         let q = query::model::VariableQuery { key, limit };
@@ -291,7 +312,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let limit = plugin.state.config.max_body_bytes;
+    let limit = plugin.state.config.ingest.max_body_bytes;
     let (mut reporter, health_service) = tonic_health::server::health_reporter();
     reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
     reporter.set_serving::<DataServer>().await;
@@ -325,17 +346,19 @@ mod tests {
     #[tokio::test]
     async fn errors_carry_their_status_and_source() {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState::new(crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None));
+        let mut config = crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None);
+        config.store_wait = std::time::Duration::from_millis(50);
+        let state = AppState::new(config);
         let plugin = ClaudeCodePlugin { state: state.clone() };
         // the query's fault, whatever the store's state
         let r = plugin.run_query(query(serde_json::json!({"queryType": "nope"}))).await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
         let r = plugin.run_query(pluginv2::DataQuery { time_range: None, ..query(serde_json::json!({"queryType": "event_counts"})) }).await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
-        // the plugin's: its store is not open
+        // the plugin's: its store did not open within the wait
         let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;
         assert_eq!((r.status, r.error_source.as_str(), r.frames.len()), (503, "plugin", 0), "{}", r.error);
-        assert!(r.error.contains("store"), "{}", r.error);
+        assert!(r.error.contains("still opening"), "{}", r.error);
         // once open: frames, no error, no source
         state.open_store().await.unwrap();
         let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;

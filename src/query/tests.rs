@@ -444,7 +444,8 @@ async fn metric_totals(bodies: &[Vec<u8>]) -> Vec<f64> {
     let state = crate::app::AppState::new(crate::config::Config::standalone(Some(dir.path().to_path_buf()), None, None));
     state.open_store().await.unwrap();
     for b in bodies {
-        let outcome = crate::ingest::export_body(&state, Signal::Metrics, Encoding::Protobuf, b, false).await.unwrap();
+        let outcome =
+            state.ingest.export_body(Signal::Metrics, Encoding::Protobuf, b, false, crate::ingest::testing::ORIGIN).await.unwrap();
         assert_eq!(outcome.rejected, 0);
     }
     let mut totals = Vec::new();
@@ -531,7 +532,8 @@ fn failure_records() -> Vec<u8> {
 async fn failures_rejections_and_refusals() {
     use crate::ingest::decode::{Encoding, Signal};
     let (state, _dir) = state_with(&[]).await;
-    let outcome = crate::ingest::export_body(&state, Signal::Logs, Encoding::Json, &failure_records(), false).await.unwrap();
+    let outcome =
+        state.ingest.export_body(Signal::Logs, Encoding::Json, &failure_records(), false, crate::ingest::testing::ORIGIN).await.unwrap();
     assert_eq!(outcome.rejected, 0);
     let c = one(&state, json!({"queryType": "tool_errors"})).await;
     assert_eq!(c["tool_name"], [json!("Bash")]);

@@ -3,6 +3,7 @@
 //! One writer thread owns the read-write connection (DuckDB connections are not `Sync`); queries
 //! run on a small pool of connections to the same database, on tokio's blocking threads.
 pub mod columnar;
+pub mod handle;
 pub mod retention;
 pub mod rows;
 pub mod schema;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use duckdb::{Config, Connection};
 use tokio::sync::{mpsc, oneshot};
 
+pub use handle::{StoreHandle, Unavailable};
 pub use writer::WriteOutcome;
 use writer::{Command, WriteJob, Writer};
 
@@ -61,11 +63,12 @@ impl StoreOptions {
 
 /// Export requests waiting for the writer before senders wait.
 const WRITE_QUEUE: usize = 64;
-/// How long a sender waits for room in the queue before it is told to retry later.
-const OVERLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No data directory could be chosen (the message names the setting).
+    #[error("{0}")]
+    NoDataDir(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open DuckDB file {path}: {source}")]
@@ -85,8 +88,11 @@ pub enum StoreError {
     Invalidated(String),
     #[error("the store is shutting down")]
     Closed,
-    #[error("overloaded: the writer is behind; retry later")]
-    Overloaded,
+    #[error("overloaded: the writer has been behind for {0:?}; nothing of this export was stored, retry later")]
+    Overloaded(std::time::Duration),
+    /// Queued, but not committed in time: it will be stored (a re-send is recognised).
+    #[error("the writer has been behind for {0:?}: the export is queued and will be stored, but was not committed in time")]
+    NotYetCommitted(std::time::Duration),
     #[error("query failed: {0}")]
     Query(#[from] duckdb::Error),
     #[error("query task failed: {0}")]
@@ -225,20 +231,24 @@ impl Store {
     }
 
     /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
-    /// When the writer's queue stays full for `OVERLOAD_WAIT` the batch is refused unstored
-    /// (`Overloaded`, answered 503 / UNAVAILABLE, which exporters retry).
-    /// Refused too (`DiskFull`, also retryable) while the disk has less than the free-space floor.
-    pub async fn write(&self, batch: Batch) -> Result<WriteOutcome, StoreError> {
+    /// While the writer's queue is full the batch waits for room until `deadline`, then is
+    /// refused unstored (`Overloaded`); queued but not committed by then is `NotYetCommitted`.
+    /// Refused at once (`DiskFull`) while the disk has less than the free-space floor.
+    pub async fn write(&self, batch: Batch, deadline: tokio::time::Instant) -> Result<WriteOutcome, StoreError> {
         if let Some(e) = self.inner.stats.fatal() {
             return Err(StoreError::Invalidated(e));
         }
         self.check_free_disk()?;
+        let started = tokio::time::Instant::now();
         let (ack, done) = oneshot::channel();
-        match tokio::time::timeout(OVERLOAD_WAIT, self.inner.writer.send(Command::Write(WriteJob { batch, ack }))).await {
-            Err(_) => return Err(StoreError::Overloaded),
+        match tokio::time::timeout_at(deadline, self.inner.writer.send(Command::Write(WriteJob { batch, ack }))).await {
+            Err(_) => return Err(StoreError::Overloaded(started.elapsed())),
             Ok(sent) => sent.map_err(|_| StoreError::Closed)?,
         }
-        done.await.map_err(|_| StoreError::Closed)?
+        match tokio::time::timeout_at(deadline, done).await {
+            Err(_) => Err(StoreError::NotYetCommitted(started.elapsed())),
+            Ok(acked) => acked.map_err(|_| StoreError::Closed)?,
+        }
     }
 
     /// Runs `f` on a reader connection on a blocking thread.
@@ -467,7 +477,10 @@ mod upgrade_tests {
             .unwrap();
         let attrs: serde_json::Value = serde_json::from_str(&attrs).unwrap();
         assert_eq!(attrs, serde_json::json!({"model": "claude-opus-4-8", "session.id": "s-old", "team": "a"}));
-        store.write(Batch { dedup_key: Some(7), ..Batch::default() }).await.unwrap();
+        store
+            .write(Batch { dedup_key: Some(7), ..Batch::default() }, tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
         let versions: i64 = store.read(|c| Ok(c.query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))?)).await.unwrap();
         assert_eq!(versions, i64::from(schema::SCHEMA_VERSION));
         store.close().await;

@@ -142,7 +142,7 @@ mod tests {
             for e in &mut batch.events {
                 e.time = now - d * DAY_US;
             }
-            store.write(batch).await.unwrap();
+            store.write(batch, tokio::time::Instant::now() + std::time::Duration::from_secs(30)).await.unwrap();
         }
         (store, dir, now)
     }

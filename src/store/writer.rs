@@ -67,6 +67,9 @@ pub(super) struct Writer {
     /// Keys of the exports stored within the re-send window, and when: a copy of
     /// `ingest_batches` loaded at start, so recognising a re-send costs no query.
     known_keys: HashMap<u128, Micros>,
+    /// A test hook (`GPX_TEST_WRITER_PAUSE_FILE`): while this file exists the writer commits
+    /// nothing, as a writer stuck behind a slow disk would.
+    pause_file: Option<std::path::PathBuf>,
 }
 
 impl Writer {
@@ -83,7 +86,8 @@ impl Writer {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i128>(0)? as u128, r.get::<_, Micros>(1)?)))?;
             rows.collect::<duckdb::Result<HashMap<_, _>>>()?
         };
-        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys })
+        let pause_file = std::env::var_os("GPX_TEST_WRITER_PAUSE_FILE").map(std::path::PathBuf::from);
+        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys, pause_file })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -91,6 +95,9 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closing = false;
         while let Some(Command::Write(first)) = rx.blocking_recv() {
+            while self.pause_file.as_deref().is_some_and(std::path::Path::exists) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let mut jobs = vec![first];
             let mut rows = jobs[0].batch.len();
             while rows < GROUP_COMMIT_ROWS {

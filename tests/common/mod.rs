@@ -27,6 +27,12 @@ pub fn plugin_schema_errors(plugin: &Value) -> Vec<String> {
     validator.iter_errors(plugin).map(|e| format!("{} at {}", e, e.instance_path)).collect()
 }
 
+/// A free loopback address (`127.0.0.1:port`) for a listener that must be known before it binds.
+pub fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").to_string()
+}
+
 /// A JSON file of the repository (dashboards, plugin.json).
 pub fn read_repo_json(path: &str) -> Value {
     let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -59,6 +65,7 @@ pub struct Plugin {
     pub data_dir: tempfile::TempDir,
     /// Everything the process wrote to stdout after the handshake line.
     stdout_rest: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub handshake: String,
     pub handshake_elapsed: Duration,
 }
@@ -109,6 +116,28 @@ impl Plugin {
         env: &[(&str, &str)],
         file_size_limit: Option<u64>,
     ) -> Plugin {
+        let mut plugin = Self::launch(program, data_dir, grpc, http, env, file_size_limit);
+        plugin.wait_ready().await;
+        plugin
+    }
+
+    /// Starts the built binary and reads its handshake, without waiting for the store or the
+    /// listeners (`grpc` and `http` should then be fixed addresses, see `free_address`).
+    pub fn launch_env(data_dir: tempfile::TempDir, grpc: &str, http: &str, env: &[(&str, &str)]) -> Plugin {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
+        let mut plugin = Self::launch(program, data_dir, grpc, http, env, None);
+        (plugin.grpc_addr, plugin.http_addr) = (grpc.to_string(), http.to_string());
+        plugin
+    }
+
+    fn launch(
+        program: &std::path::Path,
+        data_dir: tempfile::TempDir,
+        grpc: &str,
+        http: &str,
+        env: &[(&str, &str)],
+        file_size_limit: Option<u64>,
+    ) -> Plugin {
         let started = Instant::now();
         let mut command = Command::new(program);
         if let Some(bytes) = file_size_limit {
@@ -132,10 +161,20 @@ impl Plugin {
             .env("GF_PLUGIN_OTLP_GRPC_LISTEN", grpc)
             .env("GF_PLUGIN_OTLP_HTTP_LISTEN", http)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied().filter(|(k, _)| *k == "RUST_LOG"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        // the log is kept for assertions and shown with the test's output
+        let stderr_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stderr, lines) = (child.stderr.take().expect("stderr"), stderr_lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut handshake = String::new();
@@ -152,23 +191,27 @@ impl Plugin {
             let _ = reader.read_to_end(&mut buf);
             sink.lock().unwrap().extend(buf);
         });
-        let mut plugin = Plugin {
+        Plugin {
             child,
             plugin_addr: parts[3].to_string(),
             grpc_addr: String::new(),
             http_addr: String::new(),
             data_dir,
             stdout_rest,
+            stderr_lines,
             handshake,
             handshake_elapsed,
-        };
-        plugin.wait_ready().await;
-        plugin
+        }
+    }
+
+    /// The plugin's log lines so far (stderr; Grafana's JSON log format).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.stderr_lines.lock().unwrap().clone()
     }
 
     /// Polls CheckHealth until the store is open and both listeners are bound; takes their addresses.
     /// (The check itself may still say error: a full disk refuses writes on an open store.)
-    async fn wait_ready(&mut self) {
+    pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let h = self.check_health().await;
