@@ -172,12 +172,6 @@ impl AppState {
     }
 }
 
-/// Accepted connections with TCP_NODELAY: without it every small gRPC response waits for the
-/// peer's delayed ACK (~40 ms per query or export on Linux).
-pub fn nodelay_incoming(listener: tokio::net::TcpListener) -> Result<tonic::transport::server::TcpIncoming, String> {
-    tonic::transport::server::TcpIncoming::from_listener(listener, true, None).map_err(|e| format!("listener: {e}"))
-}
-
 impl AppState {
     /// Days of data to keep: `GF_PLUGIN_RETENTION_DAYS`, else the longest retention a datasource
     /// asks for; 0 keeps everything.

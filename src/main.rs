@@ -119,23 +119,33 @@ fn file_size_limit_is_an_error() {
     }
 }
 
-/// Resolves the shutdown channel on SIGTERM or SIGINT.
+/// Resolves the shutdown channel on SIGTERM or SIGINT. The handlers are installed before this
+/// returns, so a signal right after it never takes the default (killing) action.
 fn spawn_signal_handler(tx: watch::Sender<bool>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
+        let (term, interrupt) = (
+            async {
+                match term.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
                 }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
+            },
+            async {
+                match interrupt.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            },
+        );
         #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
+        let (term, interrupt) = (std::future::pending::<Option<()>>(), async { tokio::signal::ctrl_c().await.ok() });
         tokio::select! {
-            _ = ctrl_c => tracing::info!("interrupted, shutting down"),
+            _ = interrupt => tracing::info!("interrupted, shutting down"),
             _ = term => tracing::info!("terminated, shutting down"),
         }
         let _ = tx.send(true);
@@ -190,12 +200,13 @@ async fn within_grace<F: std::future::Future>(fut: F, mut shutdown: watch::Recei
 /// cause (a supervisor or the user sees it at once, rather than a receiver that refuses
 /// everything); the same when a listener stops while serving.
 async fn standalone(config: Config) -> Result<(), String> {
+    // first: a SIGTERM that comes while the store opens must stop cleanly, not kill
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_signal_handler(shutdown_tx.clone());
     let state = AppState::new(config);
     let grpc = state.bind(app::Receiver::Grpc).await?;
     let http = state.bind(app::Receiver::Http).await?;
     state.store.open().await.map_err(|e| format!("cannot open the store: {e}"))?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    spawn_signal_handler(shutdown_tx.clone());
     let store = state.store.clone();
     let store_shutdown = shutdown_rx.clone();
     tokio::spawn(async move { store.run(store_shutdown, false).await });

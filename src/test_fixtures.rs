@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct Fixture {
+    /// The fixtures directory the file is in (`fixtures/` or `fixtures-v332/`).
+    pub root: PathBuf,
     /// Path relative to the fixtures directory, e.g. `grpc/tools-01-logs.pb`.
     pub file: String,
     /// Run name: tools, exhaust, error-cumulative, simple-gzip.
@@ -26,13 +28,38 @@ pub fn fixtures_dir() -> PathBuf {
     }
 }
 
-pub fn fixture(file: &str) -> Vec<u8> {
-    let path = fixtures_dir().join(file);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+/// The captures of Claude Code 2.1.332 (`../shared/claude-code/fixtures-v332`).
+pub fn fixtures_v332_dir() -> PathBuf {
+    fixtures_dir().join("../fixtures-v332")
 }
 
+pub fn fixture(file: &str) -> Vec<u8> {
+    read(&fixtures_dir().join(file))
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+}
+
+impl Fixture {
+    /// The captured request body.
+    pub fn body(&self) -> Vec<u8> {
+        read(&self.root.join(&self.file))
+    }
+}
+
+/// The 2.1.197 captures.
 pub fn fixtures() -> Vec<Fixture> {
-    let manifest: serde_json::Value = serde_json::from_slice(&fixture("manifest.json")).expect("manifest.json is JSON");
+    manifest(fixtures_dir())
+}
+
+/// The 2.1.332 captures.
+pub fn fixtures_v332() -> Vec<Fixture> {
+    manifest(fixtures_v332_dir())
+}
+
+fn manifest(root: PathBuf) -> Vec<Fixture> {
+    let manifest: serde_json::Value = serde_json::from_slice(&read(&root.join("manifest.json"))).expect("manifest.json is JSON");
     manifest
         .as_array()
         .expect("manifest.json is an array")
@@ -40,6 +67,7 @@ pub fn fixtures() -> Vec<Fixture> {
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
             Fixture {
+                root: root.clone(),
                 file: s("file"),
                 run: s("name"),
                 protocol: s("protocol"),
@@ -55,4 +83,9 @@ pub fn fixtures() -> Vec<Fixture> {
 /// The fixtures of one run sent over one protocol, in export order.
 pub fn run(run: &str, protocol: &str) -> Vec<Fixture> {
     fixtures().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()
+}
+
+/// The same for the 2.1.332 captures.
+pub fn run_v332(run: &str, protocol: &str) -> Vec<Fixture> {
+    fixtures_v332().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()
 }

@@ -18,6 +18,11 @@ fn capture_script() -> PathBuf {
 
 /// Runs the `tools` scenario against `endpoint`; returns the CLI's result JSON.
 fn run_claude(protocol: &str, endpoint: &str, out: &std::path::Path) -> Value {
+    run_claude_env(protocol, endpoint, out, &[])
+}
+
+/// The same with extra environment for the capture tool (e.g. the mock API's pace).
+fn run_claude_env(protocol: &str, endpoint: &str, out: &std::path::Path, env: &[(&str, &str)]) -> Value {
     // shared/ is read-only: capture.sh installs the CLI and its Python needs under CC_CACHE_DIR.
     let cache = std::env::var_os("CC_CACHE_DIR")
         .map(PathBuf::from)
@@ -29,6 +34,7 @@ fn run_claude(protocol: &str, endpoint: &str, out: &std::path::Path) -> Value {
         .arg(out)
         .env("OTLP_ENDPOINT", endpoint)
         .env("CC_CACHE_DIR", &cache)
+        .envs(env.iter().copied())
         .output()
         .expect("run capture.sh");
     assert!(
@@ -74,4 +80,87 @@ async fn real_claude_code_cli_over_grpc_http_protobuf_and_http_json() {
     let details = plugin.health_details().await;
     assert_eq!(details["store"]["sessions"], 3);
     assert!(details["store"]["spans"].as_i64().unwrap() > 0, "traces stored too");
+}
+
+/// Records of each signal the plugin acknowledged, from its `export stored` log lines.
+fn acknowledged(plugin: &Plugin) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in plugin.log_lines() {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        if v["@message"] == "export stored" {
+            *out.entry(v["signal"].as_str().unwrap_or_default().to_string()).or_insert(0) += v["records"].as_i64().unwrap_or(0);
+        }
+    }
+    out
+}
+
+/// The real CLI over gRPC while the plugin restarts mid-run on the same ports and file, by
+/// SIGTERM (as Grafana stops a plugin) and by SIGKILL: everything the plugin acknowledged is
+/// stored, nothing twice. An export sent while no process listens is refused by the operating
+/// system and lost (Claude Code never re-sends it): the window is measured and printed.
+#[tokio::test]
+async fn the_real_cli_loses_nothing_the_plugin_acknowledged_across_a_restart() {
+    for signal in ["TERM", "KILL"] {
+        let (grpc, http) = (common::free_address(), common::free_address());
+        let env = [("RUST_LOG", "warn,gpx_claudecode::ingest=debug")];
+        let mut first = Plugin::launch_env(tempfile::tempdir().unwrap(), &grpc, &http, &env);
+        first.wait_ready().await;
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join("run");
+        let endpoint = format!("http://{grpc}");
+        // the mock API streams slowly, so the run lasts seconds and exports every half second
+        let cli = std::thread::spawn(move || run_claude_env("grpc", &endpoint, &out, &[("MOCK_BLOCK_DELAY_S", "0.4")]));
+        // restart once the first exports are in, while the CLI keeps exporting
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while acknowledged(&first).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no export reached the plugin");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let down = std::time::Instant::now();
+        let before = acknowledged(&first);
+        let dir = if signal == "TERM" {
+            assert!(first.terminate().await.success());
+            first.kill9()
+        } else {
+            first.kill9()
+        };
+        let mut second = Plugin::launch_env(dir, &grpc, &http, &env);
+        while std::net::TcpStream::connect(&grpc).is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        eprintln!("SIG{signal}: no listener on {grpc} for {:?} (exports sent then are refused by the OS)", down.elapsed());
+        second.wait_ready().await;
+        let result = tokio::task::spawn_blocking(move || cli.join().expect("CLI thread")).await.unwrap();
+        let session = result["session_id"].as_str().expect("session_id").to_string();
+
+        let after = acknowledged(&second);
+        assert!(!after.is_empty(), "SIG{signal}: the restart came before the CLI's last exports");
+        let sum = |signal: &str| before.get(signal).copied().unwrap_or(0) + after.get(signal).copied().unwrap_or(0);
+        let store = &second.health_details().await["store"];
+        let (events, spans) = (store["events"].as_i64().unwrap(), store["spans"].as_i64().unwrap());
+        if signal == "TERM" {
+            // a clean stop answers what it took: acknowledged = stored, exactly
+            assert_eq!((events, spans), (sum("logs"), sum("traces")), "SIG{signal}");
+        } else {
+            // a killed plugin may have committed an export it could not acknowledge any more
+            assert!(
+                events >= sum("logs") && spans >= sum("traces"),
+                "SIG{signal}: {events} events, {spans} spans, acknowledged {before:?} {after:?}"
+            );
+        }
+        // nothing twice
+        let r = second.query(json!({"queryType": "session_timeline", "sessionId": session}), 0, 4_000_000_000).await;
+        let seq = r.frames.first().filter(|f| !f.fields.is_empty()).map(|f| f.field("event_sequence").i64s()).unwrap_or_default();
+        // the run has 35 events; what is missing was sent while nothing listened, or in the
+        // second or so gRPC clients back off after a refused connection
+        eprintln!("SIG{signal}: {} of the run's 35 events stored; acknowledged before {before:?}, after {after:?}", seq.len());
+        let mut unique = seq.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seq.len(), "SIG{signal}: an event stored twice");
+        let r = second
+            .query(json!({"queryType": "sql", "rawSql": "SELECT count(*) AS n, count(DISTINCT span_id) AS d FROM spans"}), 0, 4_000_000_000)
+            .await;
+        assert_eq!(r.frames[0].field("n").i64s(), r.frames[0].field("d").i64s(), "SIG{signal}: a span stored twice");
+    }
 }

@@ -6,15 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::test_fixtures::{fixture, run, Fixture};
-use common::{free_address, log_export, Plugin};
+use common::test_fixtures::{run, Fixture};
+use common::{free_address, log_export, send_grpc, Plugin};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use serde_json::Value;
 
 /// A gRPC channel to `address`, retrying while nothing listens there yet (a refused connection
@@ -32,18 +26,6 @@ async fn channel(address: &str) -> tonic::transport::Channel {
     }
 }
 
-/// Sends a captured gRPC export as Claude Code does; `Ok` once acknowledged.
-async fn send_grpc(channel: tonic::transport::Channel, f: &Fixture) -> Result<(), tonic::Status> {
-    let body = fixture(&f.file);
-    match f.signal.as_str() {
-        "logs" => LogsServiceClient::new(channel).export(ExportLogsServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ()),
-        "metrics" => {
-            MetricsServiceClient::new(channel).export(ExportMetricsServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ())
-        }
-        _ => TraceServiceClient::new(channel).export(ExportTraceServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ()),
-    }
-}
-
 /// Posts a captured HTTP export; retries only a connection that was refused (nothing sent).
 async fn send_http(address: &str, f: &Fixture) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -52,7 +34,7 @@ async fn send_http(address: &str, f: &Fixture) -> u16 {
         if let Some(e) = &f.content_encoding {
             req = req.header("content-encoding", e);
         }
-        match req.body(fixture(&f.file)).send().await {
+        match req.body(f.body()).send().await {
             Ok(resp) => return resp.status().as_u16(),
             Err(e) if e.is_connect() && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(5)).await,
             Err(e) => panic!("POST {}: {e}", f.file),

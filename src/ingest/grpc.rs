@@ -213,9 +213,15 @@ pub async fn serve(
         .add_service(ExportService::<Logs> { ingest: service(&ingest), kind: PhantomData })
         .add_service(ExportService::<Metrics> { ingest: service(&ingest), kind: PhantomData })
         .add_service(ExportService::<Traces> { ingest, kind: PhantomData })
-        .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {
+        .serve_with_incoming_shutdown(nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Accepted connections with TCP_NODELAY: without it every small gRPC response waits for the
+/// peer's delayed ACK (~40 ms per query or export on Linux).
+pub fn nodelay_incoming(listener: tokio::net::TcpListener) -> Result<tonic::transport::server::TcpIncoming, String> {
+    tonic::transport::server::TcpIncoming::from_listener(listener, true, None).map_err(|e| format!("listener: {e}"))
 }

@@ -189,6 +189,7 @@ impl IngestStats {
             }
         }
         *self.last_stored.lock().unwrap_or_else(|p| p.into_inner()) = Some(Utc::now());
+        tracing::debug!(signal = signal.name(), records, protocol = origin.protocol.name(), peer = %peer_text(origin.peer), "export stored");
         if !self.first_logged.swap(true, Ordering::Relaxed) {
             tracing::info!(
                 signal = signal.name(),

@@ -323,7 +323,7 @@ pub async fn serve(
         .add_service(DataServer::new(plugin.clone(), limit))
         .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
         .add_service(pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(crate::app::nodelay_incoming(listener)?, async move {
+        .serve_with_incoming_shutdown(crate::ingest::grpc::nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await

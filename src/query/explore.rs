@@ -227,6 +227,8 @@ pub fn variable_sql(r: &Runner, q: &VariableQuery) -> Result<Sql, String> {
     let mut parts = Vec::new();
     for t in tables {
         let expr = key_expr(*t, key, &mut p)?;
+        // one entry per model, as the models filter compares them
+        let expr = if key == "model" { super::filters::model_name(&expr) } else { expr };
         let filter = r.filters.clause(*t, &mut p)?;
         parts.push(format!("SELECT DISTINCT {expr} AS v FROM {} WHERE {} BETWEEN $1 AND $2{filter}", t.name(), t.time_column()));
     }

@@ -166,8 +166,59 @@ fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Resul
     Ok(format!("coalesce(json_extract_string(attributes, {k}), json_extract_string(resource, {k}))"))
 }
 
+/// The model as filters compare it: without a context-window suffix, so `claude-opus-4-8[1m]`
+/// (the configured name Claude Code 2.1.197 puts on its cost and token metrics) is the same
+/// model as `claude-opus-4-8` (the API id on its events).
+pub fn model_name(expr: &str) -> String {
+    format!("regexp_replace({expr}, '\\[[^\\]]*\\]$', '')")
+}
+
+/// How far around the query range the records a filtered record belongs to are looked for.
+const ATTRIBUTION_MARGIN: &str = "INTERVAL 1 DAY";
+
+/// A filter's condition on one value expression.
+type Predicate<'a> = dyn Fn(&str, &mut Params) -> Result<String, String> + 'a;
+
+/// The condition a filter on attribute `key` puts on the rows of `table`. A row that carries
+/// the attribute is judged by its own value. A row that lacks it is judged by what it belongs
+/// to: the model call that asked for it (`request_id`, tool calls and decisions of Claude
+/// Code 2.1.332 and later), else its prompt, else its session; it is kept when any record
+/// there carries a value that passes. So a model filter keeps the tool calls that model asked
+/// for and the commits, pull requests and active time of the sessions that used it.
+fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, params: &mut Params) -> Result<String, String> {
+    let own = resolve(table, key, params, as_text)?;
+    let direct = predicate(&own, params)?;
+    let carriers = |level: &str, tables: &[Table], params: &mut Params| -> Result<String, String> {
+        let mut parts = Vec::new();
+        for t in tables {
+            let value = resolve(*t, key, params, as_text)?;
+            let passes = predicate(&value, params)?;
+            parts.push(format!(
+                "SELECT {level} FROM {name} WHERE {level} IS NOT NULL AND {value} IS NOT NULL AND {passes} \
+                 AND {time} BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN}",
+                name = t.name(),
+                time = t.time_column()
+            ));
+        }
+        Ok(parts.join(" UNION "))
+    };
+    let mut arms = vec![format!("WHEN {own} IS NOT NULL THEN {direct}")];
+    if table == Table::Events {
+        arms.push(format!("WHEN request_id IS NOT NULL THEN request_id IN ({})", carriers("request_id", &[Table::Events], params)?));
+    }
+    if table != Table::Metrics {
+        arms.push(format!(
+            "WHEN prompt_id IS NOT NULL THEN prompt_id IN ({})",
+            carriers("prompt_id", &[Table::Events, Table::Spans], params)?
+        ));
+    }
+    arms.push(format!("ELSE coalesce(session_id IN ({}), false)", carriers("session_id", &[Table::Events, Table::Metrics], params)?));
+    Ok(format!("(CASE {} END)", arms.join(" ")))
+}
+
 impl Filters {
-    /// ` AND …` conditions for `table`, or "" when nothing is filtered.
+    /// ` AND …` conditions for `table`, or "" when nothing is filtered. Sessions, users and teams
+    /// are on every record; models and ad hoc keys may be on some only (see `attributed`).
     pub fn clause(&self, table: Table, params: &mut Params) -> Result<String, String> {
         let mut parts = Vec::new();
         if !self.sessions.is_empty() {
@@ -178,7 +229,9 @@ impl Filters {
             parts.push(format!("(user_id IN ({list}) OR user_email IN ({list}) OR user_account_uuid IN ({list}))"));
         }
         if !self.models.is_empty() {
-            parts.push(format!("model IN ({})", params.bind_list(&self.models)));
+            let models: Vec<String> = self.models.iter().map(|m| strip_context_suffix(m).to_string()).collect();
+            let predicate = |value: &str, params: &mut Params| Ok(format!("{} IN ({})", model_name(value), params.bind_list(&models)));
+            parts.push(attributed(table, "model", true, &predicate, params)?);
         }
         if !self.teams.is_empty() {
             let expr = key_expr(table, "team", params)?;
@@ -191,30 +244,39 @@ impl Filters {
     }
 }
 
+/// `claude-opus-4-8[1m]` → `claude-opus-4-8`, as `model_name` does in SQL.
+fn strip_context_suffix(model: &str) -> &str {
+    match (model.rfind('['), model.ends_with(']')) {
+        (Some(i), true) => &model[..i],
+        _ => model,
+    }
+}
+
 fn adhoc(table: Table, f: &AdhocFilter, params: &mut Params) -> Result<String, String> {
     let op = f.operator.trim();
     let numeric = matches!(op, "<" | ">" | "<=" | ">=");
-    let expr = resolve(table, &f.key, params, !numeric)?;
-    Ok(match op {
-        "=" => format!("{expr} = {}", params.bind(f.value.as_str())),
-        "!=" => format!("{expr} IS DISTINCT FROM {}", params.bind(f.value.as_str())),
-        "=~" => format!("regexp_full_match({expr}, {})", params.bind(f.value.as_str())),
-        "!~" => format!("NOT coalesce(regexp_full_match({expr}, {}), false)", params.bind(f.value.as_str())),
-        "<" | ">" | "<=" | ">=" => {
-            let v: f64 = f.value.trim().parse().map_err(|_| format!("ad hoc filter {:?} {op}: {:?} is not a number", f.key, f.value))?;
-            format!("TRY_CAST({expr} AS DOUBLE) {op} {}", params.bind(v))
-        }
-        "=|" | "!=|" => {
-            let values = if f.values.is_empty() { vec![f.value.clone()] } else { f.values.clone() };
-            let list = params.bind_list(&values);
-            if op == "=|" {
-                format!("{expr} IN ({list})")
-            } else {
-                format!("coalesce({expr} NOT IN ({list}), true)")
+    let value = f.value.clone();
+    let values = if f.values.is_empty() { vec![f.value.clone()] } else { f.values.clone() };
+    let number: Option<f64> = if numeric {
+        Some(f.value.trim().parse().map_err(|_| format!("ad hoc filter {:?} {op}: {:?} is not a number", f.key, f.value))?)
+    } else {
+        None
+    };
+    let predicate = |expr: &str, params: &mut Params| -> Result<String, String> {
+        Ok(match op {
+            "=" => format!("{expr} = {}", params.bind(value.as_str())),
+            "!=" => format!("{expr} IS DISTINCT FROM {}", params.bind(value.as_str())),
+            "=~" => format!("regexp_full_match({expr}, {})", params.bind(value.as_str())),
+            "!~" => format!("NOT coalesce(regexp_full_match({expr}, {}), false)", params.bind(value.as_str())),
+            "<" | ">" | "<=" | ">=" => format!("TRY_CAST({expr} AS DOUBLE) {op} {}", params.bind(number.unwrap_or_default())),
+            "=|" => format!("{expr} IN ({})", params.bind_list(&values)),
+            "!=|" => format!("coalesce({expr} NOT IN ({}), true)", params.bind_list(&values)),
+            other => {
+                return Err(format!("ad hoc filter {:?}: unknown operator {other:?} (use =, !=, =~, !~, <, >, <=, >=, =|, !=|)", f.key))
             }
-        }
-        other => return Err(format!("ad hoc filter {:?}: unknown operator {other:?} (use =, !=, =~, !~, <, >, <=, >=, =|, !=|)", f.key)),
-    })
+        })
+    };
+    attributed(table, &f.key, !numeric, &predicate, params)
 }
 
 #[cfg(test)]
@@ -258,12 +320,29 @@ mod tests {
         }))
         .unwrap();
         let mut p = params();
-        let c = f.clause(Table::Events, &mut p).unwrap();
-        assert_eq!(
-            c,
-            " AND session_id IN ($3, $4) AND regexp_full_match(coalesce(json_extract_string(attributes, $5), json_extract_string(resource, $5)), $6) AND TRY_CAST(\"cost_usd\" AS DOUBLE) > $7"
+        let c = f.clause(Table::Metrics, &mut p).unwrap();
+        assert!(c.starts_with(" AND session_id IN ($3, $4) AND (CASE WHEN coalesce(json_extract_string(attributes, $5)"), "{c}");
+        assert!(
+            c.contains("THEN regexp_full_match(coalesce(json_extract_string(attributes, $5), json_extract_string(resource, $5)), $6)"),
+            "{c}"
         );
+        assert!(!c.contains("plat") && !c.contains("0.01"), "values are bound: {c}");
         let bad: Filters = serde_json::from_value(json!({"adhocFilters": [{"key": "k", "operator": "LIKE", "value": "x"}]})).unwrap();
         assert!(bad.clause(Table::Events, &mut params()).unwrap_err().contains("unknown operator"));
+    }
+
+    #[test]
+    fn records_without_the_attribute_follow_their_request_prompt_or_session() {
+        let f: Filters = serde_json::from_value(json!({"models": ["claude-opus-4-8[1m]"]})).unwrap();
+        let mut p = params();
+        let events = f.clause(Table::Events, &mut p).unwrap();
+        assert!(events.contains("WHEN \"model\" IS NOT NULL THEN regexp_replace(\"model\""), "{events}");
+        assert!(events.contains("WHEN request_id IS NOT NULL THEN request_id IN (SELECT request_id FROM events"), "{events}");
+        assert!(events.contains("WHEN prompt_id IS NOT NULL THEN prompt_id IN (SELECT prompt_id FROM events"), "{events}");
+        assert!(events.contains("ELSE coalesce(session_id IN (SELECT session_id FROM events"), "{events}");
+        let metrics = f.clause(Table::Metrics, &mut params()).unwrap();
+        assert!(!metrics.contains("request_id") && !metrics.contains("prompt_id"), "metrics belong to sessions: {metrics}");
+        assert_eq!(strip_context_suffix("claude-opus-4-8[1m]"), "claude-opus-4-8");
+        assert_eq!(strip_context_suffix("claude-opus-4-8"), "claude-opus-4-8");
     }
 }

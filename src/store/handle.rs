@@ -126,10 +126,20 @@ impl StoreHandle {
             match self.open().await {
                 Ok(s) => break s,
                 Err(e) if !retry_open => return Err(e),
-                Err(_) => tokio::select! {
-                    _ = tokio::time::sleep(RETRY) => {}
-                    _ = shutdown.wait_for(|s| *s) => return Ok(()),
-                },
+                Err(e) => {
+                    // another process still holding the file (the plugin's previous instance,
+                    // shutting down) lets go in a moment: exports and queries wait for that
+                    let pause = if e.is_lock_conflict() {
+                        self.state.send_replace(State::Opening);
+                        Duration::from_millis(500)
+                    } else {
+                        RETRY
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
             }
         };
         let mut opened = tokio::time::Instant::now();

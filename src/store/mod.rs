@@ -105,6 +105,13 @@ pub enum StoreError {
     Failed(String),
 }
 
+impl StoreError {
+    /// Another process holds the DuckDB file (DuckDB allows one writer process per file).
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self, StoreError::Open { source, .. } if source.to_string().contains("Could not set lock"))
+    }
+}
+
 /// Counters and failures shared between the writer, readers and health checks.
 #[derive(Debug, Default)]
 pub struct StoreStats {

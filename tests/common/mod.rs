@@ -254,8 +254,17 @@ impl Plugin {
             if let Some(e) = &f.content_encoding {
                 req = req.header("content-encoding", e);
             }
-            let resp = req.body(test_fixtures::fixture(&f.file)).send().await.expect("POST to the OTLP/HTTP receiver");
+            let resp = req.body(f.body()).send().await.expect("POST to the OTLP/HTTP receiver");
             assert_eq!(resp.status(), 200, "{}", f.file);
+        }
+    }
+
+    /// Sends captured gRPC exports as Claude Code does (decoded into their request messages);
+    /// each must be acknowledged.
+    pub async fn ingest_grpc(&self, fixtures: &[test_fixtures::Fixture]) {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_addr)).unwrap().connect().await.unwrap();
+        for f in fixtures {
+            send_grpc(channel.clone(), f).await.unwrap_or_else(|e| panic!("{}: {e}", f.file));
         }
     }
 
@@ -359,6 +368,22 @@ impl Plugin {
             assert!(Instant::now() < deadline, "plugin did not exit after SIGTERM");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Sends one captured gRPC export; `Ok` once acknowledged.
+pub async fn send_grpc(channel: tonic::transport::Channel, f: &test_fixtures::Fixture) -> Result<(), tonic::Status> {
+    use opentelemetry_proto::tonic::collector::logs::v1::{logs_service_client::LogsServiceClient, ExportLogsServiceRequest};
+    use opentelemetry_proto::tonic::collector::metrics::v1::{metrics_service_client::MetricsServiceClient, ExportMetricsServiceRequest};
+    use opentelemetry_proto::tonic::collector::trace::v1::{trace_service_client::TraceServiceClient, ExportTraceServiceRequest};
+    use prost::Message;
+    let body = f.body();
+    match f.signal.as_str() {
+        "logs" => LogsServiceClient::new(channel).export(ExportLogsServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ()),
+        "metrics" => {
+            MetricsServiceClient::new(channel).export(ExportMetricsServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ())
+        }
+        _ => TraceServiceClient::new(channel).export(ExportTraceServiceRequest::decode(body.as_slice()).unwrap()).await.map(|_| ()),
     }
 }
 
