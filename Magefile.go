@@ -31,9 +31,9 @@ func run(dir string, env []string, name string, args ...string) error {
 // frontendEnv lets webpack's TypeScript config load on Node 20 as well as 22.
 var frontendEnv = []string{`TS_NODE_COMPILER_OPTIONS={"module":"commonjs","moduleResolution":"node10"}`}
 
-// Backend builds the release binary (and places libduckdb.so beside it).
+// Backend builds the static release binaries for linux amd64 and arm64 (DuckDB compiled in).
 func Backend() error {
-	return run(".", nil, "cargo", "build", "--release", "--locked", "--bin", "gpx_claudecode")
+	return run(".", nil, "bash", filepath.Join("scripts", "build-static.sh"))
 }
 
 // Frontend installs the locked npm dependencies and builds module.js into frontend/dist.

@@ -1,4 +1,6 @@
-//! Links the official prebuilt libduckdb.so unless the `bundled` feature builds DuckDB from source.
+//! Links the official prebuilt libduckdb.so unless the `bundled` feature builds DuckDB from source
+//! or `DUCKDB_STATIC` links a static DuckDB compiled before (the release binaries,
+//! scripts/build-static.sh).
 //!
 //! The library lives in `$DUCKDB_LIB_DIR` when set, else in `<target dir>/duckdb-1.5.6/`, where
 //! `scripts/fetch-duckdb.sh` puts it on first build (from the npm registry). It is copied beside
@@ -12,7 +14,15 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=scripts/fetch-duckdb.sh");
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DUCKDB_STATIC");
     if env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
+        return;
+    }
+    if env::var("DUCKDB_STATIC").is_ok_and(|v| v != "0") {
+        // libduckdb-sys links $DUCKDB_LIB_DIR/libduckdb_static.a (scripts/build-static.sh);
+        // DuckDB is C++, and nothing else names its runtime. Zig, the static builds' linker,
+        // links LLVM's libc++ into the binary for this name.
+        println!("cargo:rustc-link-lib=c++");
         return;
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

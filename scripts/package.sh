@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the installable plugin: the backend (release) and the frontend, assembled into dist/
-# (Grafana's plugin directory layout) and vibe-claudecode-datasource-<version>.zip.
+# Builds the installable plugin: the backend as static linux amd64 and arm64 binaries
+# (scripts/build-static.sh) and the frontend, assembled into dist/ (Grafana's plugin directory
+# layout) and vibe-claudecode-datasource-<version>.zip.
 #   scripts/package.sh
-# Needs cargo, npm and zip; works from a fresh clone (npm ci installs the frontend's locked
-# dependencies, build.rs fetches libduckdb.so). CARGO_TARGET_DIR is honoured.
+# Needs cargo, npm, python3 and zip; works from a fresh clone (npm ci installs the frontend's
+# locked dependencies, build-static.sh its compiler). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -18,8 +19,10 @@ if [ "$VERSION" != "$NPM_VERSION" ]; then
   exit 1
 fi
 
-echo "==> backend (release)" >&2
-cargo build --release --locked --bin gpx_claudecode
+echo "==> backend (static: linux amd64 and arm64)" >&2
+bash scripts/build-static.sh x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+# DuckDB's licence, from the same release as the compiled-in sources
+bash scripts/fetch-duckdb.sh "$TARGET_DIR/duckdb-1.5.6"
 
 echo "==> frontend" >&2
 (
@@ -38,13 +41,10 @@ rm -rf dist
 mkdir -p dist
 cp -R frontend/dist/. dist/
 cp -R dashboards dist/dashboards
-install -m 0755 "$TARGET_DIR/release/gpx_claudecode" dist/gpx_claudecode_linux_amd64
-# the binary finds libduckdb.so beside itself (rpath $ORIGIN)
-install -m 0644 "$TARGET_DIR/release/libduckdb.so" dist/libduckdb.so
-if [ -f "$TARGET_DIR/duckdb-1.5.6/LICENSE.duckdb" ]; then
-  install -m 0644 "$TARGET_DIR/duckdb-1.5.6/LICENSE.duckdb" dist/LICENSE.duckdb
-fi
-strip --strip-debug dist/gpx_claudecode_linux_amd64 2>/dev/null || true
+# Grafana runs <executable>_<GOOS>_<GOARCH>; each is one self-contained file
+install -m 0755 "$TARGET_DIR/x86_64-unknown-linux-musl/release/gpx_claudecode" dist/gpx_claudecode_linux_amd64
+install -m 0755 "$TARGET_DIR/aarch64-unknown-linux-musl/release/gpx_claudecode" dist/gpx_claudecode_linux_arm64
+install -m 0644 "$TARGET_DIR/duckdb-1.5.6/LICENSE.duckdb" dist/LICENSE.duckdb
 
 echo "==> $ID-$VERSION.zip" >&2
 ZIP="$ROOT/$ID-$VERSION.zip"

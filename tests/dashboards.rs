@@ -139,11 +139,12 @@ async fn provisioning_files_fit_the_plugin_and_alert_rules_evaluate() {
     let path = providers["providers"][0]["options"]["path"].as_str().unwrap();
     assert!(path.ends_with("/vibe-claudecode-datasource/dashboards"), "{path}");
 
-    // the compose example: a glibc (-ubuntu) Grafana image, the package and provisioning
-    // mounted where the provider above looks, the receiver's ports published
+    // the compose example: Grafana's default (Alpine) image, which the static binaries run in,
+    // the package and provisioning mounted where the provider above looks, the receiver's ports published
     let compose = read_yaml("docker-compose.yaml");
     let grafana = &compose["services"]["grafana"];
-    assert!(grafana["image"].as_str().unwrap().ends_with("-ubuntu"), "{}", grafana["image"]);
+    let image = grafana["image"].as_str().unwrap();
+    assert!(image.starts_with("grafana/grafana:") && !image.contains("-ubuntu"), "{image}");
     let volumes: Vec<&str> = grafana["volumes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(volumes.contains(&"./dist:/var/lib/grafana/plugins/vibe-claudecode-datasource:ro"), "{volumes:?}");
     assert!(volumes.contains(&"./provisioning:/etc/grafana/provisioning:ro"), "{volumes:?}");

@@ -308,7 +308,7 @@ async fn go_plugin_health_service_reports_serving() {
 async fn standalone_serve_stores_and_stops_cleanly_on_sigterm() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+    let mut child = std::process::Command::new(common::binary())
         .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "info")
@@ -340,7 +340,7 @@ async fn standalone_serve_stores_and_stops_cleanly_on_sigterm() {
 #[tokio::test]
 async fn health_says_why_when_no_data_directory_is_configured() {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+    let mut child = std::process::Command::new(common::binary())
         .env("grafana_plugin_type", "datasource")
         .env_remove("GF_PLUGIN_DATA_DIR")
         .env_remove("GF_PATHS_DATA")

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn serve(args: &[&str], data_dir: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_gpx_claudecode"))
+    Command::new(common::binary())
         .arg("serve")
         .args(args)
         .env_remove("GF_PLUGIN_DATA_DIR")

@@ -15,6 +15,12 @@ use serde_json::{json, Value};
 #[path = "../../src/test_fixtures.rs"]
 pub mod test_fixtures;
 
+/// The binary under test: the one cargo built, or `$GPX_TEST_BINARY` (CI runs the protocol,
+/// frame and dashboard tests a second time against the shipped static binary).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("GPX_TEST_BINARY").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_gpx_claudecode").into())
+}
+
 /// Violations of Grafana's plugin.json schema (`../shared/grafana/plugin.schema.json`, draft 7,
 /// the one Grafana's plugin validator uses; `$GRAFANA_PLUGIN_SCHEMA` points elsewhere).
 pub fn plugin_schema_errors(plugin: &Value) -> Vec<String> {
@@ -77,7 +83,7 @@ impl Plugin {
     }
 
     pub async fn start_with(data_dir: tempfile::TempDir, grpc: &str, http: &str) -> Plugin {
-        Self::start_program(std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode")), data_dir, grpc, http).await
+        Self::start_program(&binary(), data_dir, grpc, http).await
     }
 
     /// Starts `program` (the built binary, or the packaged one in dist/) as Grafana does.
@@ -87,7 +93,7 @@ impl Plugin {
 
     /// Starts the built binary with extra environment variables (Grafana's `GF_PLUGIN_*`).
     pub async fn start_env(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Plugin {
-        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
+        let program = &binary();
         Self::start_program_env(program, data_dir, "127.0.0.1:0", "127.0.0.1:0", env).await
     }
 
@@ -104,7 +110,7 @@ impl Plugin {
     /// Starts the built binary under a file-size limit (`ulimit -f`, in bytes): writes past it
     /// fail with EFBIG as on a full disk, for every file the plugin writes.
     pub async fn start_with_file_size_limit(data_dir: tempfile::TempDir, env: &[(&str, &str)], bytes: u64) -> Plugin {
-        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
+        let program = &binary();
         Self::spawn(program, data_dir, "127.0.0.1:0", "127.0.0.1:0", env, Some(bytes)).await
     }
 
@@ -116,7 +122,20 @@ impl Plugin {
         env: &[(&str, &str)],
         file_size_limit: Option<u64>,
     ) -> Plugin {
-        let mut plugin = Self::launch(program, data_dir, grpc, http, env, file_size_limit);
+        let mut plugin = Self::launch(&[], program, data_dir, None, grpc, http, env, file_size_limit);
+        plugin.wait_ready().await;
+        plugin
+    }
+
+    /// Starts `program` under `wrapper` (`chroot ROOT`, `qemu-aarch64`), which is given the
+    /// program path as is; the process sees `data_dir` as `data_dir_seen_as`.
+    pub async fn start_wrapped(
+        wrapper: &[&str],
+        program: &std::path::Path,
+        data_dir: tempfile::TempDir,
+        data_dir_seen_as: &std::path::Path,
+    ) -> Plugin {
+        let mut plugin = Self::launch(wrapper, program, data_dir, Some(data_dir_seen_as), "127.0.0.1:0", "127.0.0.1:0", &[], None);
         plugin.wait_ready().await;
         plugin
     }
@@ -124,22 +143,32 @@ impl Plugin {
     /// Starts the built binary and reads its handshake, without waiting for the store or the
     /// listeners (`grpc` and `http` should then be fixed addresses, see `free_address`).
     pub fn launch_env(data_dir: tempfile::TempDir, grpc: &str, http: &str, env: &[(&str, &str)]) -> Plugin {
-        let program = std::path::Path::new(env!("CARGO_BIN_EXE_gpx_claudecode"));
-        let mut plugin = Self::launch(program, data_dir, grpc, http, env, None);
+        let program = &binary();
+        let mut plugin = Self::launch(&[], program, data_dir, None, grpc, http, env, None);
         (plugin.grpc_addr, plugin.http_addr) = (grpc.to_string(), http.to_string());
         plugin
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch(
+        wrapper: &[&str],
         program: &std::path::Path,
         data_dir: tempfile::TempDir,
+        data_dir_seen_as: Option<&std::path::Path>,
         grpc: &str,
         http: &str,
         env: &[(&str, &str)],
         file_size_limit: Option<u64>,
     ) -> Plugin {
         let started = Instant::now();
-        let mut command = Command::new(program);
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         if let Some(bytes) = file_size_limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe setrlimit between fork and exec.
@@ -157,7 +186,7 @@ impl Plugin {
             .envs(env.iter().copied())
             .env("grafana_plugin_type", "datasource")
             .env("PLUGIN_PROTOCOL_VERSIONS", "2")
-            .env("GF_PLUGIN_DATA_DIR", data_dir.path())
+            .env("GF_PLUGIN_DATA_DIR", data_dir_seen_as.unwrap_or(data_dir.path()))
             .env("GF_PLUGIN_OTLP_GRPC_LISTEN", grpc)
             .env("GF_PLUGIN_OTLP_HTTP_LISTEN", http)
             .env("RUST_LOG", "warn")
