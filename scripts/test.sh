@@ -17,7 +17,7 @@ mkdir -p "$CACHE"
 echo "==> cargo test" >&2
 cargo test
 
-echo "==> package (backend release, frontend, dist/, zip)" >&2
+echo "==> package (static amd64 and arm64 backends, frontend, dist/, zip)" >&2
 bash scripts/package.sh
 
 echo "==> frontend tests" >&2

@@ -10,6 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+/// The static (musl) binaries: mimalloc, which also replaces malloc for DuckDB (Cargo.toml).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio::sync::watch;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
