@@ -21,8 +21,20 @@ fn run_claude(protocol: &str, endpoint: &str, out: &std::path::Path) -> Value {
     run_claude_env(protocol, endpoint, out, &[])
 }
 
+/// Whether a capture has succeeded in this process. capture.sh installs the CLI and its venv on
+/// first use; two tests installing into one empty CC_CACHE_DIR at once break npm's postinstall
+/// (seen on a cold machine), so captures run one at a time until one has succeeded.
+static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
 /// The same with extra environment for the capture tool (e.g. the mock API's pace).
 fn run_claude_env(protocol: &str, endpoint: &str, out: &std::path::Path, env: &[(&str, &str)]) -> Value {
+    let installed = INSTALLED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut first = if *installed {
+        drop(installed);
+        None
+    } else {
+        Some(installed)
+    };
     // shared/ is read-only: capture.sh installs the CLI and its Python needs under CC_CACHE_DIR.
     let cache = std::env::var_os("CC_CACHE_DIR")
         .map(PathBuf::from)
@@ -37,6 +49,10 @@ fn run_claude_env(protocol: &str, endpoint: &str, out: &std::path::Path, env: &[
         .envs(env.iter().copied())
         .output()
         .expect("run capture.sh");
+    if let Some(installed) = first.as_mut() {
+        **installed = output.status.success();
+    }
+    drop(first);
     assert!(
         output.status.success(),
         "capture.sh {protocol} failed: {}\n{}",
