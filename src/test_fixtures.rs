@@ -85,6 +85,12 @@ pub fn run(run: &str, protocol: &str) -> Vec<Fixture> {
     fixtures().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()
 }
 
+/// The telemetry of one run of `../shared/claude-code/transcripts` (e.g. `subagent-2.1.332`,
+/// `tools-repo-2.1.332`: subagents, repository attributes), in export order.
+pub fn transcript_run(folder: &str) -> Vec<Fixture> {
+    manifest(fixtures_dir().join("../transcripts").join(folder).join("otlp"))
+}
+
 /// The same for the 2.1.332 captures.
 pub fn run_v332(run: &str, protocol: &str) -> Vec<Fixture> {
     fixtures_v332().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()

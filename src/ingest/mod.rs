@@ -322,7 +322,7 @@ pub mod response {
 pub mod testing {
     use super::decode::{Encoding, Signal};
     use super::stats::{Origin, Protocol};
-    use crate::test_fixtures::{fixture, Fixture};
+    use crate::test_fixtures::Fixture;
 
     /// Where test exports come from.
     pub const ORIGIN: Origin = Origin { protocol: Protocol::Http, peer: None };
@@ -344,7 +344,7 @@ pub mod testing {
         for f in fixtures {
             let encoding = if f.file.ends_with(".json") { Encoding::Json } else { Encoding::Protobuf };
             let gzip = f.content_encoding.as_deref() == Some("gzip");
-            let outcome = state.ingest.export_body(signal(f), encoding, &fixture(&f.file), gzip, ORIGIN).await.expect("fixture ingests");
+            let outcome = state.ingest.export_body(signal(f), encoding, &f.body(), gzip, ORIGIN).await.expect("fixture ingests");
             assert_eq!(outcome.rejected, 0, "{}: {}", f.file, outcome.message);
         }
         (state, dir)

@@ -19,22 +19,22 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
     vec![
         info(
             "stat",
-            "One number for the range (sessions, active_sessions, cost, tokens, active_time, lines_added, lines_removed, commits, pull_requests, api_requests, api_errors, …), optionally with the previous period and the change.",
+            "One number for the range (sessions, active_sessions, cost, subagent_cost, tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, active_time, lines_added, lines_removed, commits, pull_requests, api_requests, api_errors, queued_sends, …), optionally with the previous period and the change.",
             json!({"queryType": "stat", "measure": "cost", "compare": "previous_period"}),
         ),
         info(
             "breakdown",
-            "A measure by any attribute (model, user.id, user.email, team, terminal.type, app.version, query_source, effort, speed, …) as wide time series or table, top N plus \"other\".",
+            "A measure by any attribute (model, user.id, user.email, team, terminal.type, app.version, query_source, query_class, agent.name, repository, branch, provider, effort, speed, …) as wide time series or table, top N plus \"other\".",
             json!({"queryType": "breakdown", "measure": "tokens", "groupBy": "team", "format": "time_series", "limit": 5}),
         ),
         info(
             "cost_by_model",
-            "Cost per model over time (time_series) or totals with tokens by type (table).",
+            "Cost per model over time (time_series) or totals with tokens by type (table; events also split cache writes into 5-minute and 1-hour).",
             json!({"queryType": "cost_by_model", "source": "metrics", "format": "table"}),
         ),
         info(
             "sessions",
-            "One row per session: user, team, first/last seen, prompts, API calls, cost, tokens, tools, errors, lines, commits, PRs, active time.",
+            "One row per session: user, team, repository, branch, first/last seen, prompts, API calls, cost and subagent share, tokens, tools, errors, lines, commits, PRs, active time.",
             json!({"queryType": "sessions", "limit": 100}),
         ),
         info(
@@ -49,8 +49,8 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
         ),
         info(
             "api_latency",
-            "API request duration percentiles (p50/p75/p90/p95/p99) over time or by a group as a table.",
-            json!({"queryType": "api_latency", "percentiles": [50, 95, 99], "groupBy": "model", "format": "time_series"}),
+            "Model-call latency percentiles (p50/p75/p90/p95/p99) of duration, time to first token and (spans) first content, over time or by a group as a table.",
+            json!({"queryType": "api_latency", "percentiles": [50, 95, 99], "latencies": ["duration", "ttft"], "groupBy": "model", "format": "time_series"}),
         ),
         info(
             "api_errors",
@@ -59,13 +59,13 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
         ),
         info(
             "tool_success_rate",
-            "Per tool: calls, successes, failures, success rate, duration p50/p95/p99, accepts and rejects.",
+            "Per tool and tool source (builtin, MCP, plugin): calls, successes, failures, success rate, duration p50/p95/p99, accepts and rejects.",
             json!({"queryType": "tool_success_rate"}),
         ),
         info("tool_errors", "Failed tool calls by tool and error type, with an example message.", json!({"queryType": "tool_errors"})),
         info(
             "tool_decisions",
-            "Accept/reject decisions by tool and source, from tool_decision events and the code_edit_tool.decision metric.",
+            "Accept/reject decisions by tool, source, permission mode and tool source, from tool_decision events and the code_edit_tool.decision metric.",
             json!({"queryType": "tool_decisions"}),
         ),
         info(
@@ -92,6 +92,46 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
             "event_counts",
             "Counts, failures and durations of every event and span name (hooks, MCP connections, compaction, skills, subagents, plugins, auth, refusals, …).",
             json!({"queryType": "event_counts"}),
+        ),
+        info(
+            "repositories",
+            "One row per repository and branch (vcs.repository.*, vcs.ref.head.*, Claude Code 2.1.332+ with OTEL_METRICS_INCLUDE_REPOSITORY=1): latest commit, sessions, users, cost, tokens, API calls, commits, pull requests, lines.",
+            json!({"queryType": "repositories", "limit": 100}),
+        ),
+        info(
+            "agents",
+            "Model calls by query class (main, subagent, auxiliary) and agent: calls, cost and its share, tokens, durations; subagent runs and tool uses.",
+            json!({"queryType": "agents"}),
+        ),
+        info(
+            "hooks",
+            "Hook executions by hook event and name: hooks run, successes, blocking, errors, cancelled, durations, output sizes, registrations.",
+            json!({"queryType": "hooks"}),
+        ),
+        info(
+            "mcp",
+            "MCP tools by server and tool (mcp_server.name, mcp_tool.name, tool_source, mcp__server__tool names): calls, failures, success rate, durations, accepts, rejects, server connections.",
+            json!({"queryType": "mcp"}),
+        ),
+        info(
+            "skills",
+            "Skills activated: by skill, source and plugin, with sessions, users and invocation triggers.",
+            json!({"queryType": "skills"}),
+        ),
+        info(
+            "plugins",
+            "Plugins loaded: marketplace, scope, how enabled, hooks/MCP/skills/commands/agents they bring, sessions, users, hooks registered.",
+            json!({"queryType": "plugins"}),
+        ),
+        info(
+            "managed_settings",
+            "Managed settings each user and host runs with (trigger, source behaviour, sources, helper state); one row per distinct state.",
+            json!({"queryType": "managed_settings"}),
+        ),
+        info(
+            "fleet",
+            "Claude Code versions, providers (firstParty, Bedrock, Vertex, Foundry), custom base URLs and platforms in use: users, sessions, cost.",
+            json!({"queryType": "fleet"}),
         ),
         info(
             "variable",
@@ -149,11 +189,30 @@ mod tests {
             "logs",
             "trace",
             "event_counts",
+            "repositories",
+            "agents",
+            "hooks",
+            "mcp",
+            "skills",
+            "plugins",
+            "managed_settings",
+            "fleet",
             "variable",
             "annotations",
             "sql",
         ];
         assert_eq!(seen.len(), variants.len());
+        // and every question of the README's 2.1.332 table runs
+        let (state, _dir) = state_with(&crate::test_fixtures::transcript_run("tools-repo-2.1.332")).await;
+        let section = readme.split("### Claude Code 2.1.332").nth(1).and_then(|s| s.split("\n### ").next()).unwrap();
+        let questions: Vec<&str> = section.lines().filter(|l| l.starts_with("| ") && l.contains("`{")).collect();
+        assert!(questions.len() >= 20, "{}", questions.len());
+        for line in questions {
+            let json = line.split('`').nth(1).unwrap();
+            let q: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let result = frames(&state, q, ctx()).await;
+            assert!(result.is_ok(), "{line}: {:?}", result.err());
+        }
         assert!(variants.iter().all(|v| seen.contains(v)));
     }
 }

@@ -125,21 +125,74 @@ fn split_sqlstring(s: &str) -> Vec<String> {
 
 /// SQL for the value of attribute `key` in `table`: the typed column when there is one, else the
 /// attribute or, failing that, the resource attribute of that name.
+///
+/// A repository or branch key (`vcs.*`) is a property of the session: a record without it (a cost
+/// or commit metric, an API call before the first git command) takes the value its session last
+/// sent, so cost, commits and lines group by the repository and branch they were spent on.
 pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, String> {
-    resolve(table, key, params, true)
+    let own = resolve(table, key, params, true)?;
+    let key = canonical_key(key);
+    if !key.starts_with("vcs.") {
+        return Ok(own);
+    }
+    let k = params.bind(key);
+    let sources: Vec<String> = [Table::Events, Table::Metrics]
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT session_id AS __s, time AS __t, json_extract_string(attributes, {k}) AS __v FROM {name} \
+                 WHERE session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN}",
+                name = t.name()
+            )
+        })
+        .collect();
+    Ok(format!(
+        "coalesce({own}, (SELECT arg_max(__v, __t) FROM ({}) __sv WHERE __s = {table}.session_id AND __v IS NOT NULL))",
+        sources.join(" UNION ALL "),
+        table = table.name()
+    ))
 }
 
-fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Result<String, String> {
-    let key = key.trim();
-    let key = match key {
+/// The stored key a query's key names: short names for the common keys, else the key itself.
+pub fn canonical_key(key: &str) -> &str {
+    match key.trim() {
         "session" => "session.id",
         "user" => "user.id",
         "tool" => "tool_name",
         "event" | "event_name" => "event.name",
+        "repository" => "vcs.repository.name",
+        "repository_owner" => "vcs.owner.name",
+        "repository_url" => "vcs.repository.url.full",
+        "branch" => "vcs.ref.head.name",
+        "commit_sha" => "vcs.ref.head.revision",
+        "provider" => "anthropic.provider",
         other => other,
+    }
+}
+
+/// `main`, `subagent` or `auxiliary`: who made a model call. Metrics carry the class as
+/// `query_source`; events and spans carry the raw source (`sdk`, `repl_main_thread…`,
+/// `agent:builtin:general-purpose` / `agent.builtin.…`), and a subagent's records its `agent_id`.
+pub fn query_class_sql(table: Table) -> String {
+    let (source, prefix) = match table {
+        Table::Metrics => return "\"query_source\"".into(),
+        Table::Events => ("\"query_source\"", "agent:"),
+        Table::Spans => ("json_extract_string(attributes, 'query_source_safe')", "agent."),
     };
+    format!(
+        "(CASE WHEN json_extract_string(attributes, 'agent_id') IS NOT NULL OR {source} LIKE '{prefix}%' THEN 'subagent' \
+         WHEN {source} IS NULL THEN NULL \
+         WHEN {source} IN ('sdk', 'main') OR {source} LIKE 'repl_main_thread%' THEN 'main' ELSE 'auxiliary' END)"
+    )
+}
+
+fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Result<String, String> {
+    let key = canonical_key(key);
     if key.is_empty() || key.len() > 256 {
         return Err(format!("attribute key {key:?} must be 1 to 256 characters"));
+    }
+    if key == "query_class" {
+        return Ok(query_class_sql(table));
     }
     let own = match (table, key) {
         (Table::Events, "event.name") => Some("event_name"),
@@ -184,7 +237,8 @@ type Predicate<'a> = dyn Fn(&str, &mut Params) -> Result<String, String> + 'a;
 /// to: the model call that asked for it (`request_id`, tool calls and decisions of Claude
 /// Code 2.1.332 and later), else its prompt, else its session; it is kept when any record
 /// there carries a value that passes. So a model filter keeps the tool calls that model asked
-/// for and the commits, pull requests and active time of the sessions that used it.
+/// for and the commits, pull requests and active time of the sessions that used it. A
+/// repository or branch key (`vcs.*`) is judged by the session alone.
 fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, params: &mut Params) -> Result<String, String> {
     let own = resolve(table, key, params, as_text)?;
     let direct = predicate(&own, params)?;
@@ -203,10 +257,12 @@ fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, par
         Ok(parts.join(" UNION "))
     };
     let mut arms = vec![format!("WHEN {own} IS NOT NULL THEN {direct}")];
-    if table == Table::Events {
+    // a repository or branch belongs to the session, not to the call or prompt that named it
+    let session_scoped = canonical_key(key).starts_with("vcs.");
+    if table == Table::Events && !session_scoped {
         arms.push(format!("WHEN request_id IS NOT NULL THEN request_id IN ({})", carriers("request_id", &[Table::Events], params)?));
     }
-    if table != Table::Metrics {
+    if table != Table::Metrics && !session_scoped {
         arms.push(format!(
             "WHEN prompt_id IS NOT NULL THEN prompt_id IN ({})",
             carriers("prompt_id", &[Table::Events, Table::Spans], params)?

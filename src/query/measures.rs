@@ -26,6 +26,9 @@ const fn def(table: Table, filter: &'static str, agg: &'static str) -> MeasureDe
 const COST_METRIC: &str = "metric_name = 'claude_code.cost.usage'";
 const TOKEN_METRIC: &str = "metric_name = 'claude_code.token.usage'";
 const API_REQUEST: &str = "event_name = 'api_request'";
+/// An `api_request` of a subagent (see `filters::query_class_sql`).
+const SUBAGENT_REQUEST: &str =
+    "event_name = 'api_request' AND (json_extract_string(attributes, 'agent_id') IS NOT NULL OR query_source LIKE 'agent:%')";
 const SUM_INCREMENT: &str = "sum(increment)";
 const EVENT_TOKENS: &str =
     "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))";
@@ -35,6 +38,7 @@ impl Measure {
     pub fn column(self) -> &'static str {
         match self {
             Measure::Cost => "cost_usd",
+            Measure::SubagentCost => "subagent_cost_usd",
             Measure::ActiveTime => "active_time_s",
             other => other.name(),
         }
@@ -45,11 +49,14 @@ impl Measure {
             Measure::Sessions => "sessions",
             Measure::ActiveSessions => "active_sessions",
             Measure::Cost => "cost",
+            Measure::SubagentCost => "subagent_cost",
             Measure::Tokens => "tokens",
             Measure::InputTokens => "input_tokens",
             Measure::OutputTokens => "output_tokens",
             Measure::CacheReadTokens => "cache_read_tokens",
             Measure::CacheCreationTokens => "cache_creation_tokens",
+            Measure::CacheCreation5mTokens => "cache_creation_5m_tokens",
+            Measure::CacheCreation1hTokens => "cache_creation_1h_tokens",
             Measure::CacheHitRatio => "cache_hit_ratio",
             Measure::ActiveTime => "active_time",
             Measure::LinesAdded => "lines_added",
@@ -64,6 +71,7 @@ impl Measure {
             Measure::ToolCalls => "tool_calls",
             Measure::ToolFailures => "tool_failures",
             Measure::Prompts => "prompts",
+            Measure::QueuedSends => "queued_sends",
             Measure::Events => "events",
         }
     }
@@ -80,6 +88,8 @@ impl Measure {
             ActiveSessions => def(if events { E } else { M }, "session_id IS NOT NULL", "count(DISTINCT session_id)"),
             Cost if events => def(E, API_REQUEST, "sum(cost_usd)"),
             Cost => def(M, COST_METRIC, SUM_INCREMENT),
+            SubagentCost if events => def(E, SUBAGENT_REQUEST, "sum(cost_usd)"),
+            SubagentCost => def(M, "metric_name = 'claude_code.cost.usage' AND query_source = 'subagent'", SUM_INCREMENT),
             Tokens if events => def(E, API_REQUEST, EVENT_TOKENS),
             Tokens => def(M, TOKEN_METRIC, SUM_INCREMENT),
             InputTokens if events => def(E, API_REQUEST, "sum(input_tokens)"),
@@ -90,6 +100,8 @@ impl Measure {
             CacheReadTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheRead'", SUM_INCREMENT),
             CacheCreationTokens if events => def(E, API_REQUEST, "sum(cache_creation_tokens)"),
             CacheCreationTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'", SUM_INCREMENT),
+            CacheCreation5mTokens => def(E, API_REQUEST, "sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_5m_tokens') AS BIGINT))"),
+            CacheCreation1hTokens => def(E, API_REQUEST, "sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_1h_tokens') AS BIGINT))"),
             CacheHitRatio if events => MeasureDef {
                 ratio: true,
                 ..def(
@@ -126,6 +138,11 @@ impl Measure {
             ToolCalls => def(E, "event_name = 'tool_result'", "count(*)"),
             ToolFailures => def(E, "event_name = 'tool_result' AND success = false", "count(*)"),
             Prompts => def(E, "prompt_id IS NOT NULL", "count(DISTINCT prompt_id)"),
+            QueuedSends => def(
+                Table::Spans,
+                "name = 'claude_code.interaction'",
+                "sum(TRY_CAST(json_extract_string(attributes, 'queued_sends') AS BIGINT))",
+            ),
             Events => def(E, "true", "count(*)"),
         }
     }

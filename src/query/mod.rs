@@ -1,10 +1,14 @@
 //! Typed queries → parameterized SQL → result tables → Grafana frames.
+pub mod agents;
 pub mod catalog;
 pub mod explore;
+pub mod extensions;
 pub mod filters;
+pub mod fleet;
 pub mod measures;
 pub mod model;
 pub mod raw;
+pub mod repositories;
 pub mod series;
 pub mod sessions;
 pub mod sql;
@@ -133,6 +137,14 @@ pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext) -> Resul
         Query::Logs(q) => explore::logs(&r, q),
         Query::Trace(q) => explore::trace(&r, q),
         Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(&r)?),
+        Query::Repositories(q) => r.table("repositories", repositories::repositories_sql(&r, q)?),
+        Query::Agents(_) => r.table("agents", agents::agents_sql(&r)?),
+        Query::Hooks(_) => r.table("hooks", extensions::hooks_sql(&r)?),
+        Query::Mcp(_) => r.table("mcp", extensions::mcp_sql(&r)?),
+        Query::Skills(_) => r.table("skills", extensions::skills_sql(&r)?),
+        Query::Plugins(_) => r.table("plugins", extensions::plugins_sql(&r)?),
+        Query::ManagedSettings(_) => r.table("managed_settings", fleet::managed_settings_sql(&r)?),
+        Query::Fleet(_) => r.table("fleet", fleet::fleet_sql(&r)?),
         Query::Variable(q) => explore::variable(&r, q),
         Query::Annotations(q) => explore::annotations(&r, q),
         Query::Sql(q) => raw::run(&r, q),

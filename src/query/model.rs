@@ -23,6 +23,14 @@ pub enum Query {
     Logs(LogsQuery),
     Trace(TraceQuery),
     EventCounts(NoOptions),
+    Repositories(LimitOnly),
+    Agents(NoOptions),
+    Hooks(NoOptions),
+    Mcp(NoOptions),
+    Skills(NoOptions),
+    Plugins(NoOptions),
+    ManagedSettings(NoOptions),
+    Fleet(NoOptions),
     Variable(VariableQuery),
     Annotations(AnnotationsQuery),
     Sql(RawSqlQuery),
@@ -130,11 +138,19 @@ pub enum Measure {
     /// Distinct sessions with any telemetry in the range.
     ActiveSessions,
     Cost,
+    /// Cost of model calls made by subagents (query class `subagent`).
+    SubagentCost,
     Tokens,
     InputTokens,
     OutputTokens,
     CacheReadTokens,
     CacheCreationTokens,
+    /// The split of cache writes by cache lifetime (`api_request`, Claude Code 2.1.332 and
+    /// later); 1-hour writes are priced higher than 5-minute ones.
+    #[serde(rename = "cache_creation_5m_tokens")]
+    CacheCreation5mTokens,
+    #[serde(rename = "cache_creation_1h_tokens")]
+    CacheCreation1hTokens,
     /// cacheRead ÷ (input + cacheRead + cacheCreation).
     CacheHitRatio,
     /// Seconds (`claude_code.active_time.total`).
@@ -152,6 +168,9 @@ pub enum Measure {
     ToolCalls,
     ToolFailures,
     Prompts,
+    /// Prompts sent while Claude Code was still busy with an earlier one (`queued_sends` on
+    /// interaction spans).
+    QueuedSends,
     Events,
 }
 
@@ -218,6 +237,37 @@ pub struct ApiLatencyQuery {
     pub format: Format,
     #[serde(default = "default_percentiles")]
     pub percentiles: Vec<u8>,
+    /// Which latencies: the call's duration and its time to first token by default.
+    #[serde(default = "default_latencies")]
+    pub latencies: Vec<Latency>,
+    #[serde(default)]
+    pub source: LatencySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Latency {
+    /// The whole model call (`duration_ms`).
+    Duration,
+    /// Time to first token (`ttft_ms`).
+    Ttft,
+    /// Time to the first content block (`first_content_ms`, llm_request spans of 2.1.332 and later).
+    FirstContent,
+}
+
+fn default_latencies() -> Vec<Latency> {
+    vec![Latency::Duration, Latency::Ttft]
+}
+
+/// Where model-call latencies come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencySource {
+    /// `api_request` events (every call, also without traces).
+    #[default]
+    Events,
+    /// `claude_code.llm_request` spans (traces enabled).
+    Spans,
 }
 
 fn default_percentiles() -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! Sessions, one session's event timeline, and prompts (one row per `prompt.id`).
 use super::filters::Table;
 use super::model::{LimitOnly, SessionTimelineQuery, SessionsQuery};
+use super::repositories::SESSION_VCS_CTE;
 use super::sql::Sql;
 use super::Runner;
 
@@ -11,7 +12,7 @@ pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
-WITH ev AS (
+WITH {SESSION_VCS_CTE}, ev AS (
     SELECT session_id,
         any_value(user_id) AS user_id,
         min(time) AS first_seen,
@@ -19,6 +20,8 @@ WITH ev AS (
         count(DISTINCT prompt_id) AS prompts,
         count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request'
+            AND (json_extract_string(attributes, 'agent_id') IS NOT NULL OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
         sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
         sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
         sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
@@ -39,6 +42,7 @@ WITH ev AS (
         min(coalesce(start_time, time)) AS first_seen,
         max(time) AS last_seen,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage' AND query_source = 'subagent') AS subagent_cost_usd,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input') AS input_tokens,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
         sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
@@ -63,6 +67,8 @@ WITH ev AS (
         coalesce(ev.api_calls, 0) AS api_calls,
         -- per-request events when the logs exporter is on, else the metrics
         coalesce(ev.cost_usd, m.cost_usd, 0)::DOUBLE AS cost_usd,
+        (CASE WHEN ev.cost_usd IS NOT NULL THEN coalesce(ev.subagent_cost_usd, 0) ELSE coalesce(m.subagent_cost_usd, 0) END)::DOUBLE
+            AS subagent_cost_usd,
         round(coalesce(ev.input_tokens, m.input_tokens, 0))::BIGINT AS input_tokens,
         round(coalesce(ev.output_tokens, m.output_tokens, 0))::BIGINT AS output_tokens,
         round(coalesce(ev.cache_read_tokens, m.cache_read_tokens, 0))::BIGINT AS cache_read_tokens,
@@ -83,16 +89,18 @@ WITH ev AS (
 )
 SELECT session_id, user_id,
     json_extract_string(resource, '$.team') AS team,
+    vcs.repository, vcs.branch,
     first_seen, last_seen,
     (epoch_ms(last_seen) - epoch_ms(first_seen))::DOUBLE AS duration_ms,
     prompts, api_calls, cost_usd,
+    subagent_cost_usd, subagent_cost_usd / nullif(cost_usd, 0) AS subagent_cost_ratio,
     input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens AS tokens,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
     tool_calls, tool_failures, api_errors, events,
     lines_added, lines_removed, commits, pull_requests, active_time_s,
     app_version, terminal_type,
     resource::VARCHAR AS resource
-FROM s
+FROM s LEFT JOIN vcs USING (session_id)
 ORDER BY last_seen DESC, session_id
 LIMIT {limit}"
     );

@@ -13,6 +13,13 @@ async fn one(state: &crate::app::AppState, q: Value) -> std::collections::BTreeM
     columns(&fs[0])
 }
 
+/// As `one`, over the whole fixture period (the 2.1.332 captures are a week after 2.1.197's).
+async fn wide(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let fs = frames(state, q.clone(), super::testing::ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+    assert_eq!(fs.len(), 1, "{q}");
+    columns(&fs[0])
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -136,8 +143,13 @@ async fn api_latency_and_errors() {
     assert_eq!(c["requests"], [json!(7)]);
     assert_eq!(f(&c["p50_duration_ms"][0]), 34.0);
     assert!(close(f(&c["p95_duration_ms"][0]), 62.5));
-    let c = one(&state, json!({"queryType": "api_latency", "percentiles": [95]})).await;
+    let c = one(&state, json!({"queryType": "api_latency", "percentiles": [95], "latencies": ["duration"]})).await;
     assert_eq!(c.keys().collect::<Vec<_>>(), ["p95_duration_ms", "time"]);
+    // time to first token is asked by default; 2.1.197 sends none, so that series has no values
+    let c = one(&state, json!({"queryType": "api_latency", "percentiles": [95]})).await;
+    assert_eq!(c.keys().collect::<Vec<_>>(), ["p95_duration_ms", "p95_ttft_ms", "time"]);
+    assert!(c["p95_ttft_ms"].iter().all(Value::is_null));
+    let c = one(&state, json!({"queryType": "api_latency", "percentiles": [95], "latencies": ["duration"]})).await;
     assert_eq!(c["p95_duration_ms"].iter().filter(|v| !v.is_null()).count(), 1, "no requests = no latency, not 0");
     let e = frames(&state, json!({"queryType": "api_latency", "percentiles": [42]}), hour()).await.unwrap_err();
     assert!(e.contains("42"), "{e}");
@@ -164,10 +176,11 @@ async fn tools_decisions_costs_and_productivity() {
     assert_eq!(c["success_rate"], [json!(1.0), json!(1.0), json!(1.0), json!(1.0)]);
     assert_eq!(c["p50_duration_ms"], [json!(106.0), json!(7.0), json!(4.0), json!(5.0)]);
     assert_eq!(c["accepts"], [json!(3), json!(1), json!(1), json!(1)]);
+    assert!(c["tool_source"].iter().all(|s| s == "(none)"), "2.1.197 sends no tool_source");
 
     // valueField leaves the text columns and one number: a numeric table for alerting
     let c = one(&state, json!({"queryType": "tool_success_rate", "valueField": "success_rate"})).await;
-    assert_eq!(c.keys().collect::<Vec<_>>(), ["success_rate", "tool_name"]);
+    assert_eq!(c.keys().collect::<Vec<_>>(), ["success_rate", "tool_name", "tool_source"]);
     let e = frames(&state, json!({"queryType": "tool_success_rate", "valueField": "nope"}), hour()).await.unwrap_err();
     assert!(e.contains("nope") && e.contains("success_rate"), "{e}");
 
@@ -178,6 +191,37 @@ async fn tools_decisions_costs_and_productivity() {
     assert_eq!(c["tool_name"], [json!("Bash"), json!("Edit"), json!("Read"), json!("Write"), json!("Edit"), json!("Write")]);
     assert_eq!(c["decisions"], [json!(3), json!(1), json!(1), json!(1), json!(1), json!(1)]);
     assert!(c["decision"].iter().all(|d| d == "accept") && c["source"].iter().all(|s| s == "config"));
+    assert!(c["permission_mode"].iter().chain(&c["tool_source"]).all(|s| s == "(none)"), "2.1.197 sends neither");
+
+    // 2.1.332 (multi): 4 accepts and 2 rejects in permission mode "default", all built-in tools
+    let (v332, _dir332) = state_with(&crate::test_fixtures::run_v332("multi", "http/protobuf")).await;
+    let c = wide(&v332, json!({"queryType": "tool_decisions"})).await;
+    let rows: Vec<String> = (0..c["origin"].len())
+        .map(|i| {
+            let v = |k: &str| c[k][i].as_str().map(str::to_string).unwrap_or_else(|| c[k][i].to_string());
+            [v("origin"), v("tool_name"), v("decision"), v("permission_mode"), v("tool_source"), v("decisions")].join(" ")
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "tool_decision Bash accept default builtin 2",
+            "tool_decision Read accept default builtin 2",
+            "tool_decision Bash reject default builtin 1",
+            "tool_decision Write reject default builtin 1",
+            "code_edit_tool.decision Write reject (none) (none) 1",
+        ]
+    );
+    let c = wide(&v332, json!({"queryType": "tool_success_rate"})).await;
+    assert_eq!(c["tool_name"], [json!("Bash"), json!("Read"), json!("Write")]);
+    assert_eq!(c["tool_source"], [json!("builtin"), json!("builtin"), json!("builtin")]);
+    assert_eq!(c["calls"], [json!(2), json!(2), json!(0)]);
+    assert_eq!(c["failures"], [json!(0), json!(1), json!(0)]);
+    assert_eq!(c["rejects"], [json!(1), json!(0), json!(1)]);
+    let q = json!({"queryType": "breakdown", "measure": "events", "groupBy": "permission_mode", "format": "table",
+        "adhocFilters": [{"key": "event.name", "operator": "=", "value": "tool_decision"}]});
+    let c = wide(&v332, q).await;
+    assert_eq!((c["permission_mode"].clone(), c["events"].clone()), (vec![json!("default")], vec![json!(6)]));
 
     let c = one(&state, json!({"queryType": "tool_costs"})).await;
     assert_eq!(c["tool_name"], [json!("Bash"), json!("Write"), json!("Edit"), json!("Read")]);
@@ -563,4 +607,74 @@ async fn failures_rejections_and_refusals() {
     assert!(c["body"][0].as_str().unwrap().contains("error=Command timed out after 120s"));
     let c = one(&state, json!({"queryType": "logs", "eventNames": ["api_refusal", "tool_decision"]})).await;
     assert_eq!(c["severity"], [json!("warning"), json!("warning")]);
+}
+
+/// A key or event name no Claude Code has sent yet needs no code: it shows in the timeline, logs
+/// and trace tags, groups a breakdown, filters any query and lists as a variable.
+#[tokio::test]
+async fn a_future_attribute_and_event_work_without_code() {
+    use crate::ingest::decode::{Encoding, Signal};
+    use crate::ingest::testing::ORIGIN;
+    let (state, _dir) = state_with(&[]).await;
+    let future = json!({"key": "acme.future_key", "value": {"stringValue": "alpha"}});
+    for f in crate::test_fixtures::run_v332("multi-assistant", "http/json") {
+        let mut body: Value = serde_json::from_slice(&f.body()).unwrap();
+        let signal = match f.signal.as_str() {
+            "logs" => Signal::Logs,
+            "traces" => Signal::Traces,
+            _ => Signal::Metrics,
+        };
+        for resource in body.as_object_mut().unwrap().values_mut().flat_map(|v| v.as_array_mut().unwrap()) {
+            for scope in resource
+                .as_object_mut()
+                .unwrap()
+                .iter_mut()
+                .filter(|(k, _)| k.starts_with("scope"))
+                .flat_map(|(_, v)| v.as_array_mut().unwrap())
+            {
+                for (kind, records) in scope.as_object_mut().unwrap().iter_mut() {
+                    if kind != "logRecords" && kind != "spans" {
+                        continue;
+                    }
+                    for record in records.as_array_mut().unwrap() {
+                        let attrs = record["attributes"].as_array_mut().unwrap();
+                        attrs.push(future.clone());
+                        // one event becomes an event of a name never seen
+                        for a in attrs
+                            .iter_mut()
+                            .filter(|a| a["key"] == "event.name" && a["value"]["stringValue"] == "managed_settings_resolved")
+                        {
+                            a["value"]["stringValue"] = json!("future_event");
+                        }
+                    }
+                }
+            }
+        }
+        let body = serde_json::to_vec(&body).unwrap();
+        let outcome = state.ingest.export_body(signal, Encoding::Json, &body, false, ORIGIN).await.unwrap();
+        assert_eq!(outcome.rejected, 0);
+    }
+    let c =
+        wide(&state, json!({"queryType": "breakdown", "measure": "api_requests", "groupBy": "acme.future_key", "format": "table"})).await;
+    assert_eq!((c["acme.future_key"].clone(), c["api_requests"].clone()), (vec![json!("alpha")], vec![json!(7)]));
+    for (value, requests) in [("alpha", 7.0), ("beta", 0.0)] {
+        let q = json!({"queryType": "stat", "measure": "api_requests", "adhocFilters": [{"key": "acme.future_key", "operator": "=", "value": value}]});
+        assert_eq!(f(&wide(&state, q).await["value"][0]), requests, "{value}");
+    }
+    let c = wide(&state, json!({"queryType": "variable", "key": "acme.future_key"})).await;
+    assert_eq!(c["value"], [json!("alpha")]);
+    let c = wide(&state, json!({"queryType": "logs", "eventNames": ["future_event"]})).await;
+    assert_eq!(c["event_name"].len(), 1, "{c:?}");
+    assert_eq!(c["labels"][0]["acme.future_key"], "alpha");
+    let c = wide(&state, json!({"queryType": "event_counts"})).await;
+    assert!(c.values().any(|col| col.contains(&json!("future_event"))), "{c:?}");
+    let session = wide(&state, json!({"queryType": "variable", "key": "session"})).await["value"][0].clone();
+    let c = wide(&state, json!({"queryType": "session_timeline", "sessionId": session})).await;
+    assert!(c["attributes"].iter().all(|a| a["acme.future_key"] == "alpha"));
+    let prompt = wide(&state, json!({"queryType": "variable", "key": "prompt.id"})).await["value"][0].clone();
+    let c = wide(&state, json!({"queryType": "trace", "promptId": prompt})).await;
+    assert!(
+        !c["tags"].is_empty()
+            && c["tags"].iter().all(|t| t.as_array().unwrap().contains(&json!({"key": "acme.future_key", "value": "alpha"})))
+    );
 }

@@ -7,28 +7,36 @@ use super::Runner;
 pub fn success_sql(r: &Runner) -> Result<Sql, String> {
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
+    // a tool_result has no tool_source: its call's tool_decision (same tool_use_id) has
     let text = format!(
         "
-WITH r AS (
-    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+WITH d AS (
+    SELECT tool_use_id, coalesce(tool_name, '(unknown)') AS tool_name,
+        json_extract_string(attributes, 'tool_source') AS tool_source, decision
+    FROM events
+    WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{filter}
+), source_of AS (
+    SELECT tool_use_id, any_value(tool_source) AS tool_source FROM d WHERE tool_use_id IS NOT NULL GROUP BY 1
+), r AS (
+    SELECT coalesce(e.tool_name, '(unknown)') AS tool_name,
+        coalesce(s.tool_source, '(none)') AS tool_source,
         count(*) AS calls,
         count(*) FILTER (WHERE success) AS successes,
         count(*) FILTER (WHERE success = false) AS failures,
         quantile_cont(duration_ms, 0.5) AS p50_duration_ms,
         quantile_cont(duration_ms, 0.95) AS p95_duration_ms,
         quantile_cont(duration_ms, 0.99) AS p99_duration_ms
-    FROM events
+    FROM events e LEFT JOIN source_of s USING (tool_use_id)
     WHERE event_name = 'tool_result' AND time BETWEEN $1 AND $2{filter}
-    GROUP BY 1
-), d AS (
-    SELECT coalesce(tool_name, '(unknown)') AS tool_name,
+    GROUP BY 1, 2
+), dd AS (
+    SELECT tool_name, coalesce(tool_source, '(none)') AS tool_source,
         count(*) FILTER (WHERE decision = 'accept') AS accepts,
         count(*) FILTER (WHERE decision = 'reject') AS rejects
-    FROM events
-    WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{filter}
-    GROUP BY 1
+    FROM d
+    GROUP BY 1, 2
 )
-SELECT tool_name,
+SELECT tool_name, tool_source,
     coalesce(calls, 0) AS calls,
     coalesce(successes, 0) AS successes,
     coalesce(failures, 0) AS failures,
@@ -36,8 +44,8 @@ SELECT tool_name,
     p50_duration_ms, p95_duration_ms, p99_duration_ms,
     coalesce(accepts, 0) AS accepts,
     coalesce(rejects, 0) AS rejects
-FROM r FULL OUTER JOIN d USING (tool_name)
-ORDER BY calls DESC, tool_name"
+FROM r FULL OUTER JOIN dd USING (tool_name, tool_source)
+ORDER BY calls DESC, tool_name, tool_source"
     );
     Ok(p.into_sql(text))
 }
@@ -61,7 +69,8 @@ ORDER BY failures DESC, tool_name, error_type"
     Ok(p.into_sql(text))
 }
 
-/// Accept/reject decisions by tool and source: from `tool_decision` events and from the
+/// Accept/reject decisions by tool, source, permission mode and tool source (builtin, MCP,
+/// plugin; both 2.1.332 and later): from `tool_decision` events and from the
 /// `claude_code.code_edit_tool.decision` metric (Edit, Write, NotebookEdit only).
 pub fn decisions_sql(r: &Runner) -> Result<Sql, String> {
     let mut p = r.params();
@@ -73,6 +82,8 @@ SELECT 'tool_decision' AS origin,
     coalesce(tool_name, '(unknown)') AS tool_name,
     coalesce(source, '(unknown)') AS source,
     coalesce(decision, '(unknown)') AS decision,
+    coalesce(json_extract_string(attributes, 'permission_mode'), '(none)') AS permission_mode,
+    coalesce(json_extract_string(attributes, 'tool_source'), '(none)') AS tool_source,
     count(*) AS decisions
 FROM events
 WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{ev_filter}
@@ -82,11 +93,13 @@ SELECT 'code_edit_tool.decision',
     coalesce(tool_name, '(unknown)'),
     coalesce(source, '(unknown)'),
     coalesce(decision, '(unknown)'),
+    '(none)',
+    '(none)',
     round(sum(increment))::BIGINT
 FROM metric_points
 WHERE metric_name = 'claude_code.code_edit_tool.decision' AND time BETWEEN $1 AND $2{m_filter}
 GROUP BY ALL
-ORDER BY origin DESC, decisions DESC, tool_name, source, decision"
+ORDER BY origin DESC, decisions DESC, tool_name, source, decision, permission_mode, tool_source"
     );
     Ok(p.into_sql(text))
 }

@@ -1,7 +1,9 @@
 //! Cost by model, API performance (latency percentiles, errors) and productivity.
 use super::filters::{key_expr, Table};
 use super::measures::breakdown;
-use super::model::{ApiErrorsQuery, ApiLatencyQuery, BreakdownQuery, CostByModelQuery, Format, Measure, ProductivityQuery, Source};
+use super::model::{
+    ApiErrorsQuery, ApiLatencyQuery, BreakdownQuery, CostByModelQuery, Format, Latency, LatencySource, Measure, ProductivityQuery, Source,
+};
 use super::series::{pivot, Fill, Grid};
 use super::table::Units;
 use super::{series_frame, QueryError, Runner};
@@ -43,6 +45,9 @@ SELECT coalesce(model, '(none)') AS model,
     coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
     coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
     coalesce(sum(cache_creation_tokens), 0)::BIGINT AS cache_creation_tokens,
+    -- the split by cache lifetime, which Claude Code 2.1.332 and later send
+    sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_5m_tokens') AS BIGINT))::BIGINT AS cache_creation_5m_tokens,
+    sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_1h_tokens') AS BIGINT))::BIGINT AS cache_creation_1h_tokens,
     count(*) AS requests
 FROM events
 WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2{filter}
@@ -65,26 +70,39 @@ fn quantile(p: u8) -> Result<&'static str, String> {
     })
 }
 
-/// `api_request` durations: percentiles over time (optionally per group) or as a table.
+/// Latencies of model calls: percentiles over time (optionally per group) or as a table. From
+/// `api_request` events (duration, time to first token) or `claude_code.llm_request` spans
+/// (also the time to the first content block).
 pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, QueryError> {
     if q.percentiles.is_empty() {
         return Err("percentiles: give at least one of 50, 75, 90, 95, 99".into());
     }
+    if q.latencies.is_empty() {
+        return Err("latencies: give at least one of duration, ttft, first_content".into());
+    }
+    let table = match q.source {
+        LatencySource::Events => Table::Events,
+        LatencySource::Spans => Table::Spans,
+    };
     let mut p = r.params();
     let group = match &q.group_by {
-        Some(key) => Some(key_expr(Table::Events, key, &mut p)?),
+        Some(key) => Some(key_expr(table, key, &mut p)?),
         None => None,
     };
-    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let filter = r.filters.clause(table, &mut p)?;
     let mut cols = Vec::new();
-    for pct in &q.percentiles {
-        cols.push(format!("quantile_cont(duration_ms, {}) AS p{pct}_duration_ms", quantile(*pct)?));
+    for latency in &q.latencies {
+        let column = latency.sql(q.source)?;
+        for pct in &q.percentiles {
+            cols.push(format!("quantile_cont({column}, {}) AS p{pct}_{}_ms", quantile(*pct)?, latency.name()));
+        }
     }
     let series = q.format.is_series()?;
     let mut select = Vec::new();
+    let time = table.time_column();
     if series {
         let b = p.bind(r.ctx.bucket_us());
-        select.push(format!("make_timestamp((epoch_us(time) // {b}) * {b}) AS time"));
+        select.push(format!("make_timestamp((epoch_us({time}) // {b}) * {b}) AS time"));
     }
     if let Some(g) = &group {
         select.push(format!("coalesce({g}, '(none)') AS __group"));
@@ -94,15 +112,20 @@ pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, QueryE
         select.push("avg(duration_ms) AS avg_duration_ms".into());
     }
     select.extend(cols);
+    let calls = match q.source {
+        LatencySource::Events => "event_name = 'api_request'",
+        LatencySource::Spans => "name = 'claude_code.llm_request'",
+    };
     // HAVING: without a group, no requests must be "no data", not one row of zeros
     let order = if series { "ORDER BY 1" } else { "HAVING count(*) > 0 ORDER BY requests DESC" };
     let text = format!(
         "
 SELECT {}
-FROM events
-WHERE event_name = 'api_request' AND duration_ms IS NOT NULL AND time BETWEEN $1 AND $2{filter}
+FROM {}
+WHERE {calls} AND duration_ms IS NOT NULL AND {time} BETWEEN $1 AND $2{filter}
 GROUP BY ALL {order}",
-        select.join(",\n    ")
+        select.join(",\n    "),
+        table.name()
     );
     let sql = p.into_sql(text);
     let mut long = sql.run(r.conn)?;
@@ -114,6 +137,29 @@ GROUP BY ALL {order}",
         Ok(vec![series_frame("api_latency", pivot(&long, grid, Fill::Null, Units::ByName)?, sql.describe())])
     } else {
         Ok(vec![r.reduce(long)?.into_frame("api_latency", sql.describe(), Units::ByName)])
+    }
+}
+
+impl Latency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Latency::Duration => "duration",
+            Latency::Ttft => "ttft",
+            Latency::FirstContent => "first_content",
+        }
+    }
+
+    /// The column of this latency in the source's table.
+    fn sql(self, source: LatencySource) -> Result<&'static str, String> {
+        Ok(match (self, source) {
+            (Latency::Duration, _) => "duration_ms",
+            (Latency::Ttft, LatencySource::Events) => "TRY_CAST(json_extract_string(attributes, 'ttft_ms') AS DOUBLE)",
+            (Latency::Ttft, LatencySource::Spans) => "ttft_ms",
+            (Latency::FirstContent, LatencySource::Spans) => "TRY_CAST(json_extract_string(attributes, 'first_content_ms') AS DOUBLE)",
+            (Latency::FirstContent, LatencySource::Events) => {
+                return Err("latencies: first_content is on claude_code.llm_request spans; add \"source\": \"spans\"".into())
+            }
+        })
     }
 }
 
