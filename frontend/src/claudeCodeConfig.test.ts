@@ -38,7 +38,12 @@ describe('endpointWarnings', () => {
 describe('claudeCodeEnv', () => {
   it('holds what Claude Code needs, and the options chosen', () => {
     const env = claudeCodeEnv(
-      { logUserPrompts: true, enableTraces: true, resourceAttributes: 'team=platform,cost_center=eng' },
+      {
+        logUserPrompts: true,
+        enableTraces: true,
+        includeRepository: true,
+        resourceAttributes: 'team=platform,cost_center=eng',
+      },
       'http://h:4318',
       true
     );
@@ -52,6 +57,7 @@ describe('claudeCodeEnv', () => {
       OTEL_LOG_USER_PROMPTS: '1',
       OTEL_TRACES_EXPORTER: 'otlp',
       CLAUDE_CODE_ENHANCED_TELEMETRY_BETA: '1',
+      OTEL_METRICS_INCLUDE_REPOSITORY: '1',
       OTEL_RESOURCE_ATTRIBUTES: 'team=platform,cost_center=eng',
     });
   });

@@ -85,6 +85,10 @@ export function claudeCodeEnv(
   if (options.enableTraces) {
     env.push(['OTEL_TRACES_EXPORTER', 'otlp'], ['CLAUDE_CODE_ENHANCED_TELEMETRY_BETA', '1']);
   }
+  if (options.includeRepository) {
+    // Claude Code 2.1.332 and later: the git repository on every metric, event and span
+    env.push(['OTEL_METRICS_INCLUDE_REPOSITORY', '1']);
+  }
   if (options.resourceAttributes?.trim()) {
     env.push(['OTEL_RESOURCE_ATTRIBUTES', options.resourceAttributes.trim()]);
   }

@@ -1,5 +1,5 @@
 import { SelectableValue } from '@grafana/data';
-import { AnnotationKind, ClaudeCodeQuery, Format, QueryType, QueryTypeInfo } from './types';
+import { AnnotationKind, ClaudeCodeQuery, Format, Latency, LatencySource, QueryType, QueryTypeInfo } from './types';
 
 /** The options a query type shows in the editor. */
 export type QueryOption =
@@ -11,6 +11,8 @@ export type QueryOption =
   | 'format'
   | 'limit'
   | 'percentiles'
+  | 'latencies'
+  | 'latencySource'
   | 'byStatusCode'
   | 'sessionId'
   | 'eventNames'
@@ -72,10 +74,10 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
   },
   api_latency: {
     label: 'API latency',
-    description: 'API request duration percentiles over time or by group.',
-    options: ['percentiles', 'optionalGroupBy', 'format'],
+    description: 'Model-call duration and time-to-first-token percentiles over time or by group.',
+    options: ['latencies', 'latencySource', 'percentiles', 'optionalGroupBy', 'format'],
     formats: ['time_series', 'table'],
-    defaults: { percentiles: [50, 95, 99], format: 'time_series' },
+    defaults: { latencies: ['duration', 'ttft'], percentiles: [50, 95, 99], format: 'time_series' },
   },
   api_errors: {
     label: 'API errors',
@@ -86,7 +88,7 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
   },
   tool_success_rate: {
     label: 'Tool success rate',
-    description: 'Per tool: calls, failures, success rate, durations, accepts and rejects.',
+    description: 'Per tool and tool source: calls, failures, success rate, durations, accepts and rejects.',
     options: [],
     defaults: {},
   },
@@ -98,7 +100,7 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
   },
   tool_decisions: {
     label: 'Tool decisions',
-    description: 'Accept/reject decisions by tool and source.',
+    description: 'Accept/reject decisions by tool, source, permission mode and tool source.',
     options: [],
     defaults: {},
   },
@@ -129,6 +131,54 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
   event_counts: {
     label: 'Event counts',
     description: 'Counts, failures and durations of every event and span name.',
+    options: [],
+    defaults: {},
+  },
+  repositories: {
+    label: 'Repositories',
+    description: 'Per repository and branch: cost, tokens, sessions, commits, pull requests and lines.',
+    options: ['limit'],
+    defaults: { limit: 100 },
+  },
+  agents: {
+    label: 'Agents',
+    description: 'Model calls by main loop, subagent and auxiliary: calls, cost and share, tokens, runs.',
+    options: [],
+    defaults: {},
+  },
+  hooks: {
+    label: 'Hooks',
+    description: 'Hook executions by event and name: outcomes, durations, output sizes, registrations.',
+    options: [],
+    defaults: {},
+  },
+  mcp: {
+    label: 'MCP tools',
+    description: 'MCP servers and tools: calls, failures, durations, decisions, connections.',
+    options: [],
+    defaults: {},
+  },
+  skills: {
+    label: 'Skills',
+    description: 'Skills activated, by skill, source and plugin.',
+    options: [],
+    defaults: {},
+  },
+  plugins: {
+    label: 'Plugins',
+    description: 'Plugins loaded: marketplace, scope, what they bring, sessions, hooks registered.',
+    options: [],
+    defaults: {},
+  },
+  managed_settings: {
+    label: 'Managed settings',
+    description: 'Managed settings each user and host runs with; one row per distinct state.',
+    options: [],
+    defaults: {},
+  },
+  fleet: {
+    label: 'Fleet',
+    description: 'Claude Code versions, providers and platforms in use: users, sessions, cost.',
     options: [],
     defaults: {},
   },
@@ -177,11 +227,18 @@ const option = <T extends string>(value: T, label: string, description?: string)
 
 export const MEASURES: Array<SelectableValue<string>> = [
   option('cost', 'Cost (USD)'),
+  option('subagent_cost', 'Subagent cost (USD)', 'Cost of the model calls subagents made'),
   option('tokens', 'Tokens'),
   option('input_tokens', 'Input tokens'),
   option('output_tokens', 'Output tokens'),
   option('cache_read_tokens', 'Cache read tokens'),
   option('cache_creation_tokens', 'Cache creation tokens'),
+  option('cache_creation_5m_tokens', 'Cache writes, 5 minutes', 'Claude Code 2.1.332+, from api_request events'),
+  option(
+    'cache_creation_1h_tokens',
+    'Cache writes, 1 hour',
+    'Claude Code 2.1.332+; priced higher than 5-minute writes'
+  ),
   option('cache_hit_ratio', 'Cache hit ratio', 'cacheRead ÷ (input + cacheRead + cacheCreation)'),
   option('sessions', 'Sessions started'),
   option('active_sessions', 'Active sessions', 'Distinct sessions with any telemetry in the range'),
@@ -198,6 +255,7 @@ export const MEASURES: Array<SelectableValue<string>> = [
   option('tool_calls', 'Tool calls'),
   option('tool_failures', 'Tool failures'),
   option('prompts', 'Prompts'),
+  option('queued_sends', 'Queued prompts', 'Prompts sent while the previous one was still running'),
   option('events', 'Events'),
 ];
 
@@ -215,6 +273,14 @@ export const GROUP_KEYS: Array<SelectableValue<string>> = [
   'tool_name',
   'event.name',
   'query_source',
+  'query_class',
+  'agent.name',
+  'repository',
+  'branch',
+  'repository_owner',
+  'provider',
+  'permission_mode',
+  'tool_source',
   'effort',
   'speed',
   'session.id',
@@ -229,6 +295,9 @@ export const VARIABLE_KEYS: Array<SelectableValue<string>> = [
   option('event_name', 'Event name'),
   option('terminal.type', 'Terminal type'),
   option('app.version', 'Claude Code version'),
+  option('repository', 'Repository'),
+  option('branch', 'Branch'),
+  option('provider', 'Provider'),
 ];
 
 export const EVENT_NAMES = [
@@ -244,6 +313,17 @@ export const EVENT_NAMES = [
 export const SOURCES: Array<SelectableValue<'metrics' | 'events'>> = [
   option('metrics', 'Metrics', 'claude_code.* counters; model = configured model'),
   option('events', 'Events', 'api_request and other log events; model = API model id'),
+];
+
+export const LATENCY_SOURCES: Array<SelectableValue<LatencySource>> = [
+  option('events', 'Events', 'api_request events: every model call'),
+  option('spans', 'Spans', 'llm_request spans (traces on): also time to first content'),
+];
+
+export const LATENCIES: Array<SelectableValue<Latency>> = [
+  option('duration', 'Duration', 'The whole model call'),
+  option('ttft', 'Time to first token'),
+  option('first_content', 'Time to first content', 'llm_request spans only'),
 ];
 
 export const FORMAT_LABELS: Record<Format, string> = { time_series: 'Time series', table: 'Table', logs: 'Logs' };

@@ -19,6 +19,14 @@ export type QueryType =
   | 'logs'
   | 'trace'
   | 'event_counts'
+  | 'repositories'
+  | 'agents'
+  | 'hooks'
+  | 'mcp'
+  | 'skills'
+  | 'plugins'
+  | 'managed_settings'
+  | 'fleet'
   | 'variable'
   | 'annotations'
   | 'sql';
@@ -26,6 +34,8 @@ export type QueryType =
 export type Format = 'time_series' | 'table' | 'logs';
 export type Source = 'metrics' | 'events';
 export type StatOutput = 'all' | 'value' | 'previous' | 'change' | 'change_ratio';
+export type Latency = 'duration' | 'ttft' | 'first_content';
+export type LatencySource = 'events' | 'spans';
 export type AnnotationKind = 'session_start' | 'api_error' | 'tool_reject';
 
 export interface AdhocFilter {
@@ -50,13 +60,15 @@ export interface ClaudeCodeQuery extends DataQuery {
   valueField?: string;
   // per-type options
   measure?: string;
-  source?: Source;
+  /** metrics or events for cost and tokens; api_latency: events or spans. */
+  source?: Source | LatencySource;
   compare?: 'previous_period';
   output?: StatOutput;
   groupBy?: string;
   format?: Format;
   limit?: number;
   percentiles?: number[];
+  latencies?: Latency[];
   byStatusCode?: boolean;
   sessionId?: string;
   eventNames?: string[];
@@ -96,6 +108,8 @@ export interface ClaudeCodeOptions extends DataSourceJsonData {
   logUserPrompts?: boolean;
   logToolDetails?: boolean;
   enableTraces?: boolean;
+  /** Claude Code 2.1.332+: put the git repository on every record (OTEL_METRICS_INCLUDE_REPOSITORY). */
+  includeRepository?: boolean;
 }
 
 /** Secure settings: sent to the backend only, never back to the browser. */

@@ -202,6 +202,21 @@ mod tests {
             "sql",
         ];
         assert_eq!(seen.len(), variants.len());
+        // the query editor knows every type and measure
+        let types = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/src/types.ts")).unwrap();
+        let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/frontend/src/querySpec.ts")).unwrap();
+        for qt in &seen {
+            assert!(types.contains(&format!("| '{qt}'")), "frontend/src/types.ts lacks query type {qt}");
+            assert!(spec.contains(&format!("\n  {qt}: {{")), "frontend/src/querySpec.ts lacks query type {qt}");
+        }
+        // every measure, as serde lists them when refusing an unknown one
+        let refused = crate::query::model::parse(&json!({"queryType": "stat", "measure": "?"}), "").unwrap_err();
+        let expected = refused.split("expected one of").nth(1).unwrap();
+        let measures: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert!(measures.len() > 25, "{refused}");
+        for m in measures {
+            assert!(spec.contains(&format!("option('{m}'")), "frontend/src/querySpec.ts lacks measure {m}");
+        }
         // and every question of the README's 2.1.332 table runs
         let (state, _dir) = state_with(&crate::test_fixtures::transcript_run("tools-repo-2.1.332")).await;
         let section = readme.split("### Claude Code 2.1.332").nth(1).and_then(|s| s.split("\n### ").next()).unwrap();

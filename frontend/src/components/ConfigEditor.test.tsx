@@ -84,6 +84,7 @@ describe('ConfigEditor', () => {
             otlpProtocol: 'grpc',
             otlpEndpoint: 'https://otlp.example.com',
             logToolDetails: true,
+            includeRepository: true,
             resourceAttributes: 'team=platform',
           },
           secureJsonFields: { ingestToken: true },
@@ -96,6 +97,7 @@ describe('ConfigEditor', () => {
     expect(shell).toContain('export OTEL_EXPORTER_OTLP_ENDPOINT=https://otlp.example.com');
     expect(shell).toContain("export OTEL_EXPORTER_OTLP_HEADERS='Authorization=Bearer <ingest token>'");
     expect(shell).toContain('export OTEL_LOG_TOOL_DETAILS=1');
+    expect(shell).toContain('export OTEL_METRICS_INCLUDE_REPOSITORY=1');
     expect(shell).toContain('export OTEL_RESOURCE_ATTRIBUTES=team=platform');
     // a configured token is shown as configured, never as its value
     expect(screen.getByDisplayValue('configured')).toBeInTheDocument();

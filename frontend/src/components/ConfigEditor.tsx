@@ -34,10 +34,16 @@ const PROTOCOLS: Array<{ value: OtlpProtocol; label: string }> = [
 ];
 
 /** Optional Claude Code telemetry, each a switch that adds its env var to the configuration. */
-const SWITCHES: Array<{ key: 'logUserPrompts' | 'logToolDetails' | 'enableTraces'; label: string; id: string }> = [
+const SWITCHES: Array<{
+  key: 'logUserPrompts' | 'logToolDetails' | 'enableTraces' | 'includeRepository';
+  label: string;
+  id: string;
+}> = [
   { key: 'logUserPrompts', label: 'Log prompt text', id: 'cc-log-prompts' },
   { key: 'logToolDetails', label: 'Log tool parameters', id: 'cc-log-tools' },
   { key: 'enableTraces', label: 'Traces (beta)', id: 'cc-traces' },
+  // Claude Code 2.1.332+: cost, commits and lines per repository and branch
+  { key: 'includeRepository', label: 'Include repository', id: 'cc-repository' },
 ];
 
 function Snippet({ title, text, testId }: { title: string; text: string; testId: string }) {

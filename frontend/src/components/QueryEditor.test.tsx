@@ -110,6 +110,25 @@ describe('QueryEditor', () => {
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ format: 'table' }));
   });
 
+  it('picks latencies and spans as their source for API latency', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'api_latency', latencies: ['duration', 'ttft'] });
+    expect(screen.getByText('Time to first token')).toBeInTheDocument();
+    await userEvent.click(screen.getByText('Spans'));
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ source: 'spans' }));
+    await choose('Latencies', 'Time to first content');
+    expect(onChange).toHaveBeenLastCalledWith(
+      expect.objectContaining({ latencies: ['duration', 'ttft', 'first_content'] })
+    );
+  });
+
+  it('offers the Claude Code 2.1.332 query types and keys', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'stat', measure: 'cost' });
+    await choose('Query type', 'Repositories');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'repositories', limit: 100 }));
+    await choose('Measure', 'Subagent cost (USD)');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ measure: 'subagent_cost' }));
+  });
+
   it('edits raw SQL with a format selector that includes logs', async () => {
     const { onChange, onRunQuery } = await setup({ refId: 'A', queryType: 'sql', rawSql: 'SELECT 1', format: 'table' });
     expect(screen.queryByLabelText('Sessions filter')).not.toBeInTheDocument();

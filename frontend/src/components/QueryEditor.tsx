@@ -18,6 +18,8 @@ import {
   EVENT_NAMES,
   FORMAT_LABELS,
   GROUP_KEYS,
+  LATENCIES,
+  LATENCY_SOURCES,
   MEASURES,
   PERCENTILES,
   QUERY_TYPES,
@@ -27,7 +29,16 @@ import {
   switchQueryType,
   VARIABLE_KEYS,
 } from '../querySpec';
-import { AnnotationKind, ClaudeCodeOptions, ClaudeCodeQuery, Format, QueryType, QueryTypeInfo } from '../types';
+import {
+  AnnotationKind,
+  ClaudeCodeOptions,
+  ClaudeCodeQuery,
+  Format,
+  Latency,
+  LatencySource,
+  QueryType,
+  QueryTypeInfo,
+} from '../types';
 
 type Props = QueryEditorProps<DataSource, ClaudeCodeQuery, ClaudeCodeOptions>;
 
@@ -174,6 +185,26 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
               options={withCurrent(GROUP_KEYS, query.groupBy)}
               value={query.groupBy ?? null}
               onChange={(v) => set({ groupBy: v?.value || undefined })}
+            />
+          </InlineField>
+        )}
+        {has('latencies') && (
+          <InlineField label="Latencies" labelWidth={LABEL_WIDTH} htmlFor="cc-latencies">
+            <MultiSelect
+              inputId="cc-latencies"
+              width={40}
+              options={LATENCIES}
+              value={query.latencies ?? ['duration', 'ttft']}
+              onChange={(v) => set({ latencies: v.map((o) => o.value as Latency).filter(Boolean) })}
+            />
+          </InlineField>
+        )}
+        {has('latencySource') && (
+          <InlineField label="From" tooltip="api_request events, or llm_request spans when traces are on">
+            <RadioButtonGroup<LatencySource>
+              options={LATENCY_SOURCES}
+              value={query.source === 'spans' ? 'spans' : 'events'}
+              onChange={(source) => set({ source })}
             />
           </InlineField>
         )}
