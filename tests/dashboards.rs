@@ -3,7 +3,7 @@
 //! backend on fixture data with frames of the shape the panel type needs.
 mod common;
 
-use common::test_fixtures::run;
+use common::test_fixtures::{run, transcript_run};
 use common::{DecodedFrame, Plugin};
 use serde_json::{json, Value};
 
@@ -67,6 +67,8 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
     plugin
         .ingest_http(&[run("tools", "http/protobuf"), run("exhaust", "http/json"), run("error-cumulative", "http/protobuf")].concat())
         .await;
+    // Claude Code 2.1.332 with repository attributes and a subagent, for the panels that need them
+    plugin.ingest_http(&[transcript_run("tools-repo-2.1.332"), transcript_run("subagent-2.1.332")].concat()).await;
     for file in ["dashboards/overview.json", "dashboards/sessions.json"] {
         let dash = common::read_repo_json(file);
         assert!(dash.get("__inputs").is_none(), "{file}: no __inputs, so file provisioning works");
@@ -94,6 +96,7 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
                 assert!(frame.fields.iter().any(|f| f.name == field), "{file} annotation {}: {field}", a["name"]);
             }
         }
+        let mut checked = std::collections::BTreeMap::new();
         let panels = dash["panels"].as_array().unwrap();
         assert!(panels.len() >= 8, "{file}");
         for p in panels {
@@ -104,9 +107,34 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
                 let r = plugin.query(interpolate(t, &session), FROM, TO).await;
                 assert_eq!(r.error, "", "{what}");
                 assert_shape(p["type"].as_str().unwrap(), &what, &r.frames);
+                checked.insert(p["title"].as_str().unwrap().to_string(), r.frames);
             }
         }
+        if file.ends_with("overview.json") {
+            assert_overview_v332_numbers(&checked);
+        }
     }
+}
+
+/// The 2.1.332 panels of the Overview, with the numbers of the runs ingested above.
+fn assert_overview_v332_numbers(panels: &std::collections::BTreeMap<String, Vec<DecodedFrame>>) {
+    let f = &panels["Repositories"][0];
+    let row = f.row_where("repository", "widgets");
+    assert_eq!(f.field("branch").values[row], "master");
+    assert_eq!(f.field("commit_sha").values[row], "aa10ccb1124ea6694bac095164662ae39db5a6a7");
+    assert!((f.field("cost_usd").f64s()[row] - 0.0244096).abs() < 1e-9);
+    assert_eq!(f.field("commits").i64s()[row], 1);
+    let f = &panels["Cost by query source"][0];
+    let row = f.row_where("query_class", "subagent");
+    assert!((f.field("cost_usd").f64s()[row] - 0.0002786).abs() < 1e-9);
+    let f = &panels["Agents"][0];
+    let row = f.row_where("agent", "general-purpose");
+    assert_eq!(f.field("api_requests").i64s()[row], 2);
+    assert_eq!(f.field("runs").i64s()[row], 1);
+    let f = &panels["Claude Code versions and providers"][0];
+    let row = f.row_where("app_version", "2.1.332");
+    assert_eq!(f.field("provider").values[row], "firstParty");
+    assert_eq!(f.field("sessions").i64s()[row], 2);
 }
 
 fn read_yaml(path: &str) -> Value {
