@@ -16,46 +16,68 @@ fn capture_script() -> PathBuf {
     }
 }
 
+/// The version `capture.sh` installs when `CLAUDE_CODE_VERSION` is unset.
+const DEFAULT_VERSION: &str = "2.1.197";
+/// The newest version the capture kit describes (`TELEMETRY.md` §10).
+const NEWEST_VERSION: &str = "2.1.332";
+
 /// Runs the `tools` scenario against `endpoint`; returns the CLI's result JSON.
 fn run_claude(protocol: &str, endpoint: &str, out: &std::path::Path) -> Value {
     run_claude_env(protocol, endpoint, out, &[])
 }
 
-/// Whether a capture has succeeded in this process. capture.sh installs the CLI and its venv on
-/// first use; two tests installing into one empty CC_CACHE_DIR at once break npm's postinstall
-/// (seen on a cold machine), so captures run one at a time until one has succeeded.
-static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+/// The versions whose capture has succeeded in this process. capture.sh installs the CLI and
+/// its venv on first use; two tests installing into one empty CC_CACHE_DIR at once break npm's
+/// postinstall (seen on a cold machine), so a version's captures run one at a time until one
+/// has succeeded.
+static INSTALLED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// The same with extra environment for the capture tool (e.g. the mock API's pace).
 fn run_claude_env(protocol: &str, endpoint: &str, out: &std::path::Path, env: &[(&str, &str)]) -> Value {
+    run_claude_version(DEFAULT_VERSION, protocol, endpoint, out, env, &[])
+}
+
+/// Runs the `tools` scenario with Claude Code `version`, extra environment for the capture
+/// tool and extra `capture.py` options (e.g. `--env KEY=VALUE` for the CLI).
+fn run_claude_version(version: &str, protocol: &str, endpoint: &str, out: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Value {
     let installed = INSTALLED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut first = if *installed {
+    let mut first = if installed.iter().any(|v| v == version) {
         drop(installed);
         None
     } else {
         Some(installed)
     };
-    // shared/ is read-only: capture.sh installs the CLI and its Python needs under CC_CACHE_DIR.
-    let cache = std::env::var_os("CC_CACHE_DIR")
+    // shared/ is read-only: capture.sh installs the CLI and its Python needs under CC_CACHE_DIR,
+    // one CLI per directory, so other versions get a directory of their own (and reuse the venv).
+    let base = std::env::var_os("CC_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/claude-code-capture"));
+    let cache = if version == DEFAULT_VERSION { base.clone() } else { base.join(format!("claude-code-{version}")) };
     std::fs::create_dir_all(&cache).unwrap();
-    let output = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(capture_script())
         .args(["tools", protocol])
         .arg(out)
+        .args(args)
         .env("OTLP_ENDPOINT", endpoint)
         .env("CC_CACHE_DIR", &cache)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run capture.sh");
+        .env("CLAUDE_CODE_VERSION", version)
+        .envs(env.iter().copied());
+    let venv_python = base.join(".venv/bin/python");
+    if version != DEFAULT_VERSION && venv_python.exists() {
+        command.env("PYTHON", venv_python);
+    }
+    let output = command.output().expect("run capture.sh");
     if let Some(installed) = first.as_mut() {
-        **installed = output.status.success();
+        if output.status.success() {
+            installed.push(version.to_string());
+        }
     }
     drop(first);
     assert!(
         output.status.success(),
-        "capture.sh {protocol} failed: {}\n{}",
+        "capture.sh {version} {protocol} failed: {}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -96,6 +118,61 @@ async fn real_claude_code_cli_over_grpc_http_protobuf_and_http_json() {
     let details = plugin.health_details().await;
     assert_eq!(details["store"]["sessions"], 3);
     assert!(details["store"]["spans"].as_i64().unwrap() > 0, "traces stored too");
+}
+
+/// Claude Code 2.1.332 over all three protocols, in a git repository with an `origin` and
+/// `OTEL_METRICS_INCLUDE_REPOSITORY=1`: the session, its repository and branch, the fleet and
+/// the permission mode, each with the CLI's own numbers.
+#[tokio::test]
+async fn the_newest_claude_code_cli_over_every_protocol_with_its_repository() {
+    let plugin = Plugin::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut total_cost = 0.0;
+    for protocol in ["grpc", "http/protobuf", "http/json"] {
+        let endpoint = if protocol == "grpc" { format!("http://{}", plugin.grpc_addr) } else { format!("http://{}", plugin.http_addr) };
+        let out = work.path().join(protocol.replace('/', "-"));
+        let env = [("CAPTURE_GIT_REMOTE", "https://git.example.test/acme/widgets.git")];
+        let result = run_claude_version(NEWEST_VERSION, protocol, &endpoint, &out, &env, &["--env", "OTEL_METRICS_INCLUDE_REPOSITORY=1"]);
+        let session = result["session_id"].as_str().expect("session_id in the CLI result").to_string();
+        let cli_cost = result["total_cost_usd"].as_f64().expect("total_cost_usd");
+        total_cost += cli_cost;
+
+        let r = plugin.query(json!({"refId": "A", "queryType": "sessions"}), now - 3600, now + 3600).await;
+        assert_eq!(r.error, "", "{protocol}");
+        let f = &r.frames[0];
+        let row = f.row_where("session_id", &session);
+        assert_eq!(f.field("api_calls").i64s()[row], 7, "{protocol}: 7 api_request events");
+        assert_eq!(f.field("tool_calls").i64s()[row], 6, "{protocol}: 6 tool_result events");
+        assert_eq!(f.field("commits").i64s()[row], 1, "{protocol}");
+        assert_eq!(f.field("pull_requests").i64s()[row], 1, "{protocol}");
+        assert!((f.field("cost_usd").f64s()[row] - cli_cost).abs() < 1e-9, "{protocol}: cost equals the CLI's total_cost_usd");
+        assert_eq!(f.field("app_version").values[row], NEWEST_VERSION, "{protocol}");
+        assert_eq!(f.field("repository").values[row], "widgets", "{protocol}");
+        assert_eq!(f.field("branch").values[row], "master", "{protocol}");
+
+        let q = json!({"refId": "A", "queryType": "tool_decisions", "sessions": [session]});
+        let r = plugin.query(q, now - 3600, now + 3600).await;
+        let f = &r.frames[0];
+        let modes: Vec<String> = (0..f.rows())
+            .filter(|&i| f.field("origin").values[i] == "tool_decision")
+            .map(|i| f.field("permission_mode").strs()[i].clone())
+            .collect();
+        assert!(!modes.is_empty() && modes.iter().all(|m| m == "default"), "{protocol}: {modes:?}");
+    }
+    let r = plugin.query(json!({"refId": "A", "queryType": "repositories"}), now - 3600, now + 3600).await;
+    let f = &r.frames[0];
+    let row = f.row_where("repository", "widgets");
+    assert_eq!(f.field("owner").values[row], "acme");
+    assert_eq!(f.field("branch").values[row], "master");
+    assert_eq!(f.field("sessions").i64s()[row], 3);
+    assert_eq!(f.field("commits").i64s()[row], 3);
+    assert!((f.field("cost_usd").f64s()[row] - total_cost).abs() < 1e-9, "the three CLIs' total_cost_usd");
+    let r = plugin.query(json!({"refId": "A", "queryType": "fleet"}), now - 3600, now + 3600).await;
+    let f = &r.frames[0];
+    let row = f.row_where("app_version", NEWEST_VERSION);
+    assert_eq!(f.field("provider").values[row], "firstParty");
+    assert_eq!(f.field("sessions").i64s()[row], 3);
 }
 
 /// Records of each signal the plugin acknowledged, from its `export stored` log lines.
