@@ -5,7 +5,7 @@
 //! value), empty results, errors, and a raw SQL column of every DuckDB type.
 mod common;
 
-use common::test_fixtures::run;
+use common::test_fixtures::{run, transcript_run};
 use common::{DecodedField, DecodedFrame, Plugin, QueryResult};
 use serde_json::{json, Value};
 
@@ -24,7 +24,8 @@ fn expected_types(q: &Value) -> &'static [&'static str] {
         "logs" => &["log-lines"],
         "trace" => &[""],
         // listings with times, JSON or only text
-        "sessions" | "session_timeline" | "prompts" | "annotations" | "variable" | "tool_errors" => &["table"],
+        "sessions" | "session_timeline" | "prompts" | "annotations" | "variable" | "tool_errors" | "repositories" | "skills"
+        | "plugins" | "managed_settings" | "fleet" => &["table"],
         "sql" => &["numeric-long", "table"],
         _ => &["numeric-long"],
     }
@@ -140,6 +141,8 @@ async fn every_frame_decodes_as_grafana_shows_it() {
     plugin
         .ingest_http(&[run("tools", "http/protobuf"), run("exhaust", "http/json"), run("error-cumulative", "http/protobuf")].concat())
         .await;
+    // Claude Code 2.1.332: repository attributes, a subagent, plugins, managed settings
+    plugin.ingest_http(&[transcript_run("tools-repo-2.1.332"), transcript_run("subagent-2.1.332")].concat()).await;
     let ids = plugin
         .query(
             json!({"queryType": "sql", "rawSql": "SELECT any_value(session_id) AS s, any_value(prompt_id) AS p FROM events WHERE prompt_id IS NOT NULL"}),
@@ -164,11 +167,13 @@ async fn every_frame_decodes_as_grafana_shows_it() {
         }
         examples.push((format!("example {}", entry["queryType"]), q));
     }
-    assert_eq!(examples.len(), 19);
+    assert_eq!(examples.len(), 27);
     let results = check_all(&plugin, &examples, FROM, TO).await;
     for ((what, _), r) in examples.iter().zip(&results) {
-        // the fixtures have no failed tool call and no "timeout" in the logs example's search
-        if what != "example \"tool_errors\"" && what != "example \"logs\"" {
+        // the fixtures have no failed tool call, no "timeout" in the logs example's search, and
+        // no captured run used an MCP tool or a skill
+        let without_data = ["tool_errors", "logs", "mcp", "skills"].map(|t| format!("example \"{t}\""));
+        if !without_data.contains(what) {
             assert!(r.frames.iter().any(|f| f.rows() > 0), "{what}: the fixtures give it data");
         }
     }

@@ -234,11 +234,7 @@ export const MEASURES: Array<SelectableValue<string>> = [
   option('cache_read_tokens', 'Cache read tokens'),
   option('cache_creation_tokens', 'Cache creation tokens'),
   option('cache_creation_5m_tokens', 'Cache writes, 5 minutes', 'Claude Code 2.1.332+, from api_request events'),
-  option(
-    'cache_creation_1h_tokens',
-    'Cache writes, 1 hour',
-    'Claude Code 2.1.332+; priced higher than 5-minute writes'
-  ),
+  option('cache_creation_1h_tokens', 'Cache writes, 1 hour', 'Claude Code 2.1.332+; priced above 5-minute writes'),
   option('cache_hit_ratio', 'Cache hit ratio', 'cacheRead ÷ (input + cacheRead + cacheCreation)'),
   option('sessions', 'Sessions started'),
   option('active_sessions', 'Active sessions', 'Distinct sessions with any telemetry in the range'),

@@ -32,7 +32,7 @@ WITH calls AS (
         coalesce(json_extract_string(attributes, 'agent_type'), '(unknown)') AS agent,
         count(*) AS runs,
         sum(TRY_CAST(json_extract_string(attributes, 'total_tool_uses') AS BIGINT))::BIGINT AS tool_uses,
-        quantile_cont(duration_ms, 0.5) AS p50_run_ms
+        quantile_cont(duration_ms, 0.5) AS p50_run_duration_ms
     FROM events
     WHERE event_name = 'subagent_completed' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1, 2
@@ -48,7 +48,7 @@ SELECT query_class, agent,
     p50_duration_ms, p95_duration_ms,
     coalesce(runs, 0) AS runs,
     coalesce(tool_uses, 0) AS tool_uses,
-    p50_run_ms
+    p50_run_duration_ms
 FROM calls FULL OUTER JOIN runs USING (query_class, agent)
 ORDER BY cost_usd DESC, query_class, agent"
     );
@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(c["cache_creation_tokens"], [3200, 1620]);
         assert_eq!(c["runs"], [0, 1]);
         assert_eq!(c["tool_uses"], [0, 1]);
-        assert_eq!(c["p50_run_ms"], [Value::Null, json!(143.0)]);
+        assert_eq!(c["p50_run_duration_ms"], [Value::Null, json!(143.0)]);
 
         // the same split from the metrics (query_source main/subagent) and the events
         for source in ["metrics", "events"] {

@@ -147,14 +147,15 @@ fn is_numeric_long(fields: &[Field]) -> bool {
 /// The unit of a number column, by the naming convention of the typed queries' columns.
 pub fn unit_for(name: &str) -> &'static str {
     let n = name.to_ascii_lowercase();
-    if n.ends_with("usd") || n.starts_with("cost") {
+    // a ratio first: `cost_ratio` is a share, not money
+    if n.ends_with("_rate") || n.ends_with("ratio") {
+        "percentunit"
+    } else if n.ends_with("usd") || n.starts_with("cost") {
         "currencyUSD"
     } else if n.ends_with("_ms") || n == "duration" {
         "ms"
     } else if n.ends_with("_s") {
         "s"
-    } else if n.ends_with("_rate") || n.ends_with("ratio") {
-        "percentunit"
     } else if ["event_sequence", "attempt", "status_code", "prompt_length"].contains(&n.as_str()) {
         // ordinals and sizes, not quantities to abbreviate
         "none"
