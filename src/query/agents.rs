@@ -15,7 +15,9 @@ pub fn agents_sql(r: &Runner) -> Result<Sql, String> {
         "
 WITH calls AS (
     SELECT coalesce({class}, '(none)') AS query_class,
-        coalesce(json_extract_string(attributes, 'agent.name'), CASE WHEN {class} = 'subagent' THEN '(unknown)' ELSE '(none)' END) AS agent,
+        -- parsed only where named: most calls are the main loop's
+        coalesce(CASE WHEN contains(CAST(attributes AS VARCHAR), '\"agent.name\":') THEN json_extract_string(attributes, 'agent.name') END,
+            CASE WHEN {class} = 'subagent' THEN '(unknown)' ELSE '(none)' END) AS agent,
         count(*) AS api_requests,
         coalesce(sum(cost_usd), 0) AS cost_usd,
         coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,

@@ -6,13 +6,25 @@ use super::Runner;
 
 /// SQL for an attribute of the event as text (a fixed key of ours, never user input).
 fn attr(key: &str) -> String {
-    debug_assert!(!key.contains('\''));
+    debug_assert!(!key.contains('\'') && !key.contains('"'));
     format!("json_extract_string(attributes, '{key}')")
 }
 
+/// SQL for several attributes at once, as a list: the JSON is parsed once per row, not once
+/// per key (`a[1]` is `keys[0]`).
+fn attr_list(keys: &[&str]) -> String {
+    debug_assert!(keys.iter().all(|k| !k.contains('\'') && !k.contains('"')));
+    let paths: Vec<String> = keys.iter().map(|k| format!("'$.\"{k}\"'")).collect();
+    format!("json_extract_string(attributes, [{}])", paths.join(", "))
+}
+
 /// The same as a number (Claude Code sends many counts as strings).
+fn int(text: &str) -> String {
+    format!("TRY_CAST({text} AS BIGINT)")
+}
+
 fn attr_int(key: &str) -> String {
-    format!("TRY_CAST({} AS BIGINT)", attr(key))
+    int(&attr(key))
 }
 
 /// One row per hook event and hook name (e.g. `PreToolUse`, `PreToolUse:Bash`): executions, the
@@ -21,11 +33,28 @@ fn attr_int(key: &str) -> String {
 pub fn hooks_sql(r: &Runner) -> Result<Sql, String> {
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
+    const KEYS: [&str; 10] = [
+        "hook_event",
+        "hook_name",
+        "num_hooks",
+        "num_success",
+        "num_blocking",
+        "num_non_blocking_error",
+        "num_cancelled",
+        "stdout_chars",
+        "additional_context_chars",
+        "system_message_chars",
+    ];
+    let n = |key: &str| int(&format!("a[{}]", KEYS.iter().position(|k| *k == key).map_or(0, |i| i + 1)));
     let text = format!(
         "
-WITH runs AS (
-    SELECT coalesce({event}, '(none)') AS hook_event,
-        coalesce({name}, '(none)') AS hook_name,
+WITH complete AS (
+    SELECT session_id, duration_ms, {list} AS a
+    FROM events
+    WHERE event_name = 'hook_execution_complete' AND time BETWEEN $1 AND $2{filter}
+), runs AS (
+    SELECT coalesce(a[1], '(none)') AS hook_event,
+        coalesce(a[2], '(none)') AS hook_name,
         count(*) AS executions,
         coalesce(sum({num_hooks}), 0)::BIGINT AS hooks_run,
         coalesce(sum({num_success}), 0)::BIGINT AS successes,
@@ -38,8 +67,7 @@ WITH runs AS (
         coalesce(sum({context}), 0)::BIGINT AS additional_context_chars,
         coalesce(sum({system}), 0)::BIGINT AS system_message_chars,
         count(DISTINCT session_id) AS sessions
-    FROM events
-    WHERE event_name = 'hook_execution_complete' AND time BETWEEN $1 AND $2{filter}
+    FROM complete
     GROUP BY 1, 2
 ), registered AS (
     SELECT coalesce({event}, '(none)') AS hook_event, count(*) AS registrations
@@ -58,25 +86,26 @@ SELECT hook_event, coalesce(hook_name, '(not run)') AS hook_name,
     coalesce(sessions, 0) AS sessions
 FROM runs FULL OUTER JOIN registered USING (hook_event)
 ORDER BY executions DESC, hook_event, hook_name",
+        list = attr_list(&KEYS),
         event = attr("hook_event"),
-        name = attr("hook_name"),
-        num_hooks = attr_int("num_hooks"),
-        num_success = attr_int("num_success"),
-        num_blocking = attr_int("num_blocking"),
-        num_error = attr_int("num_non_blocking_error"),
-        num_cancelled = attr_int("num_cancelled"),
-        stdout = attr_int("stdout_chars"),
-        context = attr_int("additional_context_chars"),
-        system = attr_int("system_message_chars"),
+        num_hooks = n("num_hooks"),
+        num_success = n("num_success"),
+        num_blocking = n("num_blocking"),
+        num_error = n("num_non_blocking_error"),
+        num_cancelled = n("num_cancelled"),
+        stdout = n("stdout_chars"),
+        context = n("additional_context_chars"),
+        system = n("system_message_chars"),
     );
     Ok(p.into_sql(text))
 }
 
-/// The MCP server and tool of a tool event: the attribution attributes where sent, else parsed
+/// The MCP server and tool of a tool event (`a`: its `mcp_server.name`, `mcp_tool.name` and
+/// `tool_source`): the attribution attributes where sent, else parsed
 /// from the tool name Claude Code gives MCP tools (`mcp__<server>__<tool>`).
-const MCP_SERVER: &str = "coalesce(json_extract_string(attributes, 'mcp_server.name'), \
+const MCP_SERVER: &str = "coalesce(a[1], \
     CASE WHEN tool_name LIKE 'mcp\\_\\_%' ESCAPE '\\' THEN split_part(tool_name, '__', 2) END)";
-const MCP_TOOL: &str = "coalesce(json_extract_string(attributes, 'mcp_tool.name'), \
+const MCP_TOOL: &str = "coalesce(a[2], \
     CASE WHEN tool_name LIKE 'mcp\\_\\_%' ESCAPE '\\' THEN nullif(array_to_string(string_split(tool_name, '__')[3:], '__'), '') END)";
 
 /// One row per MCP server and tool: calls, failures, success rate, p50/p95 duration, accepts and
@@ -88,11 +117,14 @@ pub fn mcp_sql(r: &Runner) -> Result<Sql, String> {
     let filter = r.filters.clause(Table::Events, &mut p)?;
     let text = format!(
         "
-WITH tool_events AS (
-    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name,
-        {MCP_SERVER} AS server, {MCP_TOOL} AS tool, {source} AS tool_source
+WITH parsed AS (
+    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name, {list} AS a
     FROM events
     WHERE event_name IN ('tool_result', 'tool_decision') AND time BETWEEN $1 AND $2{filter}
+), tool_events AS (
+    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name,
+        {MCP_SERVER} AS server, {MCP_TOOL} AS tool, a[3] AS tool_source
+    FROM parsed
 ), source_of AS (
     SELECT tool_use_id, any_value(tool_source) AS tool_source FROM tool_events
     WHERE event_name = 'tool_decision' AND tool_use_id IS NOT NULL GROUP BY 1
@@ -128,7 +160,7 @@ SELECT mcp_server, coalesce(mcp_tool, '(no calls)') AS mcp_tool, coalesce(tool_s
     coalesce(connections, 0) AS connections, coalesce(connection_failures, 0) AS connection_failures
 FROM tools FULL OUTER JOIN connections USING (mcp_server)
 ORDER BY calls DESC, mcp_server, mcp_tool",
-        source = attr("tool_source"),
+        list = attr_list(&["mcp_server.name", "mcp_tool.name", "tool_source"]),
         server_name = attr("server_name"),
         status = attr("status"),
     );

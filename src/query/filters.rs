@@ -135,13 +135,17 @@ pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, 
     if !key.starts_with("vcs.") {
         return Ok(own);
     }
+    // the records that carry these keys (see `repositories::SESSION_VCS_CTE`), and of those
+    // only the ones whose attributes name the key are parsed
     let k = params.bind(key);
-    let sources: Vec<String> = [Table::Events, Table::Metrics]
+    let quoted = params.bind(format!("\"{key}\""));
+    let sources: Vec<String> = [(Table::Events, "event_name IN ('user_prompt', 'tool_result') AND "), (Table::Metrics, "")]
         .iter()
-        .map(|t| {
+        .map(|(t, which)| {
             format!(
                 "SELECT session_id AS __s, time AS __t, json_extract_string(attributes, {k}) AS __v FROM {name} \
-                 WHERE session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN}",
+                 WHERE {which}session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN} \
+                 AND contains(CAST(attributes AS VARCHAR), {quoted})",
                 name = t.name()
             )
         })
@@ -180,7 +184,7 @@ pub fn query_class_sql(table: Table) -> String {
         Table::Spans => ("json_extract_string(attributes, 'query_source_safe')", "agent."),
     };
     format!(
-        "(CASE WHEN json_extract_string(attributes, 'agent_id') IS NOT NULL OR {source} LIKE '{prefix}%' THEN 'subagent' \
+        "(CASE WHEN contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR {source} LIKE '{prefix}%' THEN 'subagent' \
          WHEN {source} IS NULL THEN NULL \
          WHEN {source} IN ('sdk', 'main') OR {source} LIKE 'repl_main_thread%' THEN 'main' ELSE 'auxiliary' END)"
     )
@@ -242,14 +246,29 @@ type Predicate<'a> = dyn Fn(&str, &mut Params) -> Result<String, String> + 'a;
 fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, params: &mut Params) -> Result<String, String> {
     let own = resolve(table, key, params, as_text)?;
     let direct = predicate(&own, params)?;
+    // a repository or branch belongs to the session, not to the call or prompt that named it
+    let session_scoped = canonical_key(key).starts_with("vcs.");
+    // those keys are looked for only where Claude Code puts them (see `key_expr`)
+    let narrow = |t: Table, params: &mut Params| -> String {
+        if !session_scoped {
+            return String::new();
+        }
+        let quoted = params.bind(format!("\"{}\"", canonical_key(key)));
+        let found = format!("(contains(CAST(attributes AS VARCHAR), {quoted}) OR contains(CAST(resource AS VARCHAR), {quoted}))");
+        match t {
+            Table::Events => format!(" AND event_name IN ('user_prompt', 'tool_result') AND {found}"),
+            _ => format!(" AND {found}"),
+        }
+    };
     let carriers = |level: &str, tables: &[Table], params: &mut Params| -> Result<String, String> {
         let mut parts = Vec::new();
         for t in tables {
             let value = resolve(*t, key, params, as_text)?;
             let passes = predicate(&value, params)?;
+            let narrow = narrow(*t, params);
             parts.push(format!(
                 "SELECT {level} FROM {name} WHERE {level} IS NOT NULL AND {value} IS NOT NULL AND {passes} \
-                 AND {time} BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN}",
+                 AND {time} BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN}{narrow}",
                 name = t.name(),
                 time = t.time_column()
             ));
@@ -257,8 +276,6 @@ fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, par
         Ok(parts.join(" UNION "))
     };
     let mut arms = vec![format!("WHEN {own} IS NOT NULL THEN {direct}")];
-    // a repository or branch belongs to the session, not to the call or prompt that named it
-    let session_scoped = canonical_key(key).starts_with("vcs.");
     if table == Table::Events && !session_scoped {
         arms.push(format!("WHEN request_id IS NOT NULL THEN request_id IN ({})", carriers("request_id", &[Table::Events], params)?));
     }

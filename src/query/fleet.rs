@@ -11,31 +11,50 @@ pub fn fleet_sql(r: &Runner) -> Result<Sql, String> {
     let mut p = r.params();
     let ev_filter = r.filters.clause(Table::Events, &mut p)?;
     let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
+    // JSON is parsed only for a few records per session (prompts, session and cost points),
+    // which carry the provider and platform as every record does
     let text = format!(
         "
-WITH records AS (
-    SELECT session_id, user_id, time, app_version, attributes, resource,
-        CASE WHEN event_name = 'api_request' THEN cost_usd END AS event_cost, NULL::DOUBLE AS metric_cost
+WITH ev AS (
+    SELECT session_id, any_value(user_id) AS user_id, any_value(app_version) AS app_version, max(time) AS last_seen,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd
     FROM events
-    WHERE time BETWEEN $1 AND $2{ev_filter}
-    UNION ALL
-    SELECT session_id, user_id, time, app_version, attributes, resource,
-        NULL, CASE WHEN metric_name = 'claude_code.cost.usage' THEN increment END
+    WHERE session_id IS NOT NULL AND time BETWEEN $1 AND $2{ev_filter}
+    GROUP BY session_id
+), m AS (
+    SELECT session_id, any_value(user_id) AS user_id, any_value(app_version) AS app_version, max(time) AS last_seen,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd
     FROM metric_points
-    WHERE time BETWEEN $1 AND $2{m_filter}
+    WHERE session_id IS NOT NULL AND time BETWEEN $1 AND $2{m_filter}
+    GROUP BY session_id
+), described AS (
+    SELECT session_id,
+        any_value(json_extract_string(attributes, 'anthropic.provider')) AS provider,
+        any_value(json_extract_string(attributes, 'anthropic.custom_base_url')) AS custom_base_url,
+        any_value(json_extract_string(resource, 'os.type')) AS os_type,
+        any_value(json_extract_string(resource, 'host.arch')) AS host_arch,
+        any_value(json_extract_string(resource, 'service.version')) AS service_version
+    FROM (
+        SELECT session_id, attributes, resource FROM events
+        WHERE event_name = 'user_prompt' AND session_id IS NOT NULL AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+        UNION ALL
+        SELECT session_id, attributes, resource FROM metric_points
+        WHERE metric_name IN ('claude_code.session.count', 'claude_code.cost.usage') AND session_id IS NOT NULL
+            AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+    )
+    GROUP BY session_id
 ), per_session AS (
     SELECT session_id,
-        coalesce(any_value(app_version), any_value(json_extract_string(resource, 'service.version')), '(none)') AS app_version,
-        coalesce(any_value(json_extract_string(attributes, 'anthropic.provider')), '(none)') AS provider,
-        coalesce(any_value(json_extract_string(attributes, 'anthropic.custom_base_url')), '(none)') AS custom_base_url,
-        coalesce(any_value(json_extract_string(resource, 'os.type')), '(none)') AS os_type,
-        coalesce(any_value(json_extract_string(resource, 'host.arch')), '(none)') AS host_arch,
-        any_value(user_id) AS user_id,
+        coalesce(ev.app_version, m.app_version, d.service_version, '(none)') AS app_version,
+        coalesce(d.provider, '(none)') AS provider,
+        coalesce(d.custom_base_url, '(none)') AS custom_base_url,
+        coalesce(d.os_type, '(none)') AS os_type,
+        coalesce(d.host_arch, '(none)') AS host_arch,
+        coalesce(ev.user_id, m.user_id) AS user_id,
         -- per-request events when the logs exporter is on, else the metrics
-        coalesce(sum(event_cost), sum(metric_cost), 0) AS cost_usd,
-        max(time) AS last_seen
-    FROM records
-    GROUP BY session_id
+        coalesce(ev.cost_usd, m.cost_usd, 0) AS cost_usd,
+        greatest(ev.last_seen, m.last_seen) AS last_seen
+    FROM ev FULL OUTER JOIN m USING (session_id) LEFT JOIN described d USING (session_id)
 )
 SELECT app_version, provider, custom_base_url, os_type, host_arch,
     count(DISTINCT user_id) AS users,

@@ -28,7 +28,7 @@ const TOKEN_METRIC: &str = "metric_name = 'claude_code.token.usage'";
 const API_REQUEST: &str = "event_name = 'api_request'";
 /// An `api_request` of a subagent (see `filters::query_class_sql`).
 const SUBAGENT_REQUEST: &str =
-    "event_name = 'api_request' AND (json_extract_string(attributes, 'agent_id') IS NOT NULL OR query_source LIKE 'agent:%')";
+    "event_name = 'api_request' AND (contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR query_source LIKE 'agent:%')";
 const SUM_INCREMENT: &str = "sum(increment)";
 const EVENT_TOKENS: &str =
     "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))";

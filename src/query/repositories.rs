@@ -8,15 +8,20 @@ use super::model::LimitOnly;
 use super::sql::Sql;
 use super::Runner;
 
-/// Per session, the last value of each repository key it sent (from `margin` around the range,
-/// so a branch named before the range still counts).
+/// Per session, the last value of each repository key it sent (from a day around the range,
+/// so a branch named before the range still counts). Read from the records that carry them,
+/// so a query does not parse every event's attributes: metric points and prompts carry the
+/// repository, tool results of git commands the branch and commit; and of those only the rows
+/// whose attributes name a `vcs.` key at all are parsed.
 pub const SESSION_VCS_CTE: &str = "
 vcs_records AS (
     SELECT session_id, time, attributes FROM events
-    WHERE session_id IS NOT NULL AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+    WHERE event_name IN ('user_prompt', 'tool_result') AND session_id IS NOT NULL
+        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY AND contains(CAST(attributes AS VARCHAR), '\"vcs.')
     UNION ALL
     SELECT session_id, time, attributes FROM metric_points
-    WHERE session_id IS NOT NULL AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+    WHERE session_id IS NOT NULL
+        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY AND contains(CAST(attributes AS VARCHAR), '\"vcs.')
 ), vcs AS (
     SELECT session_id,
         arg_max(json_extract_string(attributes, 'vcs.repository.name'), time)

@@ -21,7 +21,7 @@ WITH {SESSION_VCS_CTE}, ev AS (
         count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request'
-            AND (json_extract_string(attributes, 'agent_id') IS NOT NULL OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
+            AND (contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
         sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
         sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
         sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
