@@ -62,17 +62,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use crate::ingest::testing::state_with;
-    use crate::query::testing::{columns, ctx, frames};
+    use crate::query::testing::{all_close, ctx, frames, wide};
     use crate::test_fixtures::{run, transcript_run};
-
-    async fn table(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
-        let fs = frames(state, q.clone(), ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-        columns(&fs[0])
-    }
-
-    fn close(values: &[Value], expected: &[f64]) -> bool {
-        values.len() == expected.len() && values.iter().zip(expected).all(|(v, e)| (v.as_f64().unwrap_or(f64::NAN) - e).abs() < 1e-9)
-    }
 
     // subagent-2.1.332: the main loop (opus) calls the Agent tool once; the subagent (haiku,
     // general-purpose) makes 2 calls and one Bash call. Numbers from its api_request events.
@@ -82,13 +73,13 @@ mod tests {
     #[tokio::test]
     async fn calls_cost_and_tokens_by_query_class_and_agent() {
         let (state, _dir) = state_with(&transcript_run("subagent-2.1.332")).await;
-        let c = table(&state, json!({"queryType": "agents"})).await;
+        let c = wide(&state, json!({"queryType": "agents"})).await;
         assert_eq!(c["query_class"], ["main", "subagent"]);
         assert_eq!(c["agent"], ["(none)", "general-purpose"]);
         assert_eq!(c["api_requests"], [2, 2]);
-        assert!(close(&c["cost_usd"], &[MAIN_COST, SUBAGENT_COST]), "{:?}", c["cost_usd"]);
+        assert!(all_close(&c["cost_usd"], &[MAIN_COST, SUBAGENT_COST]), "{:?}", c["cost_usd"]);
         let total = MAIN_COST + SUBAGENT_COST;
-        assert!(close(&c["cost_ratio"], &[MAIN_COST / total, SUBAGENT_COST / total]));
+        assert!(all_close(&c["cost_ratio"], &[MAIN_COST / total, SUBAGENT_COST / total]));
         assert_eq!(c["input_tokens"], [46, 16]);
         assert_eq!(c["output_tokens"], [82, 44]);
         assert_eq!(c["cache_read_tokens"], [3000, 1500]);
@@ -100,36 +91,40 @@ mod tests {
         // the same split from the metrics (query_source main/subagent) and the events
         for source in ["metrics", "events"] {
             let q = json!({"queryType": "breakdown", "measure": "cost", "groupBy": "query_class", "source": source, "format": "table"});
-            let c = table(&state, q).await;
+            let c = wide(&state, q).await;
             assert_eq!(c["query_class"], ["main", "subagent"], "{source}");
-            assert!(close(&c["cost_usd"], &[MAIN_COST, SUBAGENT_COST]), "{source}: {:?}", c["cost_usd"]);
+            assert!(all_close(&c["cost_usd"], &[MAIN_COST, SUBAGENT_COST]), "{source}: {:?}", c["cost_usd"]);
             let q = json!({"queryType": "stat", "measure": "subagent_cost", "source": source});
-            assert!(close(&table(&state, q).await["value"], &[SUBAGENT_COST]), "{source}");
+            assert!(all_close(&wide(&state, q).await["value"], &[SUBAGENT_COST]), "{source}");
             let q = json!({"queryType": "breakdown", "measure": "tokens", "groupBy": "agent.name", "source": source, "format": "table"});
-            let c = table(&state, q).await;
+            let c = wide(&state, q).await;
             assert_eq!(c["agent.name"], ["(none)", "general-purpose"], "{source}");
-            assert!(close(&c["tokens"], &[(46 + 82 + 3000 + 3200) as f64, (16 + 44 + 1500 + 1620) as f64]), "{source}: {:?}", c["tokens"]);
+            assert!(
+                all_close(&c["tokens"], &[(46 + 82 + 3000 + 3200) as f64, (16 + 44 + 1500 + 1620) as f64]),
+                "{source}: {:?}",
+                c["tokens"]
+            );
         }
         let q = json!({"queryType": "breakdown", "measure": "api_requests", "groupBy": "query_class", "format": "table"});
-        assert_eq!(table(&state, q).await["api_requests"], [2, 2]);
+        assert_eq!(wide(&state, q).await["api_requests"], [2, 2]);
         // and filtered: the subagent's calls only
         let q =
             json!({"queryType": "stat", "measure": "cost", "adhocFilters": [{"key": "query_class", "operator": "=", "value": "subagent"}]});
-        assert!(close(&table(&state, q).await["value"], &[SUBAGENT_COST]));
+        assert!(all_close(&wide(&state, q).await["value"], &[SUBAGENT_COST]));
 
-        let c = table(&state, json!({"queryType": "sessions"})).await;
-        assert!(close(&c["subagent_cost_usd"], &[SUBAGENT_COST]));
-        assert!(close(&c["subagent_cost_ratio"], &[SUBAGENT_COST / total]));
+        let c = wide(&state, json!({"queryType": "sessions"})).await;
+        assert!(all_close(&c["subagent_cost_usd"], &[SUBAGENT_COST]));
+        assert!(all_close(&c["subagent_cost_ratio"], &[SUBAGENT_COST / total]));
     }
 
     #[tokio::test]
     async fn cache_writes_by_lifetime() {
         let (state, _dir) = state_with(&[transcript_run("subagent-2.1.332"), run("tools", "grpc")].concat()).await;
         for (measure, value) in [("cache_creation_5m_tokens", 3120.0), ("cache_creation_1h_tokens", 1700.0)] {
-            let c = table(&state, json!({"queryType": "stat", "measure": measure})).await;
-            assert!(close(&c["value"], &[value]), "{measure}: {:?}", c["value"]);
+            let c = wide(&state, json!({"queryType": "stat", "measure": measure})).await;
+            assert!(all_close(&c["value"], &[value]), "{measure}: {:?}", c["value"]);
         }
-        let c = table(&state, json!({"queryType": "cost_by_model", "source": "events", "format": "table"})).await;
+        let c = wide(&state, json!({"queryType": "cost_by_model", "source": "events", "format": "table"})).await;
         assert_eq!(c["model"], ["claude-opus-4-8", "claude-opus-5-5", "claude-haiku-5-5"]);
         // 2.1.197 sends no split: null, not 0
         assert_eq!(c["cache_creation_5m_tokens"], [Value::Null, json!(2000), json!(1120)]);
@@ -141,14 +136,14 @@ mod tests {
     async fn time_to_first_token_beside_duration() {
         let (state, _dir) = state_with(&[transcript_run("subagent-2.1.332"), run("tools", "grpc")].concat()).await;
         let q = json!({"queryType": "api_latency", "groupBy": "model", "format": "table", "percentiles": [50]});
-        let c = table(&state, q).await;
+        let c = wide(&state, q).await;
         assert_eq!(c["model"], ["claude-opus-4-8", "claude-opus-5-5", "claude-haiku-5-5"]);
         // ttft_ms: opus 11 and 5, haiku 5 and 6; 2.1.197 has none
         assert_eq!(c["p50_ttft_ms"], [Value::Null, json!(8.0), json!(5.5)]);
         assert_eq!(c["p50_duration_ms"][1..], [json!(32.5), json!(22.5)]);
         let q = json!({"queryType": "api_latency", "groupBy": "model", "format": "table", "percentiles": [50],
             "source": "spans", "latencies": ["first_content", "ttft"]});
-        let c = table(&state, q).await;
+        let c = wide(&state, q).await;
         assert_eq!(c["model"], ["claude-opus-4-8[1m]", "claude-opus-5-5", "claude-haiku-5-5"]);
         // first_content_ms: opus 11 and 5, haiku 8 and 7
         assert_eq!(c["p50_first_content_ms"], [Value::Null, json!(8.0), json!(7.5)]);
@@ -165,7 +160,7 @@ mod tests {
     async fn subagent_spans_nest_under_their_agent_tool_span() {
         let (state, _dir) = state_with(&transcript_run("subagent-2.1.332")).await;
         let prompt = "f15cde67-ccb3-403f-b457-96f15c2b6b62";
-        let c = table(&state, json!({"queryType": "trace", "promptId": prompt})).await;
+        let c = wide(&state, json!({"queryType": "trace", "promptId": prompt})).await;
         let text = |name: &str, i: usize| c[name][i].as_str().unwrap_or_default().to_string();
         let parent_of: std::collections::HashMap<String, String> =
             (0..c["spanID"].len()).map(|i| (text("spanID", i), text("parentSpanID", i))).collect();

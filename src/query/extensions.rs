@@ -246,20 +246,15 @@ mod tests {
     use serde_json::{json, Value};
 
     use crate::ingest::testing::state_with;
-    use crate::query::testing::{columns, ctx, frames};
+    use crate::query::testing::{columns, ctx, frames, wide};
     use crate::test_fixtures::{run, transcript_run};
-
-    async fn table(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
-        let fs = frames(state, q.clone(), ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-        columns(&fs[0])
-    }
 
     /// tools-repo-2.1.332: two hooks registered from project settings (PreToolUse on Bash,
     /// PostToolUse on Edit|Write), run on each matching tool call; three built-in plugins.
     #[tokio::test]
     async fn hooks_and_plugins_of_a_2_1_332_session() {
         let (state, _dir) = state_with(&transcript_run("tools-repo-2.1.332")).await;
-        let c = table(&state, json!({"queryType": "hooks"})).await;
+        let c = wide(&state, json!({"queryType": "hooks"})).await;
         assert_eq!(c["hook_event"], ["PreToolUse", "PostToolUse", "PostToolUse"]);
         assert_eq!(c["hook_name"], ["PreToolUse:Bash", "PostToolUse:Edit", "PostToolUse:Write"]);
         assert_eq!(c["executions"], [3, 1, 1]);
@@ -271,7 +266,7 @@ mod tests {
         assert_eq!(c["total_duration_ms"], [32.0, 5.0, 10.0]);
         assert_eq!(c["registrations"], [1, 1, 1]);
 
-        let c = table(&state, json!({"queryType": "plugins"})).await;
+        let c = wide(&state, json!({"queryType": "plugins"})).await;
         assert_eq!(c["plugin"], ["cc-plugin-agents-md", "cc-plugin-plugin-authoring", "cc-plugin-privacy"]);
         assert_eq!(c["marketplace"], ["builtin", "builtin", "builtin"]);
         assert_eq!(c["scope"], ["default-bundle", "default-bundle", "default-bundle"]);
@@ -292,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn claude_code_2_1_197_has_hooks_but_no_plugin_events() {
         let (state, _dir) = state_with(&run("tools", "grpc")).await;
-        let c = table(&state, json!({"queryType": "hooks"})).await;
+        let c = wide(&state, json!({"queryType": "hooks"})).await;
         assert_eq!(c["hook_name"], ["PreToolUse:Bash", "PostToolUse:Edit", "PostToolUse:Write"]);
         for q in ["plugins", "mcp", "skills"] {
             let fs = frames(&state, json!({"queryType": q}), ctx()).await.unwrap();

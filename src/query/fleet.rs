@@ -101,21 +101,16 @@ ORDER BY user, host, last_seen DESC",
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use crate::ingest::testing::state_with;
-    use crate::query::testing::{columns, ctx, frames};
+    use crate::query::testing::wide;
     use crate::test_fixtures::{run, run_v332};
-
-    async fn table(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
-        let fs = frames(state, q.clone(), ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-        columns(&fs[0])
-    }
 
     #[tokio::test]
     async fn versions_providers_and_managed_settings_in_use() {
         let (state, _dir) = state_with(&[run_v332("multi", "http/protobuf"), run("tools", "grpc")].concat()).await;
-        let c = table(&state, json!({"queryType": "fleet"})).await;
+        let c = wide(&state, json!({"queryType": "fleet"})).await;
         assert_eq!(c["app_version"], ["2.1.332", "2.1.197"]);
         // 2.1.197 sends no provider
         assert_eq!(c["provider"], ["firstParty", "(none)"]);
@@ -127,7 +122,7 @@ mod tests {
         assert!((c["cost_usd"][0].as_f64().unwrap() - 0.0304808).abs() < 1e-9);
         assert!((c["cost_usd"][1].as_f64().unwrap() - 0.048449).abs() < 1e-9);
 
-        let c = table(&state, json!({"queryType": "managed_settings"})).await;
+        let c = wide(&state, json!({"queryType": "managed_settings"})).await;
         assert_eq!(c["user"], ["21e4cc8904a4e81e32f5ce19c6095b6191360f2d807f11b88d75552427d51bd0"]);
         assert_eq!(c["host"], ["(none)"]);
         assert_eq!(c["trigger"], ["startup"]);
@@ -136,7 +131,7 @@ mod tests {
         assert_eq!(c["helper_state"], ["none"]);
         assert_eq!(c["helper_applied"], ["none"]);
         assert_eq!(c["sessions"], [1]);
-        let c = table(&state, json!({"queryType": "breakdown", "measure": "cost", "groupBy": "provider", "format": "table"})).await;
+        let c = wide(&state, json!({"queryType": "breakdown", "measure": "cost", "groupBy": "provider", "format": "table"})).await;
         assert_eq!(c["provider"], ["(none)", "firstParty"]);
     }
 }

@@ -226,6 +226,18 @@ pub mod testing {
         frame.fields.iter().map(|f| (f.name.clone(), values(f))).collect()
     }
 
+    /// A query's one frame as columns, over `ctx()` (the whole fixture period).
+    pub async fn wide(state: &AppState, q: serde_json::Value) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+        let fs = frames(state, q.clone(), ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert_eq!(fs.len(), 1, "{q}");
+        columns(&fs[0])
+    }
+
+    /// Whether a column's numbers are `expected`, to 1e-9.
+    pub fn all_close(values: &[serde_json::Value], expected: &[f64]) -> bool {
+        values.len() == expected.len() && values.iter().zip(expected).all(|(v, e)| (v.as_f64().unwrap_or(f64::NAN) - e).abs() < 1e-9)
+    }
+
     pub async fn table(state: &AppState, sql: Sql) -> Table {
         state.store().unwrap().read(move |c| sql.run(c).map_err(StoreError::from)).await.unwrap()
     }

@@ -114,30 +114,21 @@ mod tests {
     use serde_json::{json, Value};
 
     use crate::ingest::testing::state_with;
-    use crate::query::testing::{columns, ctx, frames};
+    use crate::query::testing::{all_close, wide};
     use crate::test_fixtures::{run, transcript_run};
-
-    async fn table(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
-        let fs = frames(state, q.clone(), ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-        columns(&fs[0])
-    }
-
-    fn close(values: &[Value], expected: &[f64]) -> bool {
-        values.len() == expected.len() && values.iter().zip(expected).all(|(v, e)| (v.as_f64().unwrap_or(f64::NAN) - e).abs() < 1e-9)
-    }
 
     /// `tools-repo-2.1.332` (repository `acme/widgets`, branch `master` from its git commit)
     /// beside 2.1.197's `tools` run, which sends no repository attributes.
     #[tokio::test]
     async fn cost_commits_and_lines_per_repository_and_branch() {
         let (state, _dir) = state_with(&[transcript_run("tools-repo-2.1.332"), run("tools", "grpc")].concat()).await;
-        let c = table(&state, json!({"queryType": "repositories"})).await;
+        let c = wide(&state, json!({"queryType": "repositories"})).await;
         assert_eq!(c["repository"], ["(none)", "widgets"]);
         assert_eq!(c["owner"], ["(none)", "acme"]);
         assert_eq!(c["branch"], ["(none)", "master"]);
         assert_eq!(c["commit_sha"], [Value::Null, json!("aa10ccb1124ea6694bac095164662ae39db5a6a7")]);
         assert_eq!(c["repository_url"], [Value::Null, json!("https://git.example.test/acme/widgets")]);
-        assert!(close(&c["cost_usd"], &[0.048449, 0.0244096]), "{:?}", c["cost_usd"]);
+        assert!(all_close(&c["cost_usd"], &[0.048449, 0.0244096]), "{:?}", c["cost_usd"]);
         assert_eq!(c["tokens"], [39365, 182 + 306 + 43008 + 1792]);
         for (column, values) in [("sessions", [1, 1]), ("api_calls", [7, 7]), ("commits", [1, 1]), ("pull_requests", [1, 1])] {
             assert_eq!(c[column], values, "{column}");
@@ -153,7 +144,7 @@ mod tests {
             ("lines_added", "metrics", "vcs.owner.name", [("(none)", 7.0), ("acme", 7.0)]),
         ] {
             let q = json!({"queryType": "breakdown", "measure": measure, "source": source, "groupBy": group, "format": "table"});
-            let c = table(&state, q).await;
+            let c = wide(&state, q).await;
             let mut rows: Vec<(String, f64)> = c[group]
                 .iter()
                 .zip(c.values().find(|v| v[0].is_number()).unwrap())
@@ -176,24 +167,24 @@ mod tests {
             for source in ["metrics", "events"] {
                 let q = json!({"queryType": "stat", "measure": "cost", "source": source,
                     "adhocFilters": [{"key": key, "operator": "=", "value": value}]});
-                assert!(close(&table(&state, q).await["value"], &[0.0244096]), "{key} {source}");
+                assert!(all_close(&wide(&state, q).await["value"], &[0.0244096]), "{key} {source}");
             }
         }
-        let c = table(&state, json!({"queryType": "sessions"})).await;
+        let c = wide(&state, json!({"queryType": "sessions"})).await;
         assert_eq!(c["repository"], [json!("widgets"), Value::Null]);
         assert_eq!(c["branch"], [json!("master"), Value::Null]);
-        let c = table(&state, json!({"queryType": "variable", "key": "branch"})).await;
+        let c = wide(&state, json!({"queryType": "variable", "key": "branch"})).await;
         assert_eq!(c["value"], ["master"]);
     }
 
     #[tokio::test]
     async fn without_repository_attributes_everything_is_none() {
         let (state, _dir) = state_with(&run("tools", "grpc")).await;
-        let c = table(&state, json!({"queryType": "repositories"})).await;
+        let c = wide(&state, json!({"queryType": "repositories"})).await;
         assert_eq!(c["repository"], ["(none)"]);
         assert_eq!(c["branch"], ["(none)"]);
         assert_eq!(c["sessions"], [1]);
         let q = json!({"queryType": "stat", "measure": "cost", "adhocFilters": [{"key": "branch", "operator": "=", "value": "main"}]});
-        assert_eq!(table(&state, q).await["value"], [0.0]);
+        assert_eq!(wide(&state, q).await["value"], [0.0]);
     }
 }

@@ -2,20 +2,14 @@
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use super::testing::{columns, frames, hour};
+// `wide`: over the whole fixture period (the 2.1.332 captures are a week after 2.1.197's)
+use super::testing::{columns, frames, hour, wide};
 use super::QueryContext;
 use crate::ingest::testing::state_with;
 use crate::test_fixtures::run as fixture_run;
 
 async fn one(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
     let fs = frames(state, q.clone(), hour()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-    assert_eq!(fs.len(), 1, "{q}");
-    columns(&fs[0])
-}
-
-/// As `one`, over the whole fixture period (the 2.1.332 captures are a week after 2.1.197's).
-async fn wide(state: &crate::app::AppState, q: Value) -> std::collections::BTreeMap<String, Vec<Value>> {
-    let fs = frames(state, q.clone(), super::testing::ctx()).await.unwrap_or_else(|e| panic!("{q}: {e}"));
     assert_eq!(fs.len(), 1, "{q}");
     columns(&fs[0])
 }
