@@ -72,7 +72,7 @@ impl AppState {
         }
         let store = StoreHandle::new(config.data_dir.clone(), config.store.clone());
         let auth = crate::ingest::auth::IngestAuth::new(config.ingest_token.clone(), config.data_dir.as_deref().ok());
-        let ingest = Ingest::new(store.clone(), auth, config.ingest.clone());
+        let ingest = Ingest::with_prices(store.clone(), auth, config.ingest.clone(), config.data_dir.clone().ok());
         Arc::new(AppState {
             config,
             store,
@@ -81,6 +81,14 @@ impl AppState {
             datasource_retention_days: Default::default(),
             datasource_retention_max_bytes: Default::default(),
         })
+    }
+
+    /// The prices in effect for the process: the bundled table with the data directory's
+    /// `prices.json` (`gpx_claudecode prices update`) over it, read afresh so an update applies
+    /// without a restart.
+    pub fn price_table(&self) -> Result<crate::prices::PriceTable, String> {
+        crate::prices::PriceTable::load(self.config.data_dir.as_deref().ok())
+            .map_err(|e| format!("{e}; fix or remove the file (`gpx_claudecode prices` shows what is in effect)"))
     }
 
     /// The open store, or why it is not available (still opening, or failed).

@@ -6,9 +6,12 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod frame;
+pub mod import;
 pub mod ingest;
 pub mod plugin;
+pub mod prices;
 pub mod query;
+pub mod statusline;
 pub mod store;
 #[cfg(test)]
 mod test_fixtures;

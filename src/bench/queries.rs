@@ -112,7 +112,7 @@ impl Timing {
 /// The SQL a query runs, captured by running it once through the query layer on `conn`.
 pub fn captured_sql(conn: &Connection, q: &Value, ctx: &QueryContext) -> Result<Vec<Sql>, String> {
     let parsed = query::model::parse(q, "")?;
-    let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx));
+    let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx, &query::QuerySettings::default()));
     result.map_err(|e| e.to_string())?;
     Ok(sqls)
 }

@@ -74,17 +74,22 @@ const CONCURRENT_QUERIES: usize = 4;
 
 impl ClaudeCodePlugin {
     async fn query_data(&self, request: pluginv2::QueryDataRequest) -> QueryDataResponse {
+        let mut settings = self.query_settings::<DatasourceSettings>(None);
         if let Some(context) = request.plugin_context {
             match grafana_plugin_sdk::backend::PluginContext::<DatasourceSettings, serde_json::Value, serde_json::Value>::try_from(context)
             {
-                Ok(context) => self.learn_datasource_settings(context.instance_settings.as_ref()),
+                Ok(context) => {
+                    self.learn_datasource_settings(context.instance_settings.as_ref());
+                    settings = self.query_settings(context.instance_settings.as_ref());
+                }
                 Err(e) => tracing::warn!(error = %e, "QueryData: unreadable plugin context"),
             }
         }
+        let settings = Arc::new(settings);
         let responses = futures::stream::iter(request.queries)
             .map(|q| {
-                let this = self.clone();
-                async move { (q.ref_id.clone(), this.run_query(q).await) }
+                let (this, settings) = (self.clone(), settings.clone());
+                async move { (q.ref_id.clone(), this.run_query(q, settings).await) }
             })
             .buffered(CONCURRENT_QUERIES)
             .collect()

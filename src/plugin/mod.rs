@@ -53,8 +53,29 @@ impl ClaudeCodePlugin {
         }
     }
 
+    /// What a datasource's settings add to its queries: prices (the data directory's table
+    /// with the datasource's `prices` over it) and `budgets`. A bad setting is an error that
+    /// names it, never a silently different number.
+    pub fn query_settings<IS>(&self, settings: Option<&IS>) -> Result<query::QuerySettings, String>
+    where
+        IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
+    {
+        let mut prices = self.state.price_table()?;
+        let json = settings.map(|s| s.json_data().clone()).unwrap_or_default();
+        if let Some(overrides) = json.get("prices").filter(|v| !v.is_null()) {
+            let overrides = serde_json::from_value(overrides.clone())
+                .map_err(|e| format!("the datasource's Prices setting is not valid: {e}; fix it in the datasource settings"))?;
+            prices.apply(&overrides, "datasource settings").map_err(|e| e.to_string())?;
+        }
+        let budgets = match json.get("budgets").filter(|v| !v.is_null()) {
+            Some(b) => query::plan::parse_budgets(b).map_err(|e| format!("the datasource's {e}; fix it in the datasource settings"))?,
+            None => Vec::new(),
+        };
+        Ok(query::QuerySettings { prices, budgets })
+    }
+
     /// One query's response: its frames, or the error with its status and source.
-    async fn run_query(&self, q: pluginv2::DataQuery) -> DataResponse {
+    async fn run_query(&self, q: pluginv2::DataQuery, settings: Arc<Result<query::QuerySettings, String>>) -> DataResponse {
         let downstream = |m: String| DataResponse::error(StatusCode::BAD_REQUEST, ErrorSource::Downstream, m);
         let json: serde_json::Value = match serde_json::from_slice(&q.json) {
             Ok(json) => json,
@@ -81,7 +102,11 @@ impl ClaudeCodePlugin {
             max_data_points: q.max_data_points,
             limits: self.state.config.query_limits,
         };
-        let frames = match store.read(move |conn| query::run(conn, &parsed, &ctx).map_err(StoreError::from)).await {
+        let settings = match settings.as_ref() {
+            Ok(s) => s.clone(),
+            Err(e) => return downstream(e.clone()),
+        };
+        let frames = match store.read(move |conn| query::run(conn, &parsed, &ctx, &settings).map_err(StoreError::from)).await {
             Ok(frames) => frames,
             Err(e) => {
                 let (status, source) = match &e {
@@ -279,7 +304,8 @@ impl ClaudeCodePlugin {
         let result = store
             .read(move |conn| {
                 let filters = query::filters::Filters::default();
-                let r = query::Runner { conn, ctx: &ctx, filters: &filters, value_field: None };
+                let settings = query::QuerySettings::default();
+                let r = query::Runner::new(conn, &ctx, &filters, &settings);
                 let sql = query::explore::variable_sql(&r, &q).map_err(StoreError::Rejected)?;
                 sql.run(conn).map_err(StoreError::from)
             })
@@ -351,17 +377,22 @@ mod tests {
         let state = AppState::new(config);
         let plugin = ClaudeCodePlugin { state: state.clone() };
         // the query's fault, whatever the store's state
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "nope"}))).await;
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "nope"})), Arc::new(Ok(Default::default()))).await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
-        let r = plugin.run_query(pluginv2::DataQuery { time_range: None, ..query(serde_json::json!({"queryType": "event_counts"})) }).await;
+        let r = plugin
+            .run_query(
+                pluginv2::DataQuery { time_range: None, ..query(serde_json::json!({"queryType": "event_counts"})) },
+                Arc::new(Ok(Default::default())),
+            )
+            .await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
         // the plugin's: its store did not open within the wait
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"})), Arc::new(Ok(Default::default()))).await;
         assert_eq!((r.status, r.error_source.as_str(), r.frames.len()), (503, "plugin", 0), "{}", r.error);
         assert!(r.error.contains("still opening"), "{}", r.error);
         // once open: frames, no error, no source
         state.open_store().await.unwrap();
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"}))).await;
+        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"})), Arc::new(Ok(Default::default()))).await;
         assert_eq!((r.status, r.error.as_str(), r.error_source.as_str(), r.frames.len()), (200, "", "", 1));
     }
 }

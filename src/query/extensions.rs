@@ -314,7 +314,8 @@ mod tests {
         .unwrap();
         let filters = crate::query::filters::Filters::default();
         let ctx = ctx();
-        let r = crate::query::Runner { conn: &conn, ctx: &ctx, filters: &filters, value_field: None };
+        let settings = crate::query::QuerySettings::default();
+        let r = crate::query::Runner::new(&conn, &ctx, &filters, &settings);
         let t = super::mcp_sql(&r).unwrap().run(&conn).unwrap();
         let frame = t.into_frame("mcp", String::new(), crate::query::table::Units::ByName);
         let c = columns(&frame);

@@ -10,18 +10,21 @@ use super::{QueryError, Runner};
 use crate::frame::{Field, Frame, FrameType, Meta, VisType};
 
 /// How a measure is computed: rows of `table` matching `filter`, aggregated by `agg`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MeasureDef {
     pub table: Table,
     pub filter: &'static str,
-    pub agg: &'static str,
+    pub agg: String,
     /// Ratios are not zero-filled, and not coalesced to 0 when nothing matched.
     pub ratio: bool,
 }
 
-const fn def(table: Table, filter: &'static str, agg: &'static str) -> MeasureDef {
-    MeasureDef { table, filter, agg, ratio: false }
+fn def(table: Table, filter: &'static str, agg: &str) -> MeasureDef {
+    MeasureDef { table, filter, agg: agg.to_string(), ratio: false }
 }
+
+/// Stands for the per-row list cost in `Measure::ListCost`, which `Runner::measure` replaces.
+const LIST_COST_ROW: &str = "__list_cost_row__";
 
 const COST_METRIC: &str = "metric_name = 'claude_code.cost.usage'";
 const TOKEN_METRIC: &str = "metric_name = 'claude_code.token.usage'";
@@ -38,6 +41,7 @@ impl Measure {
     pub fn column(self) -> &'static str {
         match self {
             Measure::Cost => "cost_usd",
+            Measure::ListCost => "list_cost_usd",
             Measure::SubagentCost => "subagent_cost_usd",
             Measure::ActiveTime => "active_time_s",
             other => other.name(),
@@ -49,6 +53,7 @@ impl Measure {
             Measure::Sessions => "sessions",
             Measure::ActiveSessions => "active_sessions",
             Measure::Cost => "cost",
+            Measure::ListCost => "list_cost",
             Measure::SubagentCost => "subagent_cost",
             Measure::Tokens => "tokens",
             Measure::InputTokens => "input_tokens",
@@ -88,6 +93,8 @@ impl Measure {
             ActiveSessions => def(if events { E } else { M }, "session_id IS NOT NULL", "count(DISTINCT session_id)"),
             Cost if events => def(E, API_REQUEST, "sum(cost_usd)"),
             Cost => def(M, COST_METRIC, SUM_INCREMENT),
+            // per request: the long-context tier and cache lifetimes need each call's tokens
+            ListCost => def(E, API_REQUEST, &format!("sum({LIST_COST_ROW})")),
             SubagentCost if events => def(E, SUBAGENT_REQUEST, "sum(cost_usd)"),
             SubagentCost => def(M, "metric_name = 'claude_code.cost.usage' AND query_source = 'subagent'", SUM_INCREMENT),
             Tokens if events => def(E, API_REQUEST, EVENT_TOKENS),
@@ -148,10 +155,21 @@ impl Measure {
     }
 }
 
+impl Runner<'_> {
+    /// A measure's SQL, with the prices in effect for `list_cost`.
+    pub fn measure(&self, measure: Measure, source: Source, p: &mut super::sql::Params) -> Result<MeasureDef, QueryError> {
+        let mut m = measure.def(source);
+        if m.agg.contains(LIST_COST_ROW) {
+            m.agg = m.agg.replace(LIST_COST_ROW, &self.list_cost_row_sql(p)?);
+        }
+        Ok(m)
+    }
+}
+
 impl MeasureDef {
     fn value_sql(&self) -> String {
         if self.ratio {
-            self.agg.to_string()
+            self.agg.clone()
         } else {
             format!("coalesce({}, 0)", self.agg)
         }
@@ -171,8 +189,8 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, QueryError> {
     if let Some(keep) = keep.filter(|k| *k != "value" && q.compare.is_none()) {
         return Err(format!("output {keep:?} needs \"compare\": \"previous_period\"").into());
     }
-    let m = q.measure.def(q.source);
     let mut p = r.params();
+    let m = r.measure(q.measure, q.source, &mut p)?;
     let clause = r.filters.clause(m.table, &mut p)?;
     let text = format!(
         "SELECT {value} AS value FROM {table} WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}",
@@ -220,8 +238,8 @@ fn single_number(t: &super::table::Table) -> Option<f64> {
 }
 
 pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, QueryError> {
-    let m = q.measure.def(q.source);
     let mut p = r.params();
+    let m = r.measure(q.measure, q.source, &mut p)?;
     let group = key_expr(m.table, &q.group_by, &mut p)?;
     let clause = r.filters.clause(m.table, &mut p)?;
     let series = q.format.is_series()?;

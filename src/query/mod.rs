@@ -7,6 +7,8 @@ pub mod filters;
 pub mod fleet;
 pub mod measures;
 pub mod model;
+pub mod plan;
+pub mod pricing;
 pub mod raw;
 pub mod repositories;
 pub mod series;
@@ -81,6 +83,19 @@ impl QueryContext {
     }
 }
 
+/// What a datasource's settings add to every query: the prices in effect and its budgets.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    pub prices: crate::prices::PriceTable,
+    pub budgets: Vec<plan::Budget>,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        QuerySettings { prices: crate::prices::PriceTable::bundled(), budgets: Vec::new() }
+    }
+}
+
 /// One query's connection, time range and filters, handed to every SQL builder.
 pub struct Runner<'a> {
     pub conn: &'a Connection,
@@ -88,9 +103,24 @@ pub struct Runner<'a> {
     pub filters: &'a Filters,
     /// See `ParsedQuery::value_field`; applies to table results.
     pub value_field: Option<&'a str>,
+    pub settings: &'a QuerySettings,
+    /// Warnings for the user (a model without a price), added to the first frame.
+    notices: std::cell::RefCell<Vec<String>>,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    pub fn new(conn: &'a Connection, ctx: &'a QueryContext, filters: &'a Filters, settings: &'a QuerySettings) -> Runner<'a> {
+        Runner { conn, ctx, filters, value_field: None, settings, notices: Default::default() }
+    }
+
+    /// Adds a warning shown with the result (once).
+    pub fn notice(&self, text: String) {
+        let mut notices = self.notices.borrow_mut();
+        if !notices.contains(&text) {
+            notices.push(text);
+        }
+    }
+
     /// Parameters starting with the time range as `$1`, `$2`.
     pub fn params(&self) -> Params {
         Params::with_range(self.ctx.from, self.ctx.to)
@@ -117,37 +147,47 @@ impl Runner<'_> {
 }
 
 /// Runs a query on a reader connection and returns its frames (blocking).
-pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext) -> Result<Vec<Frame>, QueryError> {
-    let r = Runner { conn, ctx, filters: &parsed.filters, value_field: None };
-    let r = Runner { value_field: parsed.value_field.as_deref(), ..r };
+pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext, settings: &QuerySettings) -> Result<Vec<Frame>, QueryError> {
+    let r =
+        Runner { conn, ctx, filters: &parsed.filters, value_field: parsed.value_field.as_deref(), settings, notices: Default::default() };
+    let mut frames = run_query(&r, parsed)?;
+    if let Some(first) = frames.first_mut() {
+        first.meta.notices.extend(r.notices.take().into_iter().map(crate::frame::Notice::warning));
+    }
+    Ok(frames)
+}
+
+fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError> {
     match &parsed.query {
-        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(&r, q)?, &["resource"]),
-        Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(&r, q)?, &["attributes"]),
-        Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(&r, q)?),
-        Query::CostByModel(q) => usage::cost_by_model(&r, q),
-        Query::Stat(q) => measures::stat(&r, q),
-        Query::Breakdown(q) => measures::breakdown(&r, q),
-        Query::ApiLatency(q) => usage::api_latency(&r, q),
-        Query::ApiErrors(q) => usage::api_errors(&r, q),
-        Query::Productivity(q) => usage::productivity(&r, q),
-        Query::ToolSuccessRate(_) => r.table("tool_success_rate", tools::success_sql(&r)?),
-        Query::ToolErrors(_) => r.table("tool_errors", tools::errors_sql(&r)?),
-        Query::ToolDecisions(_) => r.table("tool_decisions", tools::decisions_sql(&r)?),
-        Query::ToolCosts(_) => r.table("tool_costs", tools::costs_sql(&r)?),
-        Query::Logs(q) => explore::logs(&r, q),
-        Query::Trace(q) => explore::trace(&r, q),
-        Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(&r)?),
-        Query::Repositories(q) => r.table("repositories", repositories::repositories_sql(&r, q)?),
-        Query::Agents(_) => r.table("agents", agents::agents_sql(&r)?),
-        Query::Hooks(_) => r.table("hooks", extensions::hooks_sql(&r)?),
-        Query::Mcp(_) => r.table("mcp", extensions::mcp_sql(&r)?),
-        Query::Skills(_) => r.table("skills", extensions::skills_sql(&r)?),
-        Query::Plugins(_) => r.table("plugins", extensions::plugins_sql(&r)?),
-        Query::ManagedSettings(_) => r.table("managed_settings", fleet::managed_settings_sql(&r)?),
-        Query::Fleet(_) => r.table("fleet", fleet::fleet_sql(&r)?),
-        Query::Variable(q) => explore::variable(&r, q),
-        Query::Annotations(q) => explore::annotations(&r, q),
-        Query::Sql(q) => raw::run(&r, q),
+        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"]),
+        Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(r, q)?, &["attributes"]),
+        Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(r, q)?),
+        Query::CostByModel(q) => usage::cost_by_model(r, q),
+        Query::Stat(q) => measures::stat(r, q),
+        Query::Breakdown(q) => measures::breakdown(r, q),
+        Query::ApiLatency(q) => usage::api_latency(r, q),
+        Query::ApiErrors(q) => usage::api_errors(r, q),
+        Query::Productivity(q) => usage::productivity(r, q),
+        Query::ToolSuccessRate(_) => r.table("tool_success_rate", tools::success_sql(r)?),
+        Query::ToolErrors(_) => r.table("tool_errors", tools::errors_sql(r)?),
+        Query::ToolDecisions(_) => r.table("tool_decisions", tools::decisions_sql(r)?),
+        Query::ToolCosts(_) => r.table("tool_costs", tools::costs_sql(r)?),
+        Query::Logs(q) => explore::logs(r, q),
+        Query::Trace(q) => explore::trace(r, q),
+        Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(r)?),
+        Query::Repositories(q) => r.table("repositories", repositories::repositories_sql(r, q)?),
+        Query::Agents(_) => r.table("agents", agents::agents_sql(r)?),
+        Query::Hooks(_) => r.table("hooks", extensions::hooks_sql(r)?),
+        Query::Mcp(_) => r.table("mcp", extensions::mcp_sql(r)?),
+        Query::Skills(_) => r.table("skills", extensions::skills_sql(r)?),
+        Query::Plugins(_) => r.table("plugins", extensions::plugins_sql(r)?),
+        Query::ManagedSettings(_) => r.table("managed_settings", fleet::managed_settings_sql(r)?),
+        Query::Fleet(_) => r.table("fleet", fleet::fleet_sql(r)?),
+        Query::Variable(q) => explore::variable(r, q),
+        Query::Annotations(q) => explore::annotations(r, q),
+        Query::Sql(q) => raw::run(r, q),
+        Query::Budget(q) => plan::budget(r, q),
+        Query::UsageWindows(q) => plan::usage_windows(r, q),
     }
 }
 
@@ -198,8 +238,18 @@ pub mod testing {
 
     /// Runs query JSON against the state's store with `ctx`.
     pub async fn frames(state: &AppState, json: serde_json::Value, ctx: QueryContext) -> Result<Vec<Frame>, String> {
+        frames_with(state, json, ctx, QuerySettings::default()).await
+    }
+
+    /// As `frames`, with a datasource's settings.
+    pub async fn frames_with(
+        state: &AppState,
+        json: serde_json::Value,
+        ctx: QueryContext,
+        settings: QuerySettings,
+    ) -> Result<Vec<Frame>, String> {
         let parsed = model::parse(&json, "")?;
-        state.store().unwrap().read(move |c| run(c, &parsed, &ctx).map_err(StoreError::from)).await.map_err(|e| e.to_string())
+        state.store().unwrap().read(move |c| run(c, &parsed, &ctx, &settings).map_err(StoreError::from)).await.map_err(|e| e.to_string())
     }
 
     /// A field's values as JSON: integers as integers, times as ns, JSON fields parsed.

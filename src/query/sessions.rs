@@ -7,6 +7,8 @@ use super::Runner;
 
 pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
     let mut p = r.params();
+    let list_cost = r.list_cost_row_sql(&mut p).map_err(|e| e.to_string())?;
+    let transcript = p.bind(crate::ingest::transcript::TRANSCRIPT_SCOPE);
     let ev_filter = r.filters.clause(Table::Events, &mut p)?;
     let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
     let limit = p.bind(i64::from(q.limit));
@@ -20,6 +22,8 @@ WITH {SESSION_VCS_CTE}, ev AS (
         count(DISTINCT prompt_id) AS prompts,
         count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum({list_cost}) FILTER (WHERE event_name = 'api_request') AS list_cost_usd,
+        count(*) FILTER (WHERE scope_name = {transcript}) AS imported_calls,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request'
             AND (contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
         sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
@@ -67,6 +71,10 @@ WITH {SESSION_VCS_CTE}, ev AS (
         coalesce(ev.api_calls, 0) AS api_calls,
         -- per-request events when the logs exporter is on, else the metrics
         coalesce(ev.cost_usd, m.cost_usd, 0)::DOUBLE AS cost_usd,
+        ev.list_cost_usd::DOUBLE AS list_cost_usd,
+        (CASE WHEN coalesce(ev.imported_calls, 0) = 0 THEN 'telemetry'
+              WHEN ev.imported_calls = ev.api_calls AND m.first_seen IS NULL AND ev.events = ev.imported_calls THEN 'transcript'
+              ELSE 'telemetry+transcript' END) AS data_source,
         (CASE WHEN ev.cost_usd IS NOT NULL THEN coalesce(ev.subagent_cost_usd, 0) ELSE coalesce(m.subagent_cost_usd, 0) END)::DOUBLE
             AS subagent_cost_usd,
         round(coalesce(ev.input_tokens, m.input_tokens, 0))::BIGINT AS input_tokens,
@@ -92,7 +100,7 @@ SELECT session_id, user_id,
     vcs.repository, vcs.branch,
     first_seen, last_seen,
     (epoch_ms(last_seen) - epoch_ms(first_seen))::DOUBLE AS duration_ms,
-    prompts, api_calls, cost_usd,
+    prompts, api_calls, cost_usd, list_cost_usd, data_source,
     subagent_cost_usd, subagent_cost_usd / nullif(cost_usd, 0) AS subagent_cost_ratio,
     input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens AS tokens,
     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
@@ -171,9 +179,12 @@ mod tests {
     use crate::test_fixtures::run as fixture_run;
 
     fn runner_sql(state: &crate::app::AppState, f: impl FnOnce(&Runner) -> Result<Sql, String>, filters: &Filters) -> Sql {
+        // the schema, for the SQL builders that look up the models to price
         let conn = duckdb::Connection::open_in_memory().unwrap();
+        crate::store::schema::migrations().iter().for_each(|m| conn.execute_batch(m).unwrap());
         let _ = state;
-        let r = Runner { conn: &conn, ctx: &ctx(), filters, value_field: None };
+        let (ctx, settings) = (ctx(), crate::query::QuerySettings::default());
+        let r = Runner::new(&conn, &ctx, filters, &settings);
         f(&r).unwrap()
     }
 

@@ -36,11 +36,13 @@ GROUP BY 1 ORDER BY cost_usd DESC, model"
             )
         }
         Source::Events => {
+            let list_cost = r.list_cost_row_sql(&mut p)?;
             let filter = r.filters.clause(Table::Events, &mut p)?;
             format!(
                 "
 SELECT coalesce(model, '(none)') AS model,
     coalesce(sum(cost_usd), 0) AS cost_usd,
+    sum({list_cost}) AS list_cost_usd,
     coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
     coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
     coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
