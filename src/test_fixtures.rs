@@ -95,3 +95,26 @@ pub fn transcript_run(folder: &str) -> Vec<Fixture> {
 pub fn run_v332(run: &str, protocol: &str) -> Vec<Fixture> {
     fixtures_v332().into_iter().filter(|f| f.run == run && f.protocol == protocol).collect()
 }
+
+/// `../shared/claude-code/transcripts`: real transcripts with the telemetry of the same runs.
+pub fn transcripts_dir() -> PathBuf {
+    fixtures_dir().join("../transcripts")
+}
+
+/// Every `*.jsonl` under `dir`, sorted.
+pub fn jsonl_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}

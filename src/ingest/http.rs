@@ -171,6 +171,46 @@ pub async fn respond(ingest: &Arc<Ingest>, method: &Method, path: &str, headers:
     }
 }
 
+/// Where `gpx_claudecode statusline` sends Claude Code's status to a running receiver.
+pub const STATUSLINE_PATH: &str = "/v1/statusline";
+
+/// Where `gpx_claudecode import` sends transcript calls to a running receiver.
+pub const TRANSCRIPTS_PATH: &str = "/v1/transcripts";
+
+/// `POST /v1/transcripts`: a JSON `ImportRequest` (gzip allowed), answered with the
+/// `ImportOutcome` once committed.
+pub async fn import(ingest: &Arc<Ingest>, method: &Method, headers: &HeaderMap, body: &[u8]) -> Response {
+    let json = |status: StatusCode, value: serde_json::Value| {
+        (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    };
+    let json_error = |status: StatusCode, message: String| json(status, serde_json::json!({"error": message}));
+    if method != Method::POST {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, format!("{TRANSCRIPTS_PATH} takes POST"));
+    }
+    let limit = ingest.settings.max_body_bytes;
+    let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+    let inflated;
+    let body = if gzip {
+        match super::decode::gunzip(body, limit) {
+            Ok(b) => {
+                inflated = b;
+                &inflated[..]
+            }
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    } else {
+        body
+    };
+    let request: super::transcript::ImportRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("not an import request (JSON with \"calls\"): {e}")),
+    };
+    match ingest.import(request).await {
+        Ok(outcome) => json(StatusCode::OK, serde_json::to_value(outcome).unwrap_or_default()),
+        Err(e) => json_error(e.http_status(), e.to_string()),
+    }
+}
+
 async fn handle(
     State(ingest): State<Arc<Ingest>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -179,6 +219,22 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path().trim_end_matches('/') == TRANSCRIPTS_PATH {
+        return import(&ingest, &method, &headers, &body).await;
+    }
+    if uri.path().trim_end_matches('/') == STATUSLINE_PATH && method == Method::POST {
+        let json = |status: StatusCode, value: serde_json::Value| {
+            (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+        };
+        let input: crate::statusline::StatusInput = match serde_json::from_slice(&body) {
+            Ok(i) => i,
+            Err(e) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": format!("not a Claude Code status (JSON): {e}")})),
+        };
+        return match crate::statusline::record(&ingest, &input, chrono::Utc::now()).await {
+            Ok(status) => json(StatusCode::OK, serde_json::to_value(status).unwrap_or_default()),
+            Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": e})),
+        };
+    }
     respond(&ingest, &method, uri.path(), &headers, &body, Origin { protocol: Protocol::Http, peer: Some(peer) }).await
 }
 

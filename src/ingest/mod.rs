@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod stats;
+pub mod transcript;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,8 @@ pub struct Ingest {
     pub auth: auth::IngestAuth,
     pub settings: IngestSettings,
     pub stats: stats::IngestStats,
+    /// The data directory, whose `prices.json` prices imported calls.
+    pub prices_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,9 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("storing the export failed: {0}")]
     Task(String),
+    /// The data directory's price file cannot be used; nothing was imported.
+    #[error("{0}; nothing was imported")]
+    Prices(String),
 }
 
 impl IngestError {
@@ -110,7 +116,7 @@ impl IngestError {
             IngestError::HoldFull { .. } => RefusalReason::HoldFull,
             IngestError::Store(StoreError::Overloaded(_) | StoreError::NotYetCommitted(_)) => RefusalReason::WriterBehind,
             IngestError::Store(StoreError::DiskFull(_)) => RefusalReason::DiskFull,
-            IngestError::Store(_) | IngestError::Task(_) => RefusalReason::WriteFailed,
+            IngestError::Store(_) | IngestError::Task(_) | IngestError::Prices(_) => RefusalReason::WriteFailed,
         }
     }
 
@@ -126,7 +132,7 @@ impl IngestError {
             | IngestError::Limit(limits::LimitError::TooManyRecords { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Decode(_) | IngestError::Limit(_) => StatusCode::BAD_REQUEST,
             IngestError::Unavailable(_) | IngestError::HoldFull { .. } | IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            IngestError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngestError::Task(_) | IngestError::Prices(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -140,14 +146,24 @@ impl IngestError {
             | IngestError::Limit(limits::LimitError::TooManyRecords { .. }) => tonic::Status::resource_exhausted(message),
             IngestError::Decode(_) | IngestError::Limit(_) => tonic::Status::invalid_argument(message),
             IngestError::Unavailable(_) | IngestError::HoldFull { .. } | IngestError::Store(_) => tonic::Status::unavailable(message),
-            IngestError::Task(_) => tonic::Status::internal(message),
+            IngestError::Task(_) | IngestError::Prices(_) => tonic::Status::internal(message),
         }
     }
 }
 
 impl Ingest {
     pub fn new(store: StoreHandle, auth: auth::IngestAuth, settings: IngestSettings) -> Arc<Ingest> {
-        Arc::new(Ingest { store, auth, settings, stats: stats::IngestStats::default() })
+        Arc::new(Ingest { store, auth, settings, stats: stats::IngestStats::default(), prices_dir: None })
+    }
+
+    /// As `new`, pricing imported calls with the data directory's prices.
+    pub fn with_prices(
+        store: StoreHandle,
+        auth: auth::IngestAuth,
+        settings: IngestSettings,
+        prices_dir: Option<std::path::PathBuf>,
+    ) -> Arc<Ingest> {
+        Arc::new(Ingest { store, auth, settings, stats: stats::IngestStats::default(), prices_dir })
     }
 
     /// Checks a request's token before its body is read; a refusal is counted and logged.
@@ -187,6 +203,45 @@ impl Ingest {
             body
         };
         Ok(decode::decode(signal, encoding, body)?)
+    }
+
+    /// Stores calls imported from transcripts, priced at the list prices in effect; returns once
+    /// committed, with what was new. Calls telemetry or an earlier import already has are not
+    /// stored again. Waits for the store like an export does.
+    pub async fn import(&self, request: transcript::ImportRequest) -> Result<transcript::ImportOutcome, IngestError> {
+        let prices = crate::prices::PriceTable::load(self.prices_dir.as_deref()).map_err(|e| IngestError::Prices(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.settings.wait;
+        let mut unpriced: Vec<String> =
+            request.calls.iter().filter(|c| prices.lookup(&c.model).is_none()).map(|c| c.model.clone()).collect();
+        unpriced.sort();
+        unpriced.dedup();
+        loop {
+            let store = match self.store.get() {
+                Ok(store) => store,
+                Err(Unavailable::Opening(_) | Unavailable::Reopening { .. }) => {
+                    self.store.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let now = chrono::Utc::now().timestamp_micros();
+            let events = request.calls.iter().map(|c| c.to_event(now, &prices, &request.user)).collect();
+            let batch = crate::store::rows::Batch { events, transcript: true, ..Default::default() };
+            match store.write(batch, deadline).await {
+                Ok(o) => {
+                    return Ok(transcript::ImportOutcome {
+                        new: o.events - o.replaced,
+                        known: o.known,
+                        replaced: o.replaced,
+                        unpriced_models: unpriced,
+                    })
+                }
+                Err(StoreError::Invalidated(_)) if tokio::time::Instant::now() < deadline => {
+                    drop(store);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Stores a decoded export request; returns once it is committed. It runs as a task of its

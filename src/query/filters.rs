@@ -198,6 +198,13 @@ fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Resul
     if key == "query_class" {
         return Ok(query_class_sql(table));
     }
+    // history imported from transcripts, or telemetry
+    if key == "data_source" {
+        return Ok(format!(
+            "(CASE WHEN scope_name = {} THEN 'transcript' ELSE 'telemetry' END)",
+            params.bind(crate::ingest::transcript::TRANSCRIPT_SCOPE)
+        ));
+    }
     let own = match (table, key) {
         (Table::Events, "event.name") => Some("event_name"),
         (Table::Metrics, "metric.name" | "metric_name") => Some("metric_name"),

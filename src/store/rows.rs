@@ -56,6 +56,35 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// A typed text column's value (`schema::EVENT_COLUMNS`).
+    pub fn typed_text(&self, column: &str) -> Option<&str> {
+        let i = super::schema::EVENT_COLUMNS.iter().position(|c| c.column == column)?;
+        match self.common.typed.get(i) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The call key of an `api_request`: session and request id.
+    pub fn call_key(&self) -> Option<(String, String)> {
+        if self.event_name != "api_request" {
+            return None;
+        }
+        Some((self.typed_text("session_id")?.to_string(), self.typed_text("request_id")?.to_string()))
+    }
+
+    /// Input, output and cache tokens of the row.
+    pub fn tokens(&self) -> i64 {
+        ["input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"]
+            .iter()
+            .filter_map(|c| super::schema::EVENT_COLUMNS.iter().position(|x| x.column == *c))
+            .map(|i| match self.common.typed.get(i) {
+                Some(Value::BigInt(n)) => *n,
+                _ => 0,
+            })
+            .sum()
+    }
+
     pub fn into_values(self) -> Vec<Value> {
         let mut v = vec![
             ts(self.time),
@@ -207,6 +236,9 @@ pub struct Batch {
     /// Identity of the export request (hash of its content): a request whose key is already
     /// stored is a re-send and adds nothing.
     pub dedup_key: Option<u128>,
+    /// Calls imported from transcripts: each is stored only when neither telemetry nor an
+    /// earlier import has it (see `writer::Writer::sort_out_imports`).
+    pub transcript: bool,
 }
 
 impl Batch {

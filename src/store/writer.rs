@@ -10,8 +10,9 @@ use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::columnar::TableLayout;
-use super::rows::{Batch, MetricRow, Micros};
+use super::rows::{Batch, EventRow, MetricRow, Micros};
 use super::{StoreError, StoreStats};
+use crate::ingest::transcript::TRANSCRIPT_SCOPE;
 
 /// Most rows committed in one transaction when requests queue up.
 const GROUP_COMMIT_ROWS: usize = 32_768;
@@ -41,6 +42,23 @@ pub struct WriteOutcome {
     pub spans: usize,
     /// The request was a re-send of one already stored; nothing was added.
     pub duplicate: bool,
+    /// Imported calls already stored (from telemetry or an earlier import), not added again.
+    pub known: usize,
+    /// Imported calls that replaced an earlier import of the same call with a smaller usage.
+    pub replaced: usize,
+}
+
+/// A call: session id and request id.
+type CallKey = (String, String);
+
+/// What the writer decided about one batch's imported calls.
+#[derive(Debug, Default)]
+struct ImportPlan {
+    /// Per event: store it.
+    keep: Vec<bool>,
+    known: usize,
+    /// Earlier imports to delete, replaced by a fuller copy.
+    replace: Vec<CallKey>,
 }
 
 /// The last point of a cumulative series: the next point's increment is its difference to it.
@@ -67,6 +85,8 @@ pub(super) struct Writer {
     /// Keys of the exports stored within the re-send window, and when: a copy of
     /// `ingest_batches` loaded at start, so recognising a re-send costs no query.
     known_keys: HashMap<u128, Micros>,
+    /// Calls stored from transcripts: a telemetry `api_request` of one of them replaces it.
+    imported: HashSet<CallKey>,
     /// A test hook (`GPX_TEST_WRITER_PAUSE_FILE`): while this file exists the writer commits
     /// nothing, as a writer stuck behind a slow disk would.
     pause_file: Option<std::path::PathBuf>,
@@ -86,8 +106,15 @@ impl Writer {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i128>(0)? as u128, r.get::<_, Micros>(1)?)))?;
             rows.collect::<duckdb::Result<HashMap<_, _>>>()?
         };
+        let imported = {
+            let mut stmt = conn.prepare(
+                "SELECT session_id, request_id FROM events WHERE scope_name = ? AND session_id IS NOT NULL AND request_id IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([TRANSCRIPT_SCOPE], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<duckdb::Result<HashSet<_>>>()?
+        };
         let pause_file = std::env::var_os("GPX_TEST_WRITER_PAUSE_FILE").map(std::path::PathBuf::from);
-        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys, pause_file })
+        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys, imported, pause_file })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
@@ -131,19 +158,22 @@ impl Writer {
             self.commit(&mut batches)
         };
         match result {
-            Ok(duplicates) => {
+            Ok(results) => {
                 self.stats.mark_ingest();
                 self.stats.clear_write_failure();
-                for (job, duplicate) in jobs.into_iter().zip(duplicates) {
+                for (job, (duplicate, plan)) in jobs.into_iter().zip(results) {
                     let outcome = if duplicate {
                         tracing::debug!("identical export re-sent; already stored");
                         WriteOutcome { duplicate: true, ..WriteOutcome::default() }
                     } else {
+                        let events = plan.as_ref().map(|p| p.keep.iter().filter(|k| **k).count()).unwrap_or(job.batch.events.len());
                         WriteOutcome {
-                            events: job.batch.events.len(),
+                            events,
                             points: job.batch.points.len(),
                             spans: job.batch.spans.len(),
                             duplicate: false,
+                            known: plan.as_ref().map(|p| p.known).unwrap_or(0),
+                            replaced: plan.as_ref().map(|p| p.replace.len()).unwrap_or(0),
                         }
                     };
                     let _ = job.ack.send(Ok(outcome));
@@ -171,9 +201,31 @@ impl Writer {
     }
 
     /// Stores the batches in one transaction; returns which of them were re-sends of an export
-    /// already stored (those add nothing, not even a second copy within this group).
-    fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<Vec<bool>, String> {
+    /// already stored (those add nothing, not even a second copy within this group), and what
+    /// became of each imported batch's calls.
+    fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<Vec<(bool, Option<ImportPlan>)>, String> {
         let duplicates = self.find_resent(batches);
+        let mut in_group: HashMap<CallKey, i64> = HashMap::new();
+        let mut plans: Vec<Option<ImportPlan>> = Vec::new();
+        for (batch, duplicate) in batches.iter().zip(&duplicates) {
+            plans.push(if batch.transcript && !duplicate {
+                Some(self.sort_out_imports(&batch.events, &mut in_group).map_err(|e| format!("imported calls: {e}"))?)
+            } else {
+                None
+            });
+        }
+        // telemetry of a call imported earlier: the telemetry row is the one kept
+        let superseded: Vec<CallKey> = if self.imported.is_empty() {
+            Vec::new()
+        } else {
+            batches
+                .iter()
+                .zip(&duplicates)
+                .filter(|(b, d)| !b.transcript && !**d)
+                .flat_map(|(b, _)| b.events.iter().filter_map(EventRow::call_key))
+                .filter(|k| self.imported.contains(k))
+                .collect()
+        };
         // Increments are worked out against a scratch copy of the series state, which replaces
         // the real one only once the transaction has committed.
         let mut pending: HashMap<u64, SeriesState> = HashMap::new();
@@ -184,8 +236,27 @@ impl Writer {
         }
         let l = &self.layouts;
         let fresh: Vec<&Batch> = batches.iter().zip(&duplicates).filter(|(_, d)| !**d).map(|(b, _)| &**b).collect();
+        let keep: Vec<&Vec<bool>> = plans
+            .iter()
+            .zip(&duplicates)
+            .filter(|(_, d)| !**d)
+            .map(|(p, _)| p.as_ref().map(|p| &p.keep))
+            .map(|k| k.unwrap_or(&ALL))
+            .collect();
+        let replaced: Vec<&CallKey> = plans.iter().flatten().flat_map(|p| &p.replace).chain(&superseded).collect();
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
-        append(&tx, "events", &l.events, fresh.iter().flat_map(|b| &b.events).map(|r| r.clone().into_values()))?;
+        if !replaced.is_empty() {
+            let mut delete = tx
+                .prepare("DELETE FROM events WHERE scope_name = ? AND event_name = 'api_request' AND session_id = ? AND request_id = ?")
+                .map_err(|e| e.to_string())?;
+            for (session, request) in &replaced {
+                delete.execute(params![TRANSCRIPT_SCOPE, session, request]).map_err(|e| format!("replacing an imported call: {e}"))?;
+            }
+        }
+        let events = fresh.iter().zip(&keep).flat_map(|(b, keep)| {
+            b.events.iter().enumerate().filter(|(i, _)| keep.is_empty() || keep.get(*i).copied().unwrap_or(true)).map(|(_, r)| r)
+        });
+        append(&tx, "events", &l.events, events.map(|r| r.clone().into_values()))?;
         append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
         append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
         // the keys commit with the rows: a retry after a lost ack finds them whatever happened
@@ -200,10 +271,73 @@ impl Writer {
             appender.flush().map_err(|e| format!("ingest_batches: {e}"))?;
         }
         tx.commit().map_err(|e| e.to_string())?;
+        for key in &superseded {
+            self.imported.remove(key);
+        }
+        for (batch, plan) in batches.iter().zip(&plans) {
+            if let Some(plan) = plan {
+                let stored = batch.events.iter().zip(&plan.keep).filter(|(_, k)| **k).filter_map(|(e, _)| e.call_key());
+                self.imported.extend(stored);
+            }
+        }
         self.series.extend(pending);
         // only once committed: a failed transaction leaves its keys unknown, so its retry stores
         self.known_keys.extend(keys.into_iter().map(|k| (k, now_us)));
-        Ok(duplicates)
+        Ok(duplicates.into_iter().zip(plans).collect())
+    }
+
+    /// Which imported calls to store: not one telemetry has (whichever came first, a call counts
+    /// once), nor one imported before unless this copy's usage is larger (it replaces that one).
+    /// `in_group` holds the calls taken earlier in the same commit, with their tokens.
+    fn sort_out_imports(&self, events: &[EventRow], in_group: &mut HashMap<CallKey, i64>) -> duckdb::Result<ImportPlan> {
+        let mut sessions: Vec<&str> = events.iter().filter_map(|e| e.typed_text("session_id")).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        // what the store has of these sessions' calls: telemetry, or imported with its tokens
+        let mut telemetry: HashSet<CallKey> = HashSet::new();
+        let mut stored: HashMap<CallKey, i64> = HashMap::new();
+        for chunk in sessions.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT session_id, request_id, scope_name IS NOT DISTINCT FROM ?,
+                    coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0)
+                 FROM events WHERE event_name = 'api_request' AND request_id IS NOT NULL AND session_id IN ({placeholders})"
+            ))?;
+            let values: Vec<&dyn duckdb::ToSql> =
+                std::iter::once(&TRANSCRIPT_SCOPE as &dyn duckdb::ToSql).chain(chunk.iter().map(|s| s as &dyn duckdb::ToSql)).collect();
+            let rows = stmt.query_map(values.as_slice(), |r| {
+                Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), r.get::<_, bool>(2)?, r.get::<_, i64>(3)?))
+            })?;
+            for row in rows {
+                let (key, imported, tokens) = row?;
+                if imported {
+                    stored.insert(key, tokens);
+                } else {
+                    telemetry.insert(key);
+                }
+            }
+        }
+        let mut plan = ImportPlan::default();
+        for e in events {
+            let Some(key) = e.call_key() else {
+                plan.keep.push(true);
+                continue;
+            };
+            let tokens = e.tokens();
+            // a second copy within one commit is never taken: the first is not stored yet
+            let earlier = stored.get(&key).copied();
+            let take = !telemetry.contains(&key) && !in_group.contains_key(&key) && earlier.is_none_or(|t| tokens > t);
+            if take && earlier.is_some() {
+                plan.replace.push(key.clone());
+            }
+            if take {
+                in_group.insert(key, tokens);
+            } else {
+                plan.known += 1;
+            }
+            plan.keep.push(take);
+        }
+        Ok(plan)
     }
 
     /// Which batches carry a key already stored or seen earlier in the same group.
@@ -264,6 +398,9 @@ impl Writer {
             .optional()
     }
 }
+
+/// "Keep every row" for batches that are not imports.
+static ALL: Vec<bool> = Vec::new();
 
 /// Appends rows to `table` inside the transaction as Arrow record batches; opens no appender
 /// when there are none.
