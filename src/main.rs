@@ -3,7 +3,7 @@
 //! Started by Grafana (env `grafana_plugin_type=datasource`, no arguments) it prints the
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
-use gpx_claudecode::{app, bench, config, plugin};
+use gpx_claudecode::{app, bench, config, import, plugin, prices, statusline};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +34,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PricesAction {
+    /// Merge the Claude models of a LiteLLM model_prices_and_context_window.json into the data
+    /// directory's prices.json
+    Update { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Receive OTLP and store it, without Grafana (Ctrl-C or SIGTERM stops cleanly).
     Serve {
@@ -46,6 +53,29 @@ enum Command {
         /// OTLP/HTTP listen address [env: GF_PLUGIN_OTLP_HTTP_LISTEN] [default: 127.0.0.1:4318]
         #[arg(long)]
         http: Option<String>,
+    },
+    /// Import Claude Code's local transcripts (history from before telemetry) into the store.
+    Import(import::ImportArgs),
+    /// Print the list prices in effect; `prices update FILE` takes a LiteLLM price file.
+    Prices {
+        #[command(subcommand)]
+        action: Option<PricesAction>,
+        /// Data directory (its prices.json overrides the bundled table) [env: GF_PLUGIN_DATA_DIR] [default: ./data]
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Claude Code's statusLine command: prints today's cost and the open 5-hour window, and
+    /// records the plan's rate limits from the status JSON on stdin.
+    Statusline {
+        /// Data directory [env: GF_PLUGIN_DATA_DIR] [default: ./data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The running receiver, used when another process holds the DuckDB file
+        #[arg(long, default_value = "http://127.0.0.1:4318")]
+        endpoint: String,
+        /// Ingest token of the running receiver
+        #[arg(long, env = "GF_PLUGIN_INGEST_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Benchmark ingest and queries against DuckDB's own speed; prints Markdown tables (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
@@ -60,6 +90,98 @@ fn terminal_logs() {
     use std::io::IsTerminal;
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry().with(layer).with(env_filter()).init();
+}
+
+/// Terminal commands log only warnings and errors unless RUST_LOG says otherwise.
+fn terminal_logs_quiet() {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry().with(layer).with(filter).init();
+}
+
+fn data_dir_or_default(data_dir: Option<PathBuf>) -> PathBuf {
+    Config::standalone(data_dir, None, None).data_dir.unwrap_or_else(|_| PathBuf::from("data"))
+}
+
+fn prices_command(action: Option<PricesAction>, data_dir: Option<PathBuf>) -> Result<(), String> {
+    let dir = data_dir_or_default(data_dir);
+    let mut table = prices::PriceTable::load(Some(&dir)).map_err(|e| e.to_string())?;
+    if let Some(PricesAction::Update { file }) = action {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let changed = table.update_from_litellm(&text, &file.display().to_string()).map_err(|e| e.to_string())?;
+        let path = table.save(&dir).map_err(|e| e.to_string())?;
+        println!("{} models added or changed, written to {}: {}", changed.len(), path.display(), changed.join(", "));
+        return Ok(());
+    }
+    println!("prices as of {} ({}), USD per million tokens", table.as_of, table.sources.join(", then "));
+    println!(
+        "{:<28} {:>8} {:>8} {:>10} {:>9} {:>9}  long context (>200k) / fast",
+        "model", "input", "output", "cache read", "write 5m", "write 1h"
+    );
+    for (model, p) in &table.models {
+        let long = p.above_200k.map(|l| format!("{}/{}", l.input, l.output)).unwrap_or_else(|| "-".into());
+        let fast = p.fast_multiplier.map(|f| format!("{f}x")).unwrap_or_else(|| "-".into());
+        let b = p.base;
+        println!(
+            "{model:<28} {:>8} {:>8} {:>10} {:>9} {:>9}  {long} / {fast}",
+            b.input, b.output, b.cache_read, b.cache_write_5m, b.cache_write_1h
+        );
+    }
+    Ok(())
+}
+
+/// Reads Claude Code's status from stdin, records it and prints the line. Whatever fails, a
+/// line is printed (from the status alone) so Claude Code's status bar never goes blank; the
+/// cause goes to stderr.
+async fn statusline_command(data_dir: Option<PathBuf>, endpoint: String, token: Option<String>) -> Result<(), String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read the status from stdin: {e}"))?;
+    let input: statusline::StatusInput = serde_json::from_str(&text).map_err(|e| format!("stdin is not Claude Code's status JSON: {e}"))?;
+    let now = chrono::Utc::now();
+    let status = match statusline_status(data_dir, &endpoint, token, &text, &input, now).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("gpx_claudecode statusline: {e}");
+            None
+        }
+    };
+    println!("{}", statusline::line(&input, status.as_ref(), now));
+    Ok(())
+}
+
+async fn statusline_status(
+    data_dir: Option<PathBuf>,
+    endpoint: &str,
+    token: Option<String>,
+    text: &str,
+    input: &statusline::StatusInput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<statusline::StoreStatus, String> {
+    let state = AppState::new(Config::standalone(data_dir, None, None));
+    match state.store.open().await {
+        Ok(_) => {
+            let status = statusline::record(&state.ingest, input, now).await;
+            state.store.close().await;
+            status
+        }
+        Err(e) if e.is_lock_conflict() => {
+            let url = format!("{}{}", endpoint.trim_end_matches('/'), gpx_claudecode::ingest::http::STATUSLINE_PATH);
+            let mut request = reqwest::Client::new().post(&url).header("content-type", "application/json").body(text.to_string());
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.timeout(std::time::Duration::from_secs(2)).send().await.map_err(|e| format!("{url}: {e}"))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}: {body}"));
+            }
+            serde_json::from_str(&body).map_err(|e| format!("{url} answered {body:?}: {e}"))
+        }
+        Err(e) => Err(format!("cannot open the store: {e}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -77,6 +199,15 @@ fn main() -> ExitCode {
         Some(Command::Serve { data_dir, grpc, http }) => {
             terminal_logs();
             runtime.block_on(standalone(Config::standalone(data_dir, grpc, http)))
+        }
+        Some(Command::Import(args)) => {
+            terminal_logs_quiet();
+            runtime.block_on(import::run(args))
+        }
+        Some(Command::Prices { action, data_dir }) => prices_command(action, data_dir),
+        Some(Command::Statusline { data_dir, endpoint, token }) => {
+            terminal_logs_quiet();
+            runtime.block_on(statusline_command(data_dir, endpoint, token))
         }
         Some(Command::Bench(args)) => {
             terminal_logs();

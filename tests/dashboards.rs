@@ -231,6 +231,8 @@ async fn provisioning_files_fit_the_plugin_and_alert_rules_evaluate() {
         [
             ("Claude Code API error rate over 5 %", true),
             ("Claude Code P95 API latency over 30 s", false),
+            ("Claude Code budget forecast over 100 %", false),
+            ("Claude Code budget forecast over 80 %", false),
             ("Claude Code cost spike (over 2x the previous day)", false),
         ]
         .into_iter()

@@ -25,7 +25,7 @@ fn expected_types(q: &Value) -> &'static [&'static str] {
         "trace" => &[""],
         // listings with times, JSON or only text
         "sessions" | "session_timeline" | "prompts" | "annotations" | "variable" | "tool_errors" | "repositories" | "skills"
-        | "plugins" | "managed_settings" | "fleet" => &["table"],
+        | "plugins" | "managed_settings" | "fleet" | "budget" | "usage_windows" => &["table"],
         "sql" => &["numeric-long", "table"],
         _ => &["numeric-long"],
     }
@@ -167,12 +167,12 @@ async fn every_frame_decodes_as_grafana_shows_it() {
         }
         examples.push((format!("example {}", entry["queryType"]), q));
     }
-    assert_eq!(examples.len(), 27);
+    assert_eq!(examples.len(), 29);
     let results = check_all(&plugin, &examples, FROM, TO).await;
     for ((what, _), r) in examples.iter().zip(&results) {
         // the fixtures have no failed tool call, no "timeout" in the logs example's search, and
-        // no captured run used an MCP tool or a skill
-        let without_data = ["tool_errors", "logs", "mcp", "skills"].map(|t| format!("example \"{t}\""));
+        // no captured run used an MCP tool or a skill, and no budget is set
+        let without_data = ["tool_errors", "logs", "mcp", "skills", "budget"].map(|t| format!("example \"{t}\""));
         if !without_data.contains(what) {
             assert!(r.frames.iter().any(|f| f.rows() > 0), "{what}: the fixtures give it data");
         }

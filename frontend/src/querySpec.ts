@@ -182,6 +182,19 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
     options: [],
     defaults: {},
   },
+  budget: {
+    label: 'Budget',
+    description: 'Spent, share used and forecast at period end for each budget of the datasource settings.',
+    options: [],
+    defaults: {},
+  },
+  usage_windows: {
+    label: 'Plan usage windows',
+    description:
+      '5-hour usage windows per user (tokens, cost, burn rate and projection of the open one); weekly totals.',
+    options: [],
+    defaults: {},
+  },
   variable: {
     label: 'Variable values',
     description: 'Distinct values of a key (session, model, user, tool, any attribute).',
@@ -227,6 +240,7 @@ const option = <T extends string>(value: T, label: string, description?: string)
 
 export const MEASURES: Array<SelectableValue<string>> = [
   option('cost', 'Cost (USD)'),
+  option('list_cost', 'List cost (USD)', 'Cost at list prices, for telemetry and imported history alike'),
   option('subagent_cost', 'Subagent cost (USD)', 'Cost of the model calls subagents made'),
   option('tokens', 'Tokens'),
   option('input_tokens', 'Input tokens'),

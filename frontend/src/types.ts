@@ -27,6 +27,8 @@ export type QueryType =
   | 'plugins'
   | 'managed_settings'
   | 'fleet'
+  | 'budget'
+  | 'usage_windows'
   | 'variable'
   | 'annotations'
   | 'sql';

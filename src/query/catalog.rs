@@ -19,12 +19,12 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
     vec![
         info(
             "stat",
-            "One number for the range (sessions, active_sessions, cost, subagent_cost, tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, active_time, lines_added, lines_removed, commits, pull_requests, api_requests, api_errors, queued_sends, …), optionally with the previous period and the change.",
+            "One number for the range (sessions, active_sessions, cost, list_cost, subagent_cost, tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, active_time, lines_added, lines_removed, commits, pull_requests, api_requests, api_errors, queued_sends, …), optionally with the previous period and the change.",
             json!({"queryType": "stat", "measure": "cost", "compare": "previous_period"}),
         ),
         info(
             "breakdown",
-            "A measure by any attribute (model, user.id, user.email, team, terminal.type, app.version, query_source, query_class, agent.name, repository, branch, provider, effort, speed, …) as wide time series or table, top N plus \"other\".",
+            "A measure by any attribute (model, user.id, user.email, team, terminal.type, app.version, query_source, query_class, agent.name, repository, branch, provider, data_source, effort, speed, …) as wide time series or table, top N plus \"other\".",
             json!({"queryType": "breakdown", "measure": "tokens", "groupBy": "team", "format": "time_series", "limit": 5}),
         ),
         info(
@@ -148,6 +148,16 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
             "Raw read-only SQL with macros ($__timeFilter, $__timeGroup, $__interval, …) as table, time series or logs.",
             json!({"queryType": "sql", "format": "time_series", "rawSql": "SELECT $__timeGroupAlias(time, $__interval, 0), model, sum(cost_usd) AS cost_usd FROM events WHERE $__timeFilter(time) AND event_name = 'api_request' GROUP BY ALL ORDER BY 1"}),
         ),
+        info(
+            "budget",
+            "Spent, budget, share used and forecast at the period's end from the burn rate so far, per budget of the datasource settings (organisation, team or user; monthly or weekly); measure cost or list_cost.",
+            json!({"queryType": "budget", "measure": "cost"}),
+        ),
+        info(
+            "usage_windows",
+            "Claude plans' 5-hour usage windows per user (opening at their first request): calls, tokens, cost, and the open window's burn rate, tokens per minute and projection; output weekly for weekly totals, limits for the plan's own used percentages the statusline recorded.",
+            json!({"queryType": "usage_windows", "output": "windows"}),
+        ),
     ]
 }
 
@@ -197,6 +207,8 @@ mod tests {
             "plugins",
             "managed_settings",
             "fleet",
+            "budget",
+            "usage_windows",
             "variable",
             "annotations",
             "sql",

@@ -34,6 +34,44 @@ pub enum Query {
     Variable(VariableQuery),
     Annotations(AnnotationsQuery),
     Sql(RawSqlQuery),
+    Budget(BudgetQuery),
+    UsageWindows(UsageWindowsQuery),
+}
+
+/// Cost against the datasource's budgets in the period that holds the range's end.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetQuery {
+    /// `cost` (Claude Code's estimate; list price for imported history) or `list_cost`.
+    #[serde(default)]
+    pub measure: BudgetMeasure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetMeasure {
+    #[default]
+    Cost,
+    ListCost,
+}
+
+/// Claude plans' 5-hour usage windows and weekly totals, per user.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageWindowsQuery {
+    /// `windows` (one row per 5-hour window), `weekly` (per user and week) or `limits` (the
+    /// plan's own used percentages the statusline recorded, as time series).
+    #[serde(default)]
+    pub output: WindowsOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowsOutput {
+    #[default]
+    Windows,
+    Weekly,
+    Limits,
 }
 
 /// A parsed query with the options every type shares.
@@ -138,6 +176,8 @@ pub enum Measure {
     /// Distinct sessions with any telemetry in the range.
     ActiveSessions,
     Cost,
+    /// Cost at list prices (`prices`), per `api_request`: telemetry and imported history alike.
+    ListCost,
     /// Cost of model calls made by subagents (query class `subagent`).
     SubagentCost,
     Tokens,

@@ -277,9 +277,17 @@ impl Plugin {
     /// Posts fixture exports to the OTLP/HTTP receiver as Claude Code does (`/v1/<signal>`, the
     /// captured content type and encoding); each must be acknowledged.
     pub async fn ingest_http(&self, fixtures: &[test_fixtures::Fixture]) {
+        self.ingest_http_as(fixtures, None).await
+    }
+
+    /// As `ingest_http`, with `Authorization: Bearer <token>`.
+    pub async fn ingest_http_as(&self, fixtures: &[test_fixtures::Fixture], token: Option<&str>) {
         let client = reqwest::Client::new();
         for f in fixtures {
             let mut req = client.post(format!("http://{}/v1/{}", self.http_addr, f.signal)).header("content-type", &f.content_type);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
             if let Some(e) = &f.content_encoding {
                 req = req.header("content-encoding", e);
             }
@@ -658,3 +666,9 @@ pub fn log_export(id: &str, records: usize) -> opentelemetry_proto::tonic::colle
         resource_logs: vec![ResourceLogs { scope_logs: vec![ScopeLogs { log_records, ..Default::default() }], ..Default::default() }],
     }
 }
+
+/// Claude Code's statusline JSON as its documentation describes it, with a plan's rate limits.
+pub const STATUS: &str = r#"{"hook_event_name":"Status","session_id":"6fa859a7-0176-4ea5-a4a8-0e74173978d7","transcript_path":"/tmp/t.jsonl","cwd":"/work",
+  "model":{"id":"claude-opus-5-5","display_name":"Opus 5.5"},"workspace":{"current_dir":"/work","project_dir":"/work"},"version":"2.1.332",
+  "output_style":{"name":"default"},"cost":{"total_cost_usd":0.0223026,"total_duration_ms":642,"total_api_duration_ms":117,"total_lines_added":0,"total_lines_removed":0},
+  "exceeds_200k_tokens":false,"rate_limits":{"five_hour":{"used_percentage":42.5,"resets_at":1796122800},"seven_day":{"used_percentage":12,"resets_at":"2026-12-04T00:00:00Z"}}}"#;
