@@ -205,6 +205,18 @@ impl Ingest {
         Ok(decode::decode(signal, encoding, body)?)
     }
 
+    /// The store, waited for until `deadline` while it opens or reopens.
+    async fn open_store(&self, deadline: tokio::time::Instant) -> Result<crate::store::Store, IngestError> {
+        match self.store.get() {
+            Ok(store) => Ok(store),
+            Err(Unavailable::Opening(_) | Unavailable::Reopening { .. }) => {
+                let _waiting = self.stats.waiting();
+                Ok(self.store.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Stores calls imported from transcripts, priced at the list prices in effect; returns once
     /// committed, with what was new. Calls telemetry or an earlier import already has are not
     /// stored again. Waits for the store like an export does.
@@ -216,13 +228,7 @@ impl Ingest {
         unpriced.sort();
         unpriced.dedup();
         loop {
-            let store = match self.store.get() {
-                Ok(store) => store,
-                Err(Unavailable::Opening(_) | Unavailable::Reopening { .. }) => {
-                    self.store.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let store = self.open_store(deadline).await?;
             let now = chrono::Utc::now().timestamp_micros();
             let events = request.calls.iter().map(|c| c.to_event(now, &prices, &request.user)).collect();
             let batch = crate::store::rows::Batch { events, transcript: true, ..Default::default() };
@@ -267,14 +273,7 @@ impl Ingest {
         let deadline = tokio::time::Instant::now() + self.settings.wait;
         let signal = request.signal();
         loop {
-            let store = match self.store.get() {
-                Ok(store) => store,
-                Err(Unavailable::Opening(_) | Unavailable::Reopening { .. }) => {
-                    let _waiting = self.stats.waiting();
-                    self.store.wait(deadline.saturating_duration_since(tokio::time::Instant::now())).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let store = self.open_store(deadline).await?;
             let now = chrono::Utc::now().timestamp_micros();
             let mut batch = match &request {
                 ExportRequest::Logs(r) => flatten::logs(r, now),

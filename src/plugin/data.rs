@@ -74,17 +74,14 @@ const CONCURRENT_QUERIES: usize = 4;
 
 impl ClaudeCodePlugin {
     async fn query_data(&self, request: pluginv2::QueryDataRequest) -> QueryDataResponse {
-        let mut settings = self.query_settings::<DatasourceSettings>(None);
-        if let Some(context) = request.plugin_context {
-            match grafana_plugin_sdk::backend::PluginContext::<DatasourceSettings, serde_json::Value, serde_json::Value>::try_from(context)
-            {
-                Ok(context) => {
-                    self.learn_datasource_settings(context.instance_settings.as_ref());
-                    settings = self.query_settings(context.instance_settings.as_ref());
-                }
-                Err(e) => tracing::warn!(error = %e, "QueryData: unreadable plugin context"),
-            }
-        }
+        let context = request.plugin_context.and_then(|context| {
+            grafana_plugin_sdk::backend::PluginContext::<DatasourceSettings, serde_json::Value, serde_json::Value>::try_from(context)
+                .map_err(|e| tracing::warn!(error = %e, "QueryData: unreadable plugin context"))
+                .ok()
+        });
+        let instance = context.as_ref().and_then(|c| c.instance_settings.as_ref());
+        self.learn_datasource_settings(instance);
+        let settings = self.query_settings(instance);
         let settings = Arc::new(settings);
         let responses = futures::stream::iter(request.queries)
             .map(|q| {

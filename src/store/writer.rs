@@ -205,27 +205,27 @@ impl Writer {
     /// became of each imported batch's calls.
     fn commit(&mut self, batches: &mut [&mut Batch]) -> Result<Vec<(bool, Option<ImportPlan>)>, String> {
         let duplicates = self.find_resent(batches);
+        // telemetry committed in this same group has the call too, though it is not stored yet
+        // (nothing to look at, on the hot path, while no import is stored or under way)
+        let imports = !self.imported.is_empty() || batches.iter().any(|b| b.transcript);
+        let group_telemetry: HashSet<CallKey> = batches
+            .iter()
+            .filter(|_| imports)
+            .zip(&duplicates)
+            .filter(|(b, d)| !b.transcript && !**d)
+            .flat_map(|(b, _)| b.events.iter().filter_map(EventRow::call_key))
+            .collect();
         let mut in_group: HashMap<CallKey, i64> = HashMap::new();
         let mut plans: Vec<Option<ImportPlan>> = Vec::new();
         for (batch, duplicate) in batches.iter().zip(&duplicates) {
             plans.push(if batch.transcript && !duplicate {
-                Some(self.sort_out_imports(&batch.events, &mut in_group).map_err(|e| format!("imported calls: {e}"))?)
+                Some(self.sort_out_imports(&batch.events, &group_telemetry, &mut in_group).map_err(|e| format!("imported calls: {e}"))?)
             } else {
                 None
             });
         }
         // telemetry of a call imported earlier: the telemetry row is the one kept
-        let superseded: Vec<CallKey> = if self.imported.is_empty() {
-            Vec::new()
-        } else {
-            batches
-                .iter()
-                .zip(&duplicates)
-                .filter(|(b, d)| !b.transcript && !**d)
-                .flat_map(|(b, _)| b.events.iter().filter_map(EventRow::call_key))
-                .filter(|k| self.imported.contains(k))
-                .collect()
-        };
+        let superseded: Vec<CallKey> = group_telemetry.iter().filter(|k| self.imported.contains(*k)).cloned().collect();
         // Increments are worked out against a scratch copy of the series state, which replaces
         // the real one only once the transaction has committed.
         let mut pending: HashMap<u64, SeriesState> = HashMap::new();
@@ -289,7 +289,12 @@ impl Writer {
     /// Which imported calls to store: not one telemetry has (whichever came first, a call counts
     /// once), nor one imported before unless this copy's usage is larger (it replaces that one).
     /// `in_group` holds the calls taken earlier in the same commit, with their tokens.
-    fn sort_out_imports(&self, events: &[EventRow], in_group: &mut HashMap<CallKey, i64>) -> duckdb::Result<ImportPlan> {
+    fn sort_out_imports(
+        &self,
+        events: &[EventRow],
+        group_telemetry: &HashSet<CallKey>,
+        in_group: &mut HashMap<CallKey, i64>,
+    ) -> duckdb::Result<ImportPlan> {
         let mut sessions: Vec<&str> = events.iter().filter_map(|e| e.typed_text("session_id")).collect();
         sessions.sort_unstable();
         sessions.dedup();
@@ -326,7 +331,10 @@ impl Writer {
             let tokens = e.tokens();
             // a second copy within one commit is never taken: the first is not stored yet
             let earlier = stored.get(&key).copied();
-            let take = !telemetry.contains(&key) && !in_group.contains_key(&key) && earlier.is_none_or(|t| tokens > t);
+            let take = !telemetry.contains(&key)
+                && !group_telemetry.contains(&key)
+                && !in_group.contains_key(&key)
+                && earlier.is_none_or(|t| tokens > t);
             if take && earlier.is_some() {
                 plan.replace.push(key.clone());
             }
