@@ -105,6 +105,12 @@ impl StoreHandle {
             Ok(store) => {
                 self.state.send_replace(State::Open(store.clone()));
             }
+            // another process holding the file is expected (a terminal command while the plugin
+            // runs, the plugin's previous instance shutting down): its callers say what happens next
+            Err(e) if e.is_lock_conflict() => {
+                tracing::debug!(error = %e, "store held by another process");
+                self.state.send_replace(State::Failed(e.to_string()));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store unavailable");
                 self.state.send_replace(State::Failed(e.to_string()));
@@ -122,7 +128,17 @@ impl StoreHandle {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>, retry_open: bool) -> Result<(), StoreError> {
         const RETRY: Duration = Duration::from_secs(5);
         const MAX_PAUSE: Duration = Duration::from_secs(60);
+        // `serve` opens the store before it runs it: a second DuckDB instance on the file would
+        // write beside the first, and closing either drops the process's lock on it (POSIX
+        // locks belong to the process, and go with the first close)
+        let already = match &*self.state.borrow() {
+            State::Open(store) => Some(store.clone()),
+            _ => None,
+        };
         let mut store = loop {
+            if let Some(store) = already.clone() {
+                break store;
+            }
             match self.open().await {
                 Ok(s) => break s,
                 Err(e) if !retry_open => return Err(e),
