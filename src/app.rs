@@ -8,13 +8,6 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::store::{Store, StoreHandle};
 
-/// A receiver's serve function: runs on a bound listener until shutdown.
-type ServeFn = fn(
-    Arc<Ingest>,
-    tokio::net::TcpListener,
-    tokio::sync::watch::Receiver<bool>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
-
 pub struct AppState {
     pub config: Config,
     /// The store and its lifecycle.
@@ -26,6 +19,9 @@ pub struct AppState {
     pub datasource_retention_days: std::sync::atomic::AtomicU32,
     /// Bytes of data kept, from datasources' `retentionMaxSizeGB` (the largest; 0 = none set).
     pub datasource_retention_max_bytes: std::sync::atomic::AtomicU64,
+    /// The `jsonData` of the datasource Grafana asked last (prices, budgets): the local API's
+    /// queries use it, so a terminal report prices as the dashboards do.
+    datasource_json: Mutex<Option<serde_json::Value>>,
 }
 
 /// Where each OTLP listener is, or why it is not.
@@ -80,6 +76,7 @@ impl AppState {
             listeners: Mutex::new(Listeners::default()),
             datasource_retention_days: Default::default(),
             datasource_retention_max_bytes: Default::default(),
+            datasource_json: Mutex::new(None),
         })
     }
 
@@ -89,6 +86,35 @@ impl AppState {
     pub fn price_table(&self) -> Result<crate::prices::PriceTable, String> {
         crate::prices::PriceTable::load(self.config.data_dir.as_deref().ok())
             .map_err(|e| format!("{e}; fix or remove the file (`gpx_claudecode prices` shows what is in effect)"))
+    }
+
+    /// Remembers a datasource's `jsonData` for the local API (see `datasource_json`).
+    pub fn learn_datasource_json(&self, json: &serde_json::Value) {
+        if let Ok(mut j) = self.datasource_json.lock() {
+            *j = Some(json.clone());
+        }
+    }
+
+    /// What a datasource's settings add to its queries: prices (the data directory's table with
+    /// the datasource's `prices` over it) and `budgets`. `None`: the datasource Grafana asked
+    /// last, else none (standalone). A bad setting is an error that names it, never a silently
+    /// different number.
+    pub fn query_settings(&self, json: Option<&serde_json::Value>) -> Result<crate::query::QuerySettings, String> {
+        let learned = self.datasource_json.lock().ok().and_then(|j| j.clone());
+        let json = json.cloned().or(learned).unwrap_or_default();
+        let mut prices = self.price_table()?;
+        if let Some(overrides) = json.get("prices").filter(|v| !v.is_null()) {
+            let overrides = serde_json::from_value(overrides.clone())
+                .map_err(|e| format!("the datasource's Prices setting is not valid: {e}; fix it in the datasource settings"))?;
+            prices.apply(&overrides, "datasource settings").map_err(|e| e.to_string())?;
+        }
+        let budgets = match json.get("budgets").filter(|v| !v.is_null()) {
+            Some(b) => {
+                crate::query::plan::parse_budgets(b).map_err(|e| format!("the datasource's {e}; fix it in the datasource settings"))?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::query::QuerySettings { prices, budgets })
     }
 
     /// The open store, or why it is not available (still opening, or failed).
@@ -124,6 +150,9 @@ impl AppState {
             Ok(l) => {
                 let bound = l.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or(address);
                 tracing::info!(address = %bound, receiver = which.name(), "OTLP listener ready");
+                if let (Receiver::Http, Ok(dir)) = (which, &self.config.data_dir) {
+                    crate::api::announce(dir, &bound);
+                }
                 self.set_listener(which, ListenerState::Listening { address: bound });
                 Ok(l)
             }
@@ -143,12 +172,13 @@ impl AppState {
         listener: tokio::net::TcpListener,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let serve: ServeFn = match which {
-            Receiver::Grpc => |ingest, listener, shutdown| Box::pin(crate::ingest::grpc::serve(ingest, listener, shutdown)),
-            Receiver::Http => |ingest, listener, shutdown| Box::pin(crate::ingest::http::serve(ingest, listener, shutdown)),
-        };
         let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        serve(self.ingest.clone(), listener, shutdown).await.map_err(|e| {
+        let served = match which {
+            Receiver::Grpc => crate::ingest::grpc::serve(self.ingest.clone(), listener, shutdown).await,
+            // the local API (terminal commands, scripts) shares the OTLP/HTTP listener
+            Receiver::Http => crate::ingest::http::serve(self.ingest.clone(), crate::api::router(self.clone()), listener, shutdown).await,
+        };
+        served.map_err(|e| {
             tracing::error!(address = %bound, error = %e, receiver = which.name(), "listener stopped");
             self.set_listener(which, ListenerState::Failed { address: bound.clone(), error: e.clone() });
             format!("{} on {bound} stopped: {e}", which.name())
@@ -246,6 +276,79 @@ impl AppState {
             ),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "size retention pass failed; retrying in a minute"),
+        }
+    }
+}
+
+/// What CheckHealth and `gpx_claudecode status` say.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    pub ok: bool,
+    pub message: String,
+    /// `store` (file, counts, last ingest), `listeners`, `ingest` (refusals, waiting exports).
+    pub details: serde_json::Value,
+}
+
+impl AppState {
+    /// Store, listeners and ingest, for Grafana's "Save & test", `gpx_claudecode status` and operators. While the store
+    /// opens (WAL replay) the check waits for it, as queries do.
+    pub async fn health(&self) -> Health {
+        let state = self;
+        let listeners = state.listeners();
+        let listener_text = |l: &ListenerState| match l {
+            ListenerState::Listening { address } => address.clone(),
+            ListenerState::Starting => "starting".into(),
+            ListenerState::Failed { address, error } => format!("{address} FAILED: {error}"),
+        };
+        let store = match state.store.wait(state.config.store_wait).await {
+            Ok(store) => store.health().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let ingest = state.ingest.stats.health();
+        let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
+        let ingest_json = serde_json::to_value(&ingest).unwrap_or_default();
+        let refusals = ingest.refusals_text(chrono::Utc::now());
+        let waiting = (ingest.waiting_exports > 0).then(|| {
+            format!("{} exports ({}) waiting for the store", ingest.waiting_exports, bytesize::ByteSize(ingest.held_bytes as u64))
+        });
+        match store {
+            Ok(h) => {
+                let failed =
+                    matches!(listeners.grpc, ListenerState::Failed { .. }) || matches!(listeners.http, ListenerState::Failed { .. });
+                let mut message = format!(
+                "Claude Code data in {} (schema v{}): {} events, {} metric points, {} spans, {} sessions; last ingest {}; OTLP gRPC {}, HTTP {}",
+                h.path,
+                h.schema_version,
+                h.events,
+                h.metric_points,
+                h.spans,
+                h.sessions,
+                h.last_ingest.as_deref().unwrap_or("never"),
+                listener_text(&listeners.grpc),
+                listener_text(&listeners.http),
+            );
+                message.extend(waiting.map(|w| format!("; {w}")));
+                // exports refused now (a wrong token: Claude Code itself says nothing) come first
+                let refusing = ingest.refusing_now();
+                let message = match &refusals {
+                    Some(r) if refusing => format!("{r}. {message}"),
+                    Some(r) => format!("{message}. {r}"),
+                    None => message,
+                };
+                // writes failing right now (a full disk) matter more than everything else said here
+                let (failed, message) = match &h.write_failure {
+                    Some((at, why)) => (true, format!("Storing exports fails since {at}: {why}. {message}")),
+                    None => (failed || refusing, message),
+                };
+                let details = serde_json::json!({"store": h, "listeners": listeners_json, "ingest": ingest_json});
+                Health { ok: !failed, message, details }
+            }
+            Err(e) => {
+                let mut message = format!("store unavailable: {e}");
+                message.extend(waiting.map(|w| format!("; {w}")));
+                message.extend(refusals.map(|r| format!(". {r}")));
+                Health { ok: false, message, details: serde_json::json!({"listeners": listeners_json, "ingest": ingest_json}) }
+            }
         }
     }
 }

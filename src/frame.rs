@@ -386,6 +386,109 @@ impl Frame {
     }
 }
 
+/// A frame as Grafana's data frame JSON (sdk-go `data.FrameToJSON`, what the browser gets):
+/// `schema` (name, meta, fields with type, labels and config) and `data.values`, one array per
+/// field; times in ms since the epoch. The local API and the terminal commands use it, so a
+/// report reads the same numbers whether it ran in this process or in the one serving Grafana.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FrameJson {
+    pub schema: SchemaJson,
+    pub data: DataJson,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SchemaJson {
+    pub name: String,
+    #[serde(default)]
+    pub meta: serde_json::Value,
+    pub fields: Vec<FieldJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FieldJson {
+    pub name: String,
+    /// `time`, `number`, `boolean`, `string` or `other` (JSON), as Grafana's `FieldType`.
+    #[serde(rename = "type")]
+    pub field_type: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DataJson {
+    pub values: Vec<Vec<serde_json::Value>>,
+}
+
+impl Field {
+    /// The value at `row` as JSON: integers stay integers, times are ms, JSON is parsed.
+    pub fn json_value(&self, row: usize) -> serde_json::Value {
+        use serde_json::Value;
+        match self.kind() {
+            Kind::Time => self.time_ns(row).map(|ns| Value::from(ns / 1_000_000)).unwrap_or(Value::Null),
+            Kind::Text => self.text(row).map(Value::from).unwrap_or(Value::Null),
+            Kind::Json => self.text(row).map(|t| serde_json::from_str(t).unwrap_or_else(|_| Value::from(t))).unwrap_or(Value::Null),
+            Kind::Bool => self.number(row).map(|b| Value::Bool(b != 0.0)).unwrap_or(Value::Null),
+            Kind::Number => match self.values.data_type() {
+                DataType::Float32 | DataType::Float64 => {
+                    self.number(row).and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+                }
+                _ => self.number(row).map(|n| Value::from(n as i64)).unwrap_or(Value::Null),
+            },
+        }
+    }
+}
+
+impl Frame {
+    pub fn to_json(&self) -> FrameJson {
+        let field_type = |k: Kind| match k {
+            Kind::Time => "time",
+            Kind::Number => "number",
+            Kind::Bool => "boolean",
+            Kind::Text => "string",
+            Kind::Json => "other",
+        };
+        FrameJson {
+            schema: SchemaJson {
+                name: self.name.clone(),
+                meta: serde_json::to_value(&self.meta).unwrap_or_default(),
+                fields: self
+                    .fields
+                    .iter()
+                    .map(|f| FieldJson {
+                        name: f.name.clone(),
+                        field_type: field_type(f.kind()).into(),
+                        labels: f.labels.clone(),
+                        unit: f.config.unit.map(str::to_string),
+                    })
+                    .collect(),
+            },
+            data: DataJson { values: self.fields.iter().map(|f| (0..f.len()).map(|r| f.json_value(r)).collect()).collect() },
+        }
+    }
+}
+
+impl FrameJson {
+    pub fn rows(&self) -> usize {
+        self.data.values.first().map(Vec::len).unwrap_or(0)
+    }
+
+    /// The values of the field `name`.
+    pub fn column(&self, name: &str) -> Option<&[serde_json::Value]> {
+        let i = self.schema.fields.iter().position(|f| f.name == name)?;
+        self.data.values.get(i).map(Vec::as_slice)
+    }
+
+    /// The warnings Grafana would show above the panel.
+    pub fn notices(&self) -> Vec<String> {
+        self.schema.meta["notices"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|n| n["text"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+}
+
 fn to_json(value: &impl Serialize, frame: &str) -> Result<String, FrameError> {
     serde_json::to_string(value).map_err(|e| FrameError::Json { frame: frame.into(), message: e.to_string() })
 }

@@ -18,9 +18,10 @@ pub struct ImportArgs {
     /// Data directory of the DuckDB file [env: GF_PLUGIN_DATA_DIR] [default: ./data]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The running receiver, used when another process holds the DuckDB file
-    #[arg(long, default_value = "http://127.0.0.1:4318")]
-    pub endpoint: String,
+    /// The running receiver, used when another process holds the DuckDB file [default: the one
+    /// the data directory names, else http://127.0.0.1:4318]
+    #[arg(long)]
+    pub endpoint: Option<String>,
     /// Ingest token of the running receiver
     #[arg(long, env = "GF_PLUGIN_INGEST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -189,6 +190,8 @@ fn add(total: &mut ImportOutcome, part: ImportOutcome) {
 /// holds the file. Returns where they went and what was new.
 async fn deliver(args: &ImportArgs, user: ImportUser, calls: Vec<TranscriptCall>) -> Result<(String, ImportOutcome), String> {
     let config = crate::config::Config::standalone(args.data_dir.clone(), None, None);
+    let dir = config.data_dir.clone().unwrap_or_else(|_| std::path::PathBuf::from("data"));
+    let store_dir = dir.as_path();
     let state = crate::app::AppState::new(config);
     let mut total = ImportOutcome::default();
     match state.store.open().await {
@@ -206,7 +209,9 @@ async fn deliver(args: &ImportArgs, user: ImportUser, calls: Vec<TranscriptCall>
             Ok((into, total))
         }
         Err(e) if e.is_lock_conflict() => {
-            let url = format!("{}{}", args.endpoint.trim_end_matches('/'), crate::ingest::http::TRANSCRIPTS_PATH);
+            let endpoint =
+                args.endpoint.clone().or_else(|| crate::api::discover(store_dir)).unwrap_or_else(|| "http://127.0.0.1:4318".into());
+            let url = format!("{}{}", endpoint.trim_end_matches('/'), crate::ingest::http::TRANSCRIPTS_PATH);
             let client = reqwest::Client::new();
             for chunk in calls.chunks(CHUNK) {
                 let body = serde_json::to_vec(&ImportRequest { user: user.clone(), calls: chunk.to_vec() }).map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! Started by Grafana (env `grafana_plugin_type=datasource`, no arguments) it prints the
 //! go-plugin handshake and serves the backend plugin protocol; `gpx_claudecode serve` runs the
 //! OTLP receiver and store standalone. In both modes OTLP is received on gRPC and HTTP.
-use gpx_claudecode::{app, bench, config, import, plugin, prices, statusline};
+use gpx_claudecode::{app, bench, cli, config, export, import, plugin, prices, statusline};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,15 +70,139 @@ enum Command {
         /// Data directory [env: GF_PLUGIN_DATA_DIR] [default: ./data]
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The running receiver, used when another process holds the DuckDB file
-        #[arg(long, default_value = "http://127.0.0.1:4318")]
-        endpoint: String,
+        /// The running receiver, used when another process holds the DuckDB file [default: the one
+        /// the data directory names, else http://127.0.0.1:4318]
+        #[arg(long)]
+        endpoint: Option<String>,
         /// Ingest token of the running receiver
         #[arg(long, env = "GF_PLUGIN_INGEST_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Usage reports in the terminal: daily, weekly, monthly, sessions, models, projects, tools, windows.
+    Report(cli::report::ReportArgs),
+    /// Run any typed query of the catalog (the README lists them) over a dashboard-like range.
+    #[command(after_help = "Examples:
+  gpx_claudecode query '{\"queryType\": \"stat\", \"measure\": \"cost\"}' --from now-7d
+  gpx_claudecode query '{\"queryType\": \"sessions\", \"limit\": 20}' --format csv
+  gpx_claudecode query '{\"queryType\": \"breakdown\", \"measure\": \"tokens\", \"groupBy\": \"model\", \"format\": \"table\"}' --format json")]
+    Query {
+        /// The query JSON, as a panel stores it
+        query: String,
+        #[command(flatten)]
+        range: RangeArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Run read-only SQL on the tables events, metric_points and spans (the datasource's sandbox and macros).
+    #[command(after_help = "Examples:
+  gpx_claudecode sql \"SELECT model, sum(cost_usd) AS cost_usd FROM events WHERE \\$__timeFilter(time) AND event_name = 'api_request' GROUP BY 1\"
+  gpx_claudecode sql 'SELECT event_name, count(*) AS n FROM events GROUP BY 1 ORDER BY 2 DESC' --format csv")]
+    Sql {
+        /// One SELECT (or WITH … SELECT); $__timeFilter(time), $__timeGroup(time, 1h) and the other macros work
+        sql: String,
+        #[command(flatten)]
+        range: RangeArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Export one session's events, metric points and spans (OTLP/JSON re-imports into any OTLP receiver).
+    #[command(after_help = "Examples:
+  gpx_claudecode export --session 4a513f9f-1086-4ca5-adf4-9dcd94af912f > session.jsonl
+  gpx_claudecode export --session ID --signal logs | curl -H 'content-type: application/json' --data-binary @- http://127.0.0.1:4318/v1/logs
+  gpx_claudecode export --session ID --format csv --output session.csv")]
+    Export {
+        /// The session id (`gpx_claudecode report sessions` lists them)
+        #[arg(long)]
+        session: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: export::ExportFormat,
+        /// Only these signals (repeatable); otlp-json writes one line per signal
+        #[arg(long, value_enum)]
+        signal: Vec<export::ExportSignal>,
+        /// Write to this file instead of stdout
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Whether a receiver runs and where, the data file, counts, last ingest and refusals (what CheckHealth says).
+    /// Exit status 0: running and healthy; 1: running with a problem; 3: not running.
+    #[command(after_help = "Examples:
+  gpx_claudecode status
+  gpx_claudecode status --json --data-dir /var/lib/grafana/plugin-data")]
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: cli::Target,
+    },
     /// Benchmark ingest and queries against DuckDB's own speed; prints Markdown tables (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+}
+
+/// A dashboard-like time range and how to print the result.
+#[derive(clap::Args)]
+struct RangeArgs {
+    /// Start: now-24h, now-7d, a date (2026-11-21), RFC 3339 or ms since the epoch
+    #[arg(long, default_value = "now-7d")]
+    from: String,
+    /// End: now, a date (the end of that day), RFC 3339 or ms since the epoch
+    #[arg(long, default_value = "now")]
+    to: String,
+    /// IANA time zone for dates in --from/--to and times in the table [default: this machine's]
+    #[arg(long)]
+    timezone: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    format: cli::output::OutputFormat,
+}
+
+/// `query` and `sql`: one query over the range, printed as a table per frame, CSV or the
+/// frames' JSON.
+async fn query_command(query: serde_json::Value, range: RangeArgs, target: cli::Target) -> Result<(), String> {
+    use cli::range::{parse, End};
+    let tz = match &range.timezone {
+        Some(name) => gpx_claudecode::query::timezone::parse(name)?,
+        None => gpx_claudecode::query::timezone::local(),
+    };
+    let now = chrono::Utc::now();
+    let (from, to) = (parse(&range.from, End::Start, tz, now)?, parse(&range.to, End::End, tz, now)?);
+    let backend = cli::Backend::connect(&target).await?;
+    backend.say_source();
+    let request = gpx_claudecode::api::QueryRequest {
+        query,
+        from_ms: from.timestamp_millis(),
+        to_ms: to.timestamp_millis(),
+        interval_ms: 0,
+        max_data_points: 1000,
+    };
+    let result = backend.query(request).await;
+    backend.close().await;
+    let response = result?;
+    for notice in response.frames.iter().flat_map(|f| f.notices()) {
+        eprintln!("gpx_claudecode: {notice}");
+    }
+    match range.format {
+        cli::output::OutputFormat::Json => println!("{}", serde_json::to_string(&response).map_err(|e| e.to_string())?),
+        cli::output::OutputFormat::Csv => {
+            for f in &response.frames {
+                print!("{}", cli::output::frame_csv(f, tz)?);
+            }
+        }
+        cli::output::OutputFormat::Table => {
+            let many = response.frames.len() > 1;
+            for f in &response.frames {
+                if many {
+                    println!("{}", f.schema.name);
+                }
+                if f.schema.fields.is_empty() {
+                    println!("No data.");
+                } else {
+                    println!("{}", cli::output::frame_table(f, tz));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn env_filter() -> EnvFilter {
@@ -134,13 +258,13 @@ fn prices_command(action: Option<PricesAction>, data_dir: Option<PathBuf>) -> Re
 /// Reads Claude Code's status from stdin, records it and prints the line. Whatever fails, a
 /// line is printed (from the status alone) so Claude Code's status bar never goes blank; the
 /// cause goes to stderr.
-async fn statusline_command(data_dir: Option<PathBuf>, endpoint: String, token: Option<String>) -> Result<(), String> {
+async fn statusline_command(data_dir: Option<PathBuf>, endpoint: Option<String>, token: Option<String>) -> Result<(), String> {
     use std::io::Read;
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read the status from stdin: {e}"))?;
     let input: statusline::StatusInput = serde_json::from_str(&text).map_err(|e| format!("stdin is not Claude Code's status JSON: {e}"))?;
     let now = chrono::Utc::now();
-    let status = match statusline_status(data_dir, &endpoint, token, &text, &input, now).await {
+    let status = match statusline_status(data_dir, endpoint, token, &text, &input, now).await {
         Ok(s) => Some(s),
         Err(e) => {
             eprintln!("gpx_claudecode statusline: {e}");
@@ -153,13 +277,15 @@ async fn statusline_command(data_dir: Option<PathBuf>, endpoint: String, token: 
 
 async fn statusline_status(
     data_dir: Option<PathBuf>,
-    endpoint: &str,
+    endpoint: Option<String>,
     token: Option<String>,
     text: &str,
     input: &statusline::StatusInput,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<statusline::StoreStatus, String> {
-    let state = AppState::new(Config::standalone(data_dir, None, None));
+    let config = Config::standalone(data_dir, None, None);
+    let dir = config.data_dir.clone().unwrap_or_else(|_| PathBuf::from("data"));
+    let state = AppState::new(config);
     match state.store.open().await {
         Ok(_) => {
             let status = statusline::record(&state.ingest, input, now).await;
@@ -167,6 +293,7 @@ async fn statusline_status(
             status
         }
         Err(e) if e.is_lock_conflict() => {
+            let endpoint = endpoint.or_else(|| gpx_claudecode::api::discover(&dir)).unwrap_or_else(|| "http://127.0.0.1:4318".into());
             let url = format!("{}{}", endpoint.trim_end_matches('/'), gpx_claudecode::ingest::http::STATUSLINE_PATH);
             let mut request = reqwest::Client::new().post(&url).header("content-type", "application/json").body(text.to_string());
             if let Some(token) = token {
@@ -195,6 +322,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // servers log why they stop; terminal commands only print it
+    let logs_errors = matches!(cli.command, None | Some(Command::Serve { .. }) | Some(Command::Bench(_)));
     let result = match cli.command {
         Some(Command::Serve { data_dir, grpc, http }) => {
             terminal_logs();
@@ -208,6 +337,33 @@ fn main() -> ExitCode {
         Some(Command::Statusline { data_dir, endpoint, token }) => {
             terminal_logs_quiet();
             runtime.block_on(statusline_command(data_dir, endpoint, token))
+        }
+        Some(Command::Report(args)) => {
+            terminal_logs_quiet();
+            runtime.block_on(cli::report::run(args))
+        }
+        Some(Command::Query { query, range, target }) => {
+            terminal_logs_quiet();
+            match serde_json::from_str::<serde_json::Value>(&query) {
+                Ok(q) => runtime.block_on(query_command(q, range, target)),
+                Err(e) => Err(format!("the query is not JSON ({e}): quote it, e.g. '{{\"queryType\": \"stat\", \"measure\": \"cost\"}}'")),
+            }
+        }
+        Some(Command::Sql { sql, range, target }) => {
+            terminal_logs_quiet();
+            let q = serde_json::json!({"queryType": "sql", "format": "table", "rawSql": sql});
+            runtime.block_on(query_command(q, range, target))
+        }
+        Some(Command::Export { session, format, signal, output, target }) => {
+            terminal_logs_quiet();
+            runtime.block_on(cli::export(&target, &session, format, &signal, output.as_deref()))
+        }
+        Some(Command::Status { json, target }) => {
+            terminal_logs_quiet();
+            match runtime.block_on(cli::status(&target, json)) {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
         }
         Some(Command::Bench(args)) => {
             terminal_logs();
@@ -225,7 +381,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "exiting");
+            if logs_errors {
+                tracing::error!(error = %e, "exiting");
+            }
             eprintln!("gpx_claudecode: {e}");
             ExitCode::FAILURE
         }

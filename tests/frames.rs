@@ -25,7 +25,7 @@ fn expected_types(q: &Value) -> &'static [&'static str] {
         "trace" => &[""],
         // listings with times, JSON or only text
         "sessions" | "session_timeline" | "prompts" | "annotations" | "variable" | "tool_errors" | "repositories" | "skills"
-        | "plugins" | "managed_settings" | "fleet" | "budget" | "usage_windows" => &["table"],
+        | "plugins" | "managed_settings" | "fleet" | "budget" | "usage_windows" | "usage_report" => &["table"],
         "sql" => &["numeric-long", "table"],
         _ => &["numeric-long"],
     }
@@ -167,7 +167,7 @@ async fn every_frame_decodes_as_grafana_shows_it() {
         }
         examples.push((format!("example {}", entry["queryType"]), q));
     }
-    assert_eq!(examples.len(), 29);
+    assert_eq!(examples.len(), 30);
     let results = check_all(&plugin, &examples, FROM, TO).await;
     for ((what, _), r) in examples.iter().zip(&results) {
         // the fixtures have no failed tool call, no "timeout" in the logs example's search, and

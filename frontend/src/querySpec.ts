@@ -1,5 +1,14 @@
 import { SelectableValue } from '@grafana/data';
-import { AnnotationKind, ClaudeCodeQuery, Format, Latency, LatencySource, QueryType, QueryTypeInfo } from './types';
+import {
+  AnnotationKind,
+  ClaudeCodeQuery,
+  Format,
+  Latency,
+  LatencySource,
+  QueryType,
+  QueryTypeInfo,
+  ReportPeriod,
+} from './types';
 
 /** The options a query type shows in the editor. */
 export type QueryOption =
@@ -20,7 +29,10 @@ export type QueryOption =
   | 'trace'
   | 'key'
   | 'kinds'
-  | 'rawSql';
+  | 'rawSql'
+  | 'period'
+  | 'timezone'
+  | 'breakdown';
 
 export interface QueryTypeSpec {
   label: string;
@@ -195,6 +207,13 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
     options: [],
     defaults: {},
   },
+  usage_report: {
+    label: 'Usage report',
+    description:
+      'Model calls per local day, week or month and/or per group: sessions, calls, tokens, cost and list cost; a row per model.',
+    options: ['period', 'timezone', 'optionalGroupBy', 'breakdown'],
+    defaults: { period: 'day', timezone: 'UTC' },
+  },
   variable: {
     label: 'Variable values',
     description: 'Distinct values of a key (session, model, user, tool, any attribute).',
@@ -363,3 +382,11 @@ export function switchQueryType(query: ClaudeCodeQuery, queryType: QueryType): C
   ) as unknown as ClaudeCodeQuery;
   return { ...clean, queryType, ...QUERY_TYPES[queryType].defaults };
 }
+
+/** usage_report periods. */
+export const REPORT_PERIODS: Array<SelectableValue<ReportPeriod>> = [
+  { value: 'day', label: 'Day' },
+  { value: 'week', label: 'Week' },
+  { value: 'month', label: 'Month' },
+  { value: 'none', label: 'Whole range' },
+];

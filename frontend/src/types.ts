@@ -29,6 +29,7 @@ export type QueryType =
   | 'fleet'
   | 'budget'
   | 'usage_windows'
+  | 'usage_report'
   | 'variable'
   | 'annotations'
   | 'sql';
@@ -38,6 +39,7 @@ export type Source = 'metrics' | 'events';
 export type StatOutput = 'all' | 'value' | 'previous' | 'change' | 'change_ratio';
 export type Latency = 'duration' | 'ttft' | 'first_content';
 export type LatencySource = 'events' | 'spans';
+export type ReportPeriod = 'day' | 'week' | 'month' | 'none';
 export type AnnotationKind = 'session_start' | 'api_error' | 'tool_reject';
 
 export interface AdhocFilter {
@@ -80,6 +82,11 @@ export interface ClaudeCodeQuery extends DataQuery {
   key?: string;
   kinds?: AnnotationKind[];
   rawSql?: string;
+  /** usage_report: local day, week or month (none: the whole range), in an IANA time zone. */
+  period?: ReportPeriod;
+  timezone?: string;
+  breakdown?: boolean;
+  totals?: boolean;
 }
 
 /** A template variable's query (the variable editor stores only these). */

@@ -238,13 +238,16 @@ async fn handle(
     respond(&ingest, &method, uri.path(), &headers, &body, Origin { protocol: Protocol::Http, peer: Some(peer) }).await
 }
 
+/// Serves OTLP/HTTP, and the routes of `beside` (the local API, with its own authorization),
+/// on `listener` until `shutdown` resolves.
 pub async fn serve(
     ingest: Arc<Ingest>,
+    beside: Router,
     listener: tokio::net::TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     // Without TCP_NODELAY small responses wait for the peer's delayed ACK (~40 ms each).
-    axum::serve(listener, router(ingest).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, beside.merge(router(ingest)).into_make_service_with_connect_info::<SocketAddr>())
         .tcp_nodelay(true)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

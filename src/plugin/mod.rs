@@ -31,6 +31,9 @@ impl ClaudeCodePlugin {
     where
         IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
     {
+        if let Some(s) = settings {
+            self.state.learn_datasource_json(s.json_data());
+        }
         let token = settings.and_then(|s| s.decrypted_secure_json_data().get("ingestToken").and_then(|v| v.as_str()));
         if let Some(token) = token {
             self.state.ingest.auth.learn(token);
@@ -53,25 +56,13 @@ impl ClaudeCodePlugin {
         }
     }
 
-    /// What a datasource's settings add to its queries: prices (the data directory's table
-    /// with the datasource's `prices` over it) and `budgets`. A bad setting is an error that
-    /// names it, never a silently different number.
+    /// What a datasource's settings add to its queries (`AppState::query_settings`).
     pub fn query_settings<IS>(&self, settings: Option<&IS>) -> Result<query::QuerySettings, String>
     where
         IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
     {
-        let mut prices = self.state.price_table()?;
         let json = settings.map(|s| s.json_data().clone()).unwrap_or_default();
-        if let Some(overrides) = json.get("prices").filter(|v| !v.is_null()) {
-            let overrides = serde_json::from_value(overrides.clone())
-                .map_err(|e| format!("the datasource's Prices setting is not valid: {e}; fix it in the datasource settings"))?;
-            prices.apply(&overrides, "datasource settings").map_err(|e| e.to_string())?;
-        }
-        let budgets = match json.get("budgets").filter(|v| !v.is_null()) {
-            Some(b) => query::plan::parse_budgets(b).map_err(|e| format!("the datasource's {e}; fix it in the datasource settings"))?,
-            None => Vec::new(),
-        };
-        Ok(query::QuerySettings { prices, budgets })
+        self.state.query_settings(Some(&json))
     }
 
     /// One query's response: its frames, or the error with its status and source.
@@ -149,66 +140,11 @@ impl backend::DiagnosticsService for ClaudeCodePlugin {
     }
 }
 
-/// Store, listeners and ingest, for Grafana's "Save & test" and for operators. While the store
-/// opens (WAL replay) the check waits for it, as queries do.
+/// Grafana's "Save & test": the process's health (`AppState::health`).
 pub async fn health(state: &AppState) -> backend::CheckHealthResponse {
-    use crate::app::ListenerState;
-    let listeners = state.listeners();
-    let listener_text = |l: &ListenerState| match l {
-        ListenerState::Listening { address } => address.clone(),
-        ListenerState::Starting => "starting".into(),
-        ListenerState::Failed { address, error } => format!("{address} FAILED: {error}"),
-    };
-    let store = match state.store.wait(state.config.store_wait).await {
-        Ok(store) => store.health().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let ingest = state.ingest.stats.health();
-    let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
-    let ingest_json = serde_json::to_value(&ingest).unwrap_or_default();
-    let refusals = ingest.refusals_text(chrono::Utc::now());
-    let waiting = (ingest.waiting_exports > 0)
-        .then(|| format!("{} exports ({}) waiting for the store", ingest.waiting_exports, bytesize::ByteSize(ingest.held_bytes as u64)));
-    match store {
-        Ok(h) => {
-            let failed = matches!(listeners.grpc, ListenerState::Failed { .. }) || matches!(listeners.http, ListenerState::Failed { .. });
-            let mut message = format!(
-                "Claude Code data in {} (schema v{}): {} events, {} metric points, {} spans, {} sessions; last ingest {}; OTLP gRPC {}, HTTP {}",
-                h.path,
-                h.schema_version,
-                h.events,
-                h.metric_points,
-                h.spans,
-                h.sessions,
-                h.last_ingest.as_deref().unwrap_or("never"),
-                listener_text(&listeners.grpc),
-                listener_text(&listeners.http),
-            );
-            message.extend(waiting.map(|w| format!("; {w}")));
-            // exports refused now (a wrong token: Claude Code itself says nothing) come first
-            let refusing = ingest.refusing_now();
-            let message = match &refusals {
-                Some(r) if refusing => format!("{r}. {message}"),
-                Some(r) => format!("{message}. {r}"),
-                None => message,
-            };
-            // writes failing right now (a full disk) matter more than everything else said here
-            let (failed, message) = match &h.write_failure {
-                Some((at, why)) => (true, format!("Storing exports fails since {at}: {why}. {message}")),
-                None => (failed || refusing, message),
-            };
-            let details = serde_json::json!({"store": h, "listeners": listeners_json, "ingest": ingest_json});
-            let response = if failed { backend::CheckHealthResponse::error(message) } else { backend::CheckHealthResponse::ok(message) };
-            response.with_json_details(details)
-        }
-        Err(e) => {
-            let mut message = format!("store unavailable: {e}");
-            message.extend(waiting.map(|w| format!("; {w}")));
-            message.extend(refusals.map(|r| format!(". {r}")));
-            backend::CheckHealthResponse::error(message)
-                .with_json_details(serde_json::json!({"listeners": listeners_json, "ingest": ingest_json}))
-        }
-    }
+    let h = state.health().await;
+    let response = if h.ok { backend::CheckHealthResponse::ok(h.message) } else { backend::CheckHealthResponse::error(h.message) };
+    response.with_json_details(h.details)
 }
 
 /// Resource errors with their HTTP status (the SDK would answer 500 for everything).

@@ -158,6 +158,11 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
             "Claude plans' 5-hour usage windows per user (opening at their first request): calls, tokens, cost, and the open window's burn rate, tokens per minute and projection; output weekly for weekly totals, limits for the plan's own used percentages the statusline recorded.",
             json!({"queryType": "usage_windows", "output": "windows"}),
         ),
+        info(
+            "usage_report",
+            "Model calls per local day, week or month (period; timezone an IANA zone) and/or per group (model, user, team, project, repository, branch, session, …): sessions, calls, tokens by type, cost and list cost; breakdown adds a row per model under each row, totals a last row.",
+            json!({"queryType": "usage_report", "period": "day", "timezone": "Europe/Berlin", "groupBy": "project", "breakdown": true}),
+        ),
     ]
 }
 
@@ -209,6 +214,7 @@ mod tests {
             "fleet",
             "budget",
             "usage_windows",
+            "usage_report",
             "variable",
             "annotations",
             "sql",

@@ -130,6 +130,12 @@ fn split_sqlstring(s: &str) -> Vec<String> {
 /// or commit metric, an API call before the first git command) takes the value its session last
 /// sent, so cost, commits and lines group by the repository and branch they were spent on.
 pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, String> {
+    if canonical_key(key) == "project" {
+        // the repository the session worked in, else the folder of imported history (`cwd`)
+        let repository = key_expr(table, "vcs.repository.name", params)?;
+        let folder = resolve(table, "cwd", params, true)?;
+        return Ok(format!("coalesce({repository}, nullif(regexp_extract({folder}, '[^/\\\\]+$'), ''))"));
+    }
     let own = resolve(table, key, params, true)?;
     let key = canonical_key(key);
     if !key.starts_with("vcs.") {

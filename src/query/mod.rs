@@ -10,11 +10,13 @@ pub mod model;
 pub mod plan;
 pub mod pricing;
 pub mod raw;
+pub mod report;
 pub mod repositories;
 pub mod series;
 pub mod sessions;
 pub mod sql;
 pub mod table;
+pub mod timezone;
 pub mod tools;
 pub mod usage;
 
@@ -188,6 +190,7 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::Sql(q) => raw::run(r, q),
         Query::Budget(q) => plan::budget(r, q),
         Query::UsageWindows(q) => plan::usage_windows(r, q),
+        Query::UsageReport(q) => report::usage_report(r, q),
     }
 }
 

@@ -36,6 +36,42 @@ pub enum Query {
     Sql(RawSqlQuery),
     Budget(BudgetQuery),
     UsageWindows(UsageWindowsQuery),
+    UsageReport(UsageReportQuery),
+}
+
+/// Model calls summed per local day, week or month and/or per group (`gpx_claudecode report`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReportQuery {
+    #[serde(default)]
+    pub period: ReportPeriod,
+    /// Any attribute key (model, user, team, project, repository, branch, session, …).
+    #[serde(default)]
+    pub group_by: Option<String>,
+    /// IANA zone the periods are local to.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// A row per model under each row.
+    #[serde(default)]
+    pub breakdown: bool,
+    /// A last row with the totals (period and group empty).
+    #[serde(default)]
+    pub totals: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportPeriod {
+    #[default]
+    Day,
+    Week,
+    Month,
+    /// One row per group for the whole range.
+    None,
 }
 
 /// Cost against the datasource's budgets in the period that holds the range's end.

@@ -24,6 +24,7 @@ import {
   PERCENTILES,
   QUERY_TYPES,
   queryTypeOptions,
+  REPORT_PERIODS,
   SOURCES,
   STAT_OUTPUTS,
   switchQueryType,
@@ -38,6 +39,7 @@ import {
   LatencySource,
   QueryType,
   QueryTypeInfo,
+  ReportPeriod,
 } from '../types';
 
 type Props = QueryEditorProps<DataSource, ClaudeCodeQuery, ClaudeCodeOptions>;
@@ -170,6 +172,32 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
             />
           </InlineField>
         )}
+        {has('period') && (
+          <InlineField label="Period" tooltip="Local days, ISO weeks (from Monday) or months">
+            <RadioButtonGroup<ReportPeriod>
+              options={REPORT_PERIODS}
+              value={query.period ?? 'day'}
+              onChange={(period) => set({ period })}
+            />
+          </InlineField>
+        )}
+        {has('timezone') && (
+          <InlineField
+            label="Time zone"
+            labelWidth={LABEL_WIDTH}
+            tooltip="IANA name, e.g. Europe/Berlin; UTC when empty"
+          >
+            <Input
+              id="cc-timezone"
+              aria-label="Time zone"
+              width={24}
+              value={query.timezone ?? ''}
+              placeholder="UTC"
+              onChange={text('timezone')}
+              onBlur={run}
+            />
+          </InlineField>
+        )}
         {(has('groupBy') || has('optionalGroupBy')) && (
           <InlineField
             label="Group by"
@@ -223,6 +251,15 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                     .sort((a, b) => a - b),
                 })
               }
+            />
+          </InlineField>
+        )}
+        {has('breakdown') && (
+          <InlineField label="By model" tooltip="A row per model under each row" htmlFor="cc-breakdown">
+            <InlineSwitch
+              id="cc-breakdown"
+              value={query.breakdown ?? false}
+              onChange={(e) => set({ breakdown: e.currentTarget.checked })}
             />
           </InlineField>
         )}
