@@ -12,6 +12,9 @@ use crate::ingest::transcript::{self, ImportOutcome, ImportRequest, ImportUser, 
 const CHUNK: usize = 2000;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  gpx_claudecode import
+  gpx_claudecode import ~/.claude/projects/-home-me-src-app --user-email me@example.com --json")]
 pub struct ImportArgs {
     /// Transcript files or directories [default: $CLAUDE_CONFIG_DIR/projects, else ~/.claude/projects]
     pub paths: Vec<PathBuf>,

@@ -43,6 +43,9 @@ enum PricesAction {
 #[derive(Subcommand)]
 enum Command {
     /// Receive OTLP and store it, without Grafana (Ctrl-C or SIGTERM stops cleanly).
+    #[command(after_help = "Examples:
+  gpx_claudecode serve
+  gpx_claudecode serve --data-dir /var/lib/claude-code --grpc 0.0.0.0:4317 --http 0.0.0.0:4318")]
     Serve {
         /// Directory of the DuckDB file [env: GF_PLUGIN_DATA_DIR] [default: ./data]
         #[arg(long)]
@@ -57,6 +60,9 @@ enum Command {
     /// Import Claude Code's local transcripts (history from before telemetry) into the store.
     Import(import::ImportArgs),
     /// Print the list prices in effect; `prices update FILE` takes a LiteLLM price file.
+    #[command(after_help = "Examples:
+  gpx_claudecode prices
+  gpx_claudecode prices update model_prices_and_context_window.json")]
     Prices {
         #[command(subcommand)]
         action: Option<PricesAction>,
@@ -66,6 +72,8 @@ enum Command {
     },
     /// Claude Code's statusLine command: prints today's cost and the open 5-hour window, and
     /// records the plan's rate limits from the status JSON on stdin.
+    #[command(after_help = "Example, in ~/.claude/settings.json:
+  \"statusLine\": {\"type\": \"command\", \"command\": \"gpx_claudecode statusline\"}")]
     Statusline {
         /// Data directory [env: GF_PLUGIN_DATA_DIR] [default: ./data]
         #[arg(long)]

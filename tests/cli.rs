@@ -344,3 +344,13 @@ async fn serve_holds_the_file_and_answers_the_commands() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("local API at http://{http}")), "{stdout}");
 }
+
+#[test]
+fn every_command_shows_an_example_in_its_help() {
+    for command in ["serve", "import", "prices", "statusline", "report", "query", "sql", "export", "status", "bench"] {
+        let out = Command::new(binary()).args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("Example"), "{command} --help:\n{help}");
+        assert!(help.contains(&format!("gpx_claudecode {command}")), "{command} --help shows no use of it:\n{help}");
+    }
+}

@@ -24,6 +24,9 @@ use queries::{NamedQuery, SampleIds, Timing};
 use report::{DatasetReport, IngestRow, QueryRow, Report, StartupRow};
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  gpx_claudecode bench --json bench.json
+  gpx_claudecode bench --sizes 10000000 --runs 3 --ingest-events 20000")]
 pub struct BenchArgs {
     /// Dataset sizes (events) for the query benchmark, ascending
     #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
