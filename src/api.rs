@@ -49,6 +49,9 @@ pub struct QueryResponse {
     pub frames: Vec<FrameJson>,
 }
 
+/// 9999-12-31T23:59:59.999Z in ms.
+const MAX_MS: i64 = 253_402_300_799_999;
+
 /// Runs a query request on a reader connection (blocking): the one path for the local API and
 /// for terminal commands on the file.
 pub fn run_query(
@@ -57,9 +60,13 @@ pub fn run_query(
     settings: &QuerySettings,
     limits: query::raw::Limits,
 ) -> Result<QueryResponse, QueryError> {
+    // 1970 to 9999: every query may look one range length back (a stat's previous period)
     let time = |ms: i64, what: &str| {
-        DateTime::<Utc>::from_timestamp_millis(ms)
-            .ok_or_else(|| QueryError::Invalid(format!("{what} {ms} is not a time in ms since the epoch")))
+        (0..=MAX_MS)
+            .contains(&ms)
+            .then(|| DateTime::<Utc>::from_timestamp_millis(ms))
+            .flatten()
+            .ok_or_else(|| QueryError::Invalid(format!("{what} {ms} is not a time in ms since the epoch between 1970 and 9999")))
     };
     let (from, to) = (time(request.from_ms, "fromMs")?, time(request.to_ms, "toMs")?);
     if from > to {
@@ -200,7 +207,9 @@ async fn export_route(
     let result = store
         .read(move |conn| {
             crate::export::session(conn, &params.session, format, &signals).map_err(|e| match e {
-                crate::export::ExportError::UnknownSession(_) => StoreError::Rejected(e.to_string()),
+                crate::export::ExportError::UnknownSession(_) | crate::export::ExportError::NoneOfSignals(..) => {
+                    StoreError::Rejected(e.to_string())
+                }
                 other => StoreError::Failed(other.to_string()),
             })
         })

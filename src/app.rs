@@ -100,8 +100,10 @@ impl AppState {
     /// last, else none (standalone). A bad setting is an error that names it, never a silently
     /// different number.
     pub fn query_settings(&self, json: Option<&serde_json::Value>) -> Result<crate::query::QuerySettings, String> {
-        let learned = self.datasource_json.lock().ok().and_then(|j| j.clone());
-        let json = json.cloned().or(learned).unwrap_or_default();
+        let json = match json {
+            Some(j) => j.clone(),
+            None => self.datasource_json.lock().ok().and_then(|j| j.clone()).unwrap_or_default(),
+        };
         let mut prices = self.price_table()?;
         if let Some(overrides) = json.get("prices").filter(|v| !v.is_null()) {
             let overrides = serde_json::from_value(overrides.clone())
@@ -290,21 +292,20 @@ pub struct Health {
 }
 
 impl AppState {
-    /// Store, listeners and ingest, for Grafana's "Save & test", `gpx_claudecode status` and operators. While the store
-    /// opens (WAL replay) the check waits for it, as queries do.
+    /// Store, listeners and ingest, for Grafana's "Save & test", `gpx_claudecode status` and
+    /// operators. While the store opens (WAL replay) the check waits for it, as queries do.
     pub async fn health(&self) -> Health {
-        let state = self;
-        let listeners = state.listeners();
+        let listeners = self.listeners();
         let listener_text = |l: &ListenerState| match l {
             ListenerState::Listening { address } => address.clone(),
             ListenerState::Starting => "starting".into(),
             ListenerState::Failed { address, error } => format!("{address} FAILED: {error}"),
         };
-        let store = match state.store.wait(state.config.store_wait).await {
+        let store = match self.store.wait(self.config.store_wait).await {
             Ok(store) => store.health().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let ingest = state.ingest.stats.health();
+        let ingest = self.ingest.stats.health();
         let listeners_json = serde_json::to_value(&listeners).unwrap_or_default();
         let ingest_json = serde_json::to_value(&ingest).unwrap_or_default();
         let refusals = ingest.refusals_text(chrono::Utc::now());

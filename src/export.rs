@@ -33,6 +33,8 @@ pub enum ExportSignal {
 pub enum ExportError {
     #[error("no session {0:?} in the store: `gpx_claudecode report sessions` lists the sessions")]
     UnknownSession(String),
+    #[error("session {0:?} has no {1} in the store (its other signals export without --signal)")]
+    NoneOfSignals(String, String),
     #[error("reading the session: {0}")]
     Store(#[from] duckdb::Error),
     #[error("writing CSV: {0}")]
@@ -400,7 +402,11 @@ pub fn session(
     let counts =
         ExportCounts { events: count(ExportSignal::Logs), metric_points: count(ExportSignal::Metrics), spans: count(ExportSignal::Traces) };
     if records.is_empty() {
-        return Err(ExportError::UnknownSession(session.to_string()));
+        if signals.is_empty() {
+            return Err(ExportError::UnknownSession(session.to_string()));
+        }
+        let names: Vec<&str> = signals.iter().map(|s| signal_name(*s)).collect();
+        return Err(ExportError::NoneOfSignals(session.to_string(), format!("{} records", names.join(" or "))));
     }
     let of = |s: ExportSignal| records.iter().filter(|r| r.signal == s).collect::<Vec<_>>();
     let text = match format {

@@ -97,7 +97,7 @@ enum Command {
         /// The query JSON, as a panel stores it
         query: String,
         #[command(flatten)]
-        range: RangeArgs,
+        range: cli::RangeArgs,
         #[command(flatten)]
         target: cli::Target,
     },
@@ -109,7 +109,7 @@ enum Command {
         /// One SELECT (or WITH … SELECT); $__timeFilter(time), $__timeGroup(time, 1h) and the other macros work
         sql: String,
         #[command(flatten)]
-        range: RangeArgs,
+        range: cli::RangeArgs,
         #[command(flatten)]
         target: cli::Target,
     },
@@ -146,71 +146,6 @@ enum Command {
     },
     /// Benchmark ingest and queries against DuckDB's own speed; prints Markdown tables (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
-}
-
-/// A dashboard-like time range and how to print the result.
-#[derive(clap::Args)]
-struct RangeArgs {
-    /// Start: now-24h, now-7d, a date (2026-11-21), RFC 3339 or ms since the epoch
-    #[arg(long, default_value = "now-7d")]
-    from: String,
-    /// End: now, a date (the end of that day), RFC 3339 or ms since the epoch
-    #[arg(long, default_value = "now")]
-    to: String,
-    /// IANA time zone for dates in --from/--to and times in the table [default: this machine's]
-    #[arg(long)]
-    timezone: Option<String>,
-    #[arg(long, value_enum, default_value_t)]
-    format: cli::output::OutputFormat,
-}
-
-/// `query` and `sql`: one query over the range, printed as a table per frame, CSV or the
-/// frames' JSON.
-async fn query_command(query: serde_json::Value, range: RangeArgs, target: cli::Target) -> Result<(), String> {
-    use cli::range::{parse, End};
-    let tz = match &range.timezone {
-        Some(name) => gpx_claudecode::query::timezone::parse(name)?,
-        None => gpx_claudecode::query::timezone::local(),
-    };
-    let now = chrono::Utc::now();
-    let (from, to) = (parse(&range.from, End::Start, tz, now)?, parse(&range.to, End::End, tz, now)?);
-    let backend = cli::Backend::connect(&target).await?;
-    backend.say_source();
-    let request = gpx_claudecode::api::QueryRequest {
-        query,
-        from_ms: from.timestamp_millis(),
-        to_ms: to.timestamp_millis(),
-        interval_ms: 0,
-        max_data_points: 1000,
-    };
-    let result = backend.query(request).await;
-    backend.close().await;
-    let response = result?;
-    for notice in response.frames.iter().flat_map(|f| f.notices()) {
-        eprintln!("gpx_claudecode: {notice}");
-    }
-    match range.format {
-        cli::output::OutputFormat::Json => println!("{}", serde_json::to_string(&response).map_err(|e| e.to_string())?),
-        cli::output::OutputFormat::Csv => {
-            for f in &response.frames {
-                print!("{}", cli::output::frame_csv(f, tz)?);
-            }
-        }
-        cli::output::OutputFormat::Table => {
-            let many = response.frames.len() > 1;
-            for f in &response.frames {
-                if many {
-                    println!("{}", f.schema.name);
-                }
-                if f.schema.fields.is_empty() {
-                    println!("No data.");
-                } else {
-                    println!("{}", cli::output::frame_table(f, tz));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn env_filter() -> EnvFilter {
@@ -353,14 +288,14 @@ fn main() -> ExitCode {
         Some(Command::Query { query, range, target }) => {
             terminal_logs_quiet();
             match serde_json::from_str::<serde_json::Value>(&query) {
-                Ok(q) => runtime.block_on(query_command(q, range, target)),
+                Ok(q) => runtime.block_on(cli::query(q, range, target)),
                 Err(e) => Err(format!("the query is not JSON ({e}): quote it, e.g. '{{\"queryType\": \"stat\", \"measure\": \"cost\"}}'")),
             }
         }
         Some(Command::Sql { sql, range, target }) => {
             terminal_logs_quiet();
             let q = serde_json::json!({"queryType": "sql", "format": "table", "rawSql": sql});
-            runtime.block_on(query_command(q, range, target))
+            runtime.block_on(cli::query(q, range, target))
         }
         Some(Command::Export { session, format, signal, output, target }) => {
             terminal_logs_quiet();

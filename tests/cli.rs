@@ -173,6 +173,12 @@ fn check_query_and_sql(dir: &Path) {
     assert!(!unknown.status.success() && stderr.contains("money") && stderr.contains("list_cost"), "{stderr}");
     let zone = cli(dir, &["report", "daily", "--timezone", "Mars/Olympus"]);
     assert!(String::from_utf8_lossy(&zone.stderr).contains("Europe/Berlin"));
+    let before_1970 = cli(dir, &["query", r#"{"queryType": "stat", "measure": "cost"}"#, "--from=-1000"]);
+    assert!(
+        String::from_utf8_lossy(&before_1970.stderr).contains("between 1970 and 9999"),
+        "{}",
+        String::from_utf8_lossy(&before_1970.stderr)
+    );
     let by = cli(dir, &["report", "sessions", "--by", "model"]);
     assert!(String::from_utf8_lossy(&by.stderr).contains("--by applies to the daily, weekly and monthly"));
 }

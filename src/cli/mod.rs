@@ -183,6 +183,66 @@ async fn checked(url: &str, response: reqwest::Response) -> Result<reqwest::Resp
     Err(format!("{url} answered {status}: {message}"))
 }
 
+/// A dashboard-like time range and how to print the result.
+#[derive(Debug, clap::Args)]
+pub struct RangeArgs {
+    /// Start: now-24h, now-7d, a date (2026-11-21), RFC 3339 or ms since the epoch
+    #[arg(long, default_value = "now-7d")]
+    pub from: String,
+    /// End: now, a date (the end of that day), RFC 3339 or ms since the epoch
+    #[arg(long, default_value = "now")]
+    pub to: String,
+    /// IANA time zone for dates in --from/--to and times in the table [default: this machine's]
+    #[arg(long)]
+    pub timezone: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: output::OutputFormat,
+}
+
+/// `query` and `sql`: one query over the range, printed as a table per frame, CSV or the
+/// frames' JSON.
+pub async fn query(query: serde_json::Value, args: RangeArgs, target: Target) -> Result<(), String> {
+    use range::{parse, End};
+    let tz = match &args.timezone {
+        Some(name) => crate::query::timezone::parse(name)?,
+        None => crate::query::timezone::local(),
+    };
+    let now = chrono::Utc::now();
+    let (from, to) = (parse(&args.from, End::Start, tz, now)?, parse(&args.to, End::End, tz, now)?);
+    let backend = Backend::connect(&target).await?;
+    backend.say_source();
+    let request =
+        QueryRequest { query, from_ms: from.timestamp_millis(), to_ms: to.timestamp_millis(), interval_ms: 0, max_data_points: 1000 };
+    let result = backend.query(request).await;
+    backend.close().await;
+    let response = result?;
+    for notice in response.frames.iter().flat_map(|f| f.notices()) {
+        eprintln!("gpx_claudecode: {notice}");
+    }
+    match args.format {
+        output::OutputFormat::Json => println!("{}", serde_json::to_string(&response).map_err(|e| e.to_string())?),
+        output::OutputFormat::Csv => {
+            for f in &response.frames {
+                print!("{}", output::frame_csv(f, tz)?);
+            }
+        }
+        output::OutputFormat::Table => {
+            let many = response.frames.len() > 1;
+            for f in &response.frames {
+                if many {
+                    println!("{}", f.schema.name);
+                }
+                if f.schema.fields.is_empty() {
+                    println!("No data.");
+                } else {
+                    println!("{}", output::frame_table(f, tz));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `gpx_claudecode status`: exit 0 when a receiver runs and is healthy, 1 when it is not
 /// healthy, 3 when none runs (as `systemctl status` does for a stopped unit).
 pub async fn status(target: &Target, json: bool) -> Result<u8, String> {

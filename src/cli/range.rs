@@ -28,7 +28,7 @@ pub fn parse(text: &str, end: End, tz: Tz, now: DateTime<Utc>) -> Result<DateTim
             _ => return Err(bad()),
         };
         let split = amount.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: i64 = amount[..split].parse().map_err(|_| bad())?;
+        let n: i32 = amount[..split].parse().map_err(|_| bad())?;
         let unit = match &amount[split..] {
             "s" => Duration::seconds(1),
             "m" => Duration::minutes(1),
@@ -39,7 +39,7 @@ pub fn parse(text: &str, end: End, tz: Tz, now: DateTime<Utc>) -> Result<DateTim
             "y" => Duration::days(365),
             _ => return Err(bad()),
         };
-        return Ok(now + unit * (sign * n as i32));
+        return unit.checked_mul(sign * n).and_then(|d| now.checked_add_signed(d)).ok_or_else(bad);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(t) {
         return Ok(t.with_timezone(&Utc));
@@ -74,5 +74,8 @@ mod tests {
         assert_eq!(p("1795296000000", End::Start), "2026-11-21T21:20:00+00:00");
         let e = parse("yesterday", End::Start, chrono_tz::UTC, now).unwrap_err();
         assert!(e.contains("now-7d"), "{e}");
+        // out of range is an error, not an overflow
+        assert!(parse("now-2000000000d", End::Start, chrono_tz::UTC, now).is_err());
+        assert!(parse("now-99999999999d", End::Start, chrono_tz::UTC, now).is_err());
     }
 }

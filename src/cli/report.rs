@@ -214,31 +214,25 @@ fn shape(args: &ReportArgs, frame: &FrameJson) -> Value {
         let list: Vec<Value> = (0..rows).map(|r| Value::Object(row_object(frame, r, &[]))).collect();
         return json!({"report": args.kind.name(), "rows": list});
     }
-    let has_period = frame.column("period").is_some();
     let group = group_column(args);
     let mut out: Vec<Value> = Vec::new();
     let mut totals = Value::Null;
     for r in 0..rows {
-        let kind = row_kind(frame, group, r);
-        if kind == RowKind::Total {
-            totals = Value::Object(row_object(frame, r, &["period", "model", group.unwrap_or("")]));
-        } else if kind == RowKind::Model {
-            let mut m = row_object(frame, r, &["period", group.unwrap_or(""), "models"]);
-            m.remove("models");
-            if let Some(Value::Object(parent)) = out.last_mut() {
-                let list = parent.entry("breakdown").or_insert_with(|| json!([]));
-                if let Some(l) = list.as_array_mut() {
-                    l.push(Value::Object(m));
+        match row_kind(frame, group, r) {
+            RowKind::Total => totals = Value::Object(row_object(frame, r, &["period", "model", group.unwrap_or("")])),
+            RowKind::Model => {
+                let m = row_object(frame, r, &["period", group.unwrap_or(""), "models"]);
+                if let Some(Value::Object(parent)) = out.last_mut() {
+                    if let Some(list) = parent.entry("breakdown").or_insert_with(|| json!([])).as_array_mut() {
+                        list.push(Value::Object(m));
+                    }
                 }
             }
-        } else {
-            let skip: &[&str] = if group == Some("model") { &[] } else { &["model"] };
-            out.push(Value::Object(row_object(frame, r, skip)));
+            RowKind::Row => {
+                let skip: &[&str] = if group == Some("model") { &[] } else { &["model"] };
+                out.push(Value::Object(row_object(frame, r, skip)));
+            }
         }
-    }
-    if !has_period && group.is_none() {
-        // one row for the whole range: it is the total
-        totals = out.first().cloned().unwrap_or(Value::Null);
     }
     json!({"report": args.kind.name(), "rows": out, "totals": totals})
 }

@@ -255,21 +255,14 @@ pub mod testing {
         state.store().unwrap().read(move |c| run(c, &parsed, &ctx, &settings).map_err(StoreError::from)).await.map_err(|e| e.to_string())
     }
 
-    /// A field's values as JSON: integers as integers, times as ns, JSON fields parsed.
+    /// A field's values as JSON: as `Field::json_value`, but times as ns and JSON that must parse.
     pub fn values(field: &Field) -> Vec<serde_json::Value> {
         use serde_json::Value;
         (0..field.len())
             .map(|row| match field.kind() {
                 Kind::Time => field.time_ns(row).map(Value::from).unwrap_or(Value::Null),
-                Kind::Text => field.text(row).map(Value::from).unwrap_or(Value::Null),
                 Kind::Json => field.text(row).map(|t| serde_json::from_str(t).expect("valid JSON")).unwrap_or(Value::Null),
-                Kind::Bool => field.number(row).map(|b| Value::Bool(b != 0.0)).unwrap_or(Value::Null),
-                Kind::Number => match field.values().data_type() {
-                    arrow::datatypes::DataType::Float32 | arrow::datatypes::DataType::Float64 => {
-                        field.number(row).and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
-                    }
-                    _ => field.number(row).map(|n| Value::from(n as i64)).unwrap_or(Value::Null),
-                },
+                _ => field.json_value(row),
             })
             .collect()
     }
