@@ -39,26 +39,51 @@ pub fn typed_values(columns: &[AttrColumn], attrs: &Map<String, Json>) -> Vec<Va
         .collect()
 }
 
+/// What `lift` gives: the typed column values, which of them were sent as JSON numbers or
+/// booleans (bit `i` for column `i`), and the attributes left for the `attributes` JSON.
+#[derive(Debug)]
+pub struct Lifted {
+    pub typed: Vec<Value>,
+    pub native: u64,
+    pub rest: Map<String, Json>,
+}
+
 /// Typed column values for `columns`, and the attributes left for the `attributes` JSON: every
-/// attribute except those a single-key text, integer or boolean column holds exactly as sent (a
-/// string that reads back unchanged from the column). `schema::full_attributes_sql` puts those
-/// back, so nothing is lost while each value is stored once.
-pub fn lift(columns: &[AttrColumn], mut attrs: Map<String, Json>) -> (Vec<Value>, Map<String, Json>) {
+/// attribute except those a single-key text, integer, boolean or timestamp column holds exactly
+/// as sent (a string that reads back unchanged from the column, or an integer or boolean sent
+/// as such). `schema::full_attributes_sql` puts those back, so nothing is lost while each value
+/// is stored once.
+pub fn lift(columns: &[AttrColumn], mut attrs: Map<String, Json>) -> Lifted {
     let typed = typed_values(columns, &attrs);
-    for (c, v) in columns.iter().zip(&typed) {
-        let [key] = c.keys else { continue };
-        let Some(Json::String(sent)) = attrs.get(*key) else { continue };
-        let exact = match v {
-            Value::Text(t) => t == sent,
-            Value::BigInt(i) => i.to_string() == *sent,
-            Value::Boolean(b) => b.to_string() == *sent,
-            _ => false,
+    let mut native = 0u64;
+    for (i, (c, v)) in columns.iter().zip(&typed).enumerate() {
+        if !c.liftable() || i >= 64 {
+            continue;
+        }
+        let Some(sent) = attrs.get(c.keys[0]) else { continue };
+        let (exact, as_native) = match (v, sent) {
+            (Value::Text(t), Json::String(s)) => (t == s, false),
+            (Value::BigInt(i), Json::String(s)) => (i.to_string() == *s, false),
+            (Value::BigInt(i), Json::Number(n)) => (n.as_i64() == Some(*i) && !n.is_f64(), true),
+            (Value::Boolean(b), Json::String(s)) => (b.to_string() == *s, false),
+            (Value::Boolean(b), Json::Bool(x)) => (b == x, true),
+            (Value::Timestamp(_, us), Json::String(s)) => (format_timestamp(*us).as_deref() == Some(s.as_str()), false),
+            _ => (false, false),
         };
-        if exact && c.kind != ColumnKind::Float {
-            attrs.remove(*key);
+        if exact {
+            attrs.remove(c.keys[0]);
+            if as_native {
+                native |= 1 << i;
+            }
         }
     }
-    (typed, attrs)
+    Lifted { typed, native, rest: attrs }
+}
+
+/// A timestamp column's value as Claude Code writes `event.timestamp` (and as the `*_full`
+/// views give it back).
+fn format_timestamp(us: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
 /// Coerces one JSON attribute value to a column kind; a value that does not fit is NULL in the
@@ -78,6 +103,12 @@ pub fn coerce(value: &Json, kind: ColumnKind) -> Value {
             })
             .unwrap_or(Value::Null),
         ColumnKind::Float => as_f64(value).map(Value::Double).unwrap_or(Value::Null),
+        ColumnKind::Timestamp => match value {
+            Json::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Value::Timestamp(duckdb::types::TimeUnit::Microsecond, t.timestamp_micros()))
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        },
         ColumnKind::Bool => match value {
             Json::Bool(b) => Value::Boolean(*b),
             Json::String(s) => match s.trim().to_ascii_lowercase().as_str() {

@@ -48,10 +48,11 @@ impl Origin {
 
     /// A record's `Common` part: typed columns lifted from `attrs`, then the rest as JSON.
     fn common(&self, columns: &[AttrColumn], attrs: Map<String, Json>) -> Common {
-        let (typed, rest) = lift(columns, attrs);
+        let lifted = lift(columns, attrs);
         Common {
-            typed,
-            attributes: Json::Object(rest).to_string(),
+            typed: lifted.typed,
+            native: lifted.native,
+            attributes: Json::Object(lifted.rest).to_string(),
             resource: self.resource.clone(),
             scope_name: self.scope_name.clone(),
             scope_version: self.scope_version.clone(),
@@ -65,7 +66,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
         for sl in &rl.scope_logs {
             let origin = Origin::new(rl.resource.as_ref(), sl.scope.as_ref());
             for rec in &sl.log_records {
-                let attrs = attributes_to_map(&rec.attributes);
+                let mut attrs = attributes_to_map(&rec.attributes);
                 let body = match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
                     None => None,
                     Some(any_value::Value::StringValue(s)) => Some(s.clone()),
@@ -76,6 +77,11 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
                     .or_else(|| non_empty(&rec.event_name))
                     .or_else(|| body.as_deref().and_then(|b| b.strip_prefix(EVENT_BODY_PREFIX)).map(str::to_string))
                     .unwrap_or_default();
+                // `event.name` as sent is the `event_name` column: stored once
+                let event_name_lifted = string_attr(&attrs, "event.name") == Some(event_name.as_str());
+                if event_name_lifted {
+                    attrs.remove("event.name");
+                }
                 let observed = micros(rec.observed_time_unix_nano);
                 batch.events.push(EventRow {
                     time: micros(rec.time_unix_nano).or(observed).unwrap_or(received_at),
@@ -90,6 +96,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
                     flags: (rec.flags != 0).then_some(rec.flags),
                     common: origin.common(EVENT_COLUMNS, attrs),
                     dropped_attributes: rec.dropped_attributes_count,
+                    event_name_lifted,
                 });
             }
         }

@@ -208,7 +208,7 @@ impl TranscriptCall {
         put("data.source", json!("transcript"));
         put("transcript.file", json!(self.file));
         put("transcript.line", json!(self.line));
-        let (typed, rest) = super::attrs::lift(EVENT_COLUMNS, attrs);
+        let lifted = super::attrs::lift(EVENT_COLUMNS, attrs);
         EventRow {
             time: self.time_us,
             observed_time: None,
@@ -221,13 +221,15 @@ impl TranscriptCall {
             span_id: None,
             flags: None,
             common: Common {
-                typed,
-                attributes: Json::Object(rest).to_string(),
+                typed: lifted.typed,
+                native: lifted.native,
+                attributes: Json::Object(lifted.rest).to_string(),
                 resource: json!({"service.name": "claude-code", "service.version": self.version}).to_string(),
                 scope_name: Some(TRANSCRIPT_SCOPE.into()),
                 scope_version: Some(env!("CARGO_PKG_VERSION").into()),
             },
             dropped_attributes: 0,
+            event_name_lifted: false,
         }
     }
 }

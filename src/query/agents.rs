@@ -15,8 +15,7 @@ pub fn agents_sql(r: &Runner) -> Result<Sql, String> {
         "
 WITH calls AS (
     SELECT coalesce({class}, '(none)') AS query_class,
-        -- parsed only where named: most calls are the main loop's
-        coalesce(CASE WHEN contains(CAST(attributes AS VARCHAR), '\"agent.name\":') THEN json_extract_string(attributes, 'agent.name') END,
+        coalesce(agent_name,
             CASE WHEN {class} = 'subagent' THEN '(unknown)' ELSE '(none)' END) AS agent,
         count(*) AS api_requests,
         coalesce(sum(cost_usd), 0) AS cost_usd,
@@ -31,9 +30,9 @@ WITH calls AS (
     GROUP BY 1, 2
 ), runs AS (
     SELECT 'subagent' AS query_class,
-        coalesce(json_extract_string(attributes, 'agent_type'), '(unknown)') AS agent,
+        coalesce(agent_type, '(unknown)') AS agent,
         count(*) AS runs,
-        sum(TRY_CAST(json_extract_string(attributes, 'total_tool_uses') AS BIGINT))::BIGINT AS tool_uses,
+        sum(total_tool_uses)::BIGINT AS tool_uses,
         quantile_cont(duration_ms, 0.5) AS p50_run_duration_ms
     FROM events
     WHERE event_name = 'subagent_completed' AND time BETWEEN $1 AND $2{filter}

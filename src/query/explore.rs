@@ -52,7 +52,7 @@ FROM events
 WHERE time BETWEEN $1 AND $2{conditions}
 ORDER BY time DESC, event_sequence DESC
 LIMIT {limit}",
-        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::EVENT_COLUMNS)
+        attributes = crate::store::schema::full_attributes_sql("events")
     );
     let sql = p.into_sql(text);
     let t = sql.run(r.conn)?.json(&["labels"]);
@@ -128,7 +128,7 @@ SELECT trace_id, span_id, parent_span_id, name, kind, status, status_message, tr
 FROM spans
 WHERE trace_id IN ({ids}){filter}
 ORDER BY start_time, span_id",
-        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::SPAN_COLUMNS)
+        attributes = crate::store::schema::full_attributes_sql("spans")
     );
     let sql = p.into_sql(text);
     let t = sql.run(r.conn)?;

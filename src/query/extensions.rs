@@ -100,8 +100,8 @@ ORDER BY executions DESC, hook_event, hook_name",
     Ok(p.into_sql(text))
 }
 
-/// The MCP server and tool of a tool event (`a`: its `mcp_server.name`, `mcp_tool.name` and
-/// `tool_source`): the attribution attributes where sent, else parsed
+/// The MCP server and tool of a tool event (`a`: its `mcp_server.name` and `mcp_tool.name`):
+/// the attribution attributes where sent, else parsed
 /// from the tool name Claude Code gives MCP tools (`mcp__<server>__<tool>`).
 const MCP_SERVER: &str = "coalesce(a[1], \
     CASE WHEN tool_name LIKE 'mcp\\_\\_%' ESCAPE '\\' THEN split_part(tool_name, '__', 2) END)";
@@ -118,12 +118,14 @@ pub fn mcp_sql(r: &Runner) -> Result<Sql, String> {
     let text = format!(
         "
 WITH parsed AS (
-    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name, {list} AS a
+    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name, tool_source,
+        -- parsed only where named: most tools are built in
+        CASE WHEN contains(CAST(attributes AS VARCHAR), '\"mcp_') THEN {list} END AS a
     FROM events
     WHERE event_name IN ('tool_result', 'tool_decision') AND time BETWEEN $1 AND $2{filter}
 ), tool_events AS (
     SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name,
-        {MCP_SERVER} AS server, {MCP_TOOL} AS tool, a[3] AS tool_source
+        {MCP_SERVER} AS server, {MCP_TOOL} AS tool, tool_source
     FROM parsed
 ), source_of AS (
     SELECT tool_use_id, any_value(tool_source) AS tool_source FROM tool_events
@@ -160,7 +162,7 @@ SELECT mcp_server, coalesce(mcp_tool, '(no calls)') AS mcp_tool, coalesce(tool_s
     coalesce(connections, 0) AS connections, coalesce(connection_failures, 0) AS connection_failures
 FROM tools FULL OUTER JOIN connections USING (mcp_server)
 ORDER BY calls DESC, mcp_server, mcp_tool",
-        list = attr_list(&["mcp_server.name", "mcp_tool.name", "tool_source"]),
+        list = attr_list(&["mcp_server.name", "mcp_tool.name"]),
         server_name = attr("server_name"),
         status = attr("status"),
     );
@@ -295,7 +297,8 @@ mod tests {
         }
     }
 
-    /// MCP tools are named `mcp__<server>__<tool>`; a decision's `tool_source` marks the call.
+    /// MCP tools are named `mcp__<server>__<tool>`; a decision's `tool_source` marks the call (rows
+    /// as the store writes them: `tool_source` in its column).
     #[test]
     fn mcp_tools_by_server_and_tool() {
         let conn = duckdb::Connection::open_in_memory().unwrap();
@@ -303,13 +306,13 @@ mod tests {
             conn.execute_batch(&m).unwrap();
         }
         conn.execute_batch(
-            r#"INSERT INTO events (time, received_at, event_name, tool_name, tool_use_id, success, decision, duration_ms, attributes, resource) VALUES
-                (TIMESTAMP '2026-12-01 10:00:00', now(), 'tool_decision', 'mcp__github__create_issue', 't1', NULL, 'accept', NULL, '{"tool_source":"mcp"}', '{}'),
-                (TIMESTAMP '2026-12-01 10:00:01', now(), 'tool_result', 'mcp__github__create_issue', 't1', true, NULL, 40, '{}', '{}'),
-                (TIMESTAMP '2026-12-01 10:00:02', now(), 'tool_result', 'mcp__github__create_issue', 't2', false, NULL, 60, '{}', '{}'),
-                (TIMESTAMP '2026-12-01 10:00:03', now(), 'tool_result', 'Bash', 't3', true, NULL, 5, '{}', '{}'),
-                (TIMESTAMP '2026-12-01 10:00:04', now(), 'mcp_server_connection', NULL, NULL, NULL, NULL, 12, '{"status":"connected","server_name":"github"}', '{}'),
-                (TIMESTAMP '2026-12-01 10:00:05', now(), 'mcp_server_connection', NULL, NULL, NULL, NULL, 30, '{"status":"failed","server_name":"jira"}', '{}')"#,
+            r#"INSERT INTO events (time, received_at, event_name, tool_name, tool_use_id, success, decision, duration_ms, tool_source, attributes, resource) VALUES
+                (TIMESTAMP '2026-12-01 10:00:00', now(), 'tool_decision', 'mcp__github__create_issue', 't1', NULL, 'accept', NULL, 'mcp', '{}', '{}'),
+                (TIMESTAMP '2026-12-01 10:00:01', now(), 'tool_result', 'mcp__github__create_issue', 't1', true, NULL, 40, NULL, '{}', '{}'),
+                (TIMESTAMP '2026-12-01 10:00:02', now(), 'tool_result', 'mcp__github__create_issue', 't2', false, NULL, 60, NULL, '{}', '{}'),
+                (TIMESTAMP '2026-12-01 10:00:03', now(), 'tool_result', 'Bash', 't3', true, NULL, 5, NULL, '{}', '{}'),
+                (TIMESTAMP '2026-12-01 10:00:04', now(), 'mcp_server_connection', NULL, NULL, NULL, NULL, 12, NULL, '{"status":"connected","server_name":"github"}', '{}'),
+                (TIMESTAMP '2026-12-01 10:00:05', now(), 'mcp_server_connection', NULL, NULL, NULL, NULL, 30, NULL, '{"status":"failed","server_name":"jira"}', '{}')"#,
         )
         .unwrap();
         let filters = crate::query::filters::Filters::default();

@@ -32,6 +32,11 @@ impl Table {
         }
     }
 
+    /// The typed column holding attribute `key` (or named `key`).
+    fn column_for(self, key: &str) -> Option<&'static AttrColumn> {
+        self.typed().iter().find(|c| c.keys.first() == Some(&key) || c.column == key)
+    }
+
     /// The `time` column of the table (spans: their start).
     pub fn time_column(self) -> &'static str {
         match self {
@@ -141,21 +146,17 @@ pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, 
     if !key.starts_with("vcs.") {
         return Ok(own);
     }
-    // the records that carry these keys (see `repositories::SESSION_VCS_CTE`), and of those
-    // only the ones whose attributes name the key are parsed
-    let k = params.bind(key);
-    let quoted = params.bind(format!("\"{key}\""));
-    let sources: Vec<String> = [(Table::Events, "event_name IN ('user_prompt', 'tool_result') AND "), (Table::Metrics, "")]
-        .iter()
-        .map(|(t, which)| {
-            format!(
-                "SELECT session_id AS __s, time AS __t, json_extract_string(attributes, {k}) AS __v FROM {name} \
-                 WHERE {which}session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN} \
-                 AND contains(CAST(attributes AS VARCHAR), {quoted})",
-                name = t.name()
-            )
-        })
-        .collect();
+    // the records that carry these keys (see `repositories::SESSION_VCS_CTE`)
+    let mut sources = Vec::new();
+    for (t, which) in [(Table::Events, "event_name IN ('user_prompt', 'tool_result') AND "), (Table::Metrics, "")] {
+        let value = resolve(t, key, params, true)?;
+        sources.push(format!(
+            "SELECT session_id AS __s, time AS __t, {value} AS __v FROM {name} \
+             WHERE {which}session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN} \
+             AND {value} IS NOT NULL",
+            name = t.name()
+        ));
+    }
     Ok(format!(
         "coalesce({own}, (SELECT arg_max(__v, __t) FROM ({}) __sv WHERE __s = {table}.session_id AND __v IS NOT NULL))",
         sources.join(" UNION ALL "),
@@ -187,10 +188,10 @@ pub fn query_class_sql(table: Table) -> String {
     let (source, prefix) = match table {
         Table::Metrics => return "\"query_source\"".into(),
         Table::Events => ("\"query_source\"", "agent:"),
-        Table::Spans => ("json_extract_string(attributes, 'query_source_safe')", "agent."),
+        Table::Spans => ("\"query_source_safe\"", "agent."),
     };
     format!(
-        "(CASE WHEN contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR {source} LIKE '{prefix}%' THEN 'subagent' \
+        "(CASE WHEN agent_id IS NOT NULL OR {source} LIKE '{prefix}%' THEN 'subagent' \
          WHEN {source} IS NULL THEN NULL \
          WHEN {source} IN ('sdk', 'main') OR {source} LIKE 'repl_main_thread%' THEN 'main' ELSE 'auxiliary' END)"
     )
@@ -221,7 +222,7 @@ fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Resul
     if let Some(column) = own {
         return Ok(column.to_string());
     }
-    if let Some(c) = table.typed().iter().find(|c| c.keys.first() == Some(&key) || c.column == key) {
+    if let Some(c) = table.column_for(key) {
         return Ok(match c.kind {
             crate::store::schema::ColumnKind::Text => format!("\"{}\"", c.column),
             _ if !as_text => format!("\"{}\"", c.column),
@@ -266,11 +267,16 @@ fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, par
         if !session_scoped {
             return String::new();
         }
-        let quoted = params.bind(format!("\"{}\"", canonical_key(key)));
-        let found = format!("(contains(CAST(attributes AS VARCHAR), {quoted}) OR contains(CAST(resource AS VARCHAR), {quoted}))");
+        // a typed column is read as it is; a key without one only where its text appears
+        let found = if t.column_for(canonical_key(key)).is_some() {
+            String::new()
+        } else {
+            let quoted = params.bind(format!("\"{}\"", canonical_key(key)));
+            format!(" AND (contains(CAST(attributes AS VARCHAR), {quoted}) OR contains(CAST(resource AS VARCHAR), {quoted}))")
+        };
         match t {
-            Table::Events => format!(" AND event_name IN ('user_prompt', 'tool_result') AND {found}"),
-            _ => format!(" AND {found}"),
+            Table::Events => format!(" AND event_name IN ('user_prompt', 'tool_result'){found}"),
+            _ => found,
         }
     };
     let carriers = |level: &str, tables: &[Table], params: &mut Params| -> Result<String, String> {

@@ -29,16 +29,17 @@ WITH ev AS (
     GROUP BY session_id
 ), described AS (
     SELECT session_id,
-        any_value(json_extract_string(attributes, 'anthropic.provider')) AS provider,
-        any_value(json_extract_string(attributes, 'anthropic.custom_base_url')) AS custom_base_url,
+        any_value(provider) AS provider,
+        any_value(custom_base_url) AS custom_base_url,
         any_value(json_extract_string(resource, 'os.type')) AS os_type,
         any_value(json_extract_string(resource, 'host.arch')) AS host_arch,
         any_value(json_extract_string(resource, 'service.version')) AS service_version
     FROM (
-        SELECT session_id, attributes, resource FROM events
+        SELECT session_id, provider, CAST(custom_base_url AS VARCHAR) AS custom_base_url, resource FROM events
         WHERE event_name = 'user_prompt' AND session_id IS NOT NULL AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
         UNION ALL
-        SELECT session_id, attributes, resource FROM metric_points
+        SELECT session_id, json_extract_string(attributes, 'anthropic.provider'),
+            json_extract_string(attributes, 'anthropic.custom_base_url'), resource FROM metric_points
         WHERE metric_name IN ('claude_code.session.count', 'claude_code.cost.usage') AND session_id IS NOT NULL
             AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
     )

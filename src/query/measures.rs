@@ -30,8 +30,7 @@ const COST_METRIC: &str = "metric_name = 'claude_code.cost.usage'";
 const TOKEN_METRIC: &str = "metric_name = 'claude_code.token.usage'";
 const API_REQUEST: &str = "event_name = 'api_request'";
 /// An `api_request` of a subagent (see `filters::query_class_sql`).
-const SUBAGENT_REQUEST: &str =
-    "event_name = 'api_request' AND (contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR query_source LIKE 'agent:%')";
+const SUBAGENT_REQUEST: &str = "event_name = 'api_request' AND (agent_id IS NOT NULL OR query_source LIKE 'agent:%')";
 const SUM_INCREMENT: &str = "sum(increment)";
 const EVENT_TOKENS: &str =
     "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))";
@@ -107,8 +106,8 @@ impl Measure {
             CacheReadTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheRead'", SUM_INCREMENT),
             CacheCreationTokens if events => def(E, API_REQUEST, "sum(cache_creation_tokens)"),
             CacheCreationTokens => def(M, "metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'", SUM_INCREMENT),
-            CacheCreation5mTokens => def(E, API_REQUEST, "sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_5m_tokens') AS BIGINT))"),
-            CacheCreation1hTokens => def(E, API_REQUEST, "sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_1h_tokens') AS BIGINT))"),
+            CacheCreation5mTokens => def(E, API_REQUEST, "sum(cache_creation_5m_tokens)"),
+            CacheCreation1hTokens => def(E, API_REQUEST, "sum(cache_creation_1h_tokens)"),
             CacheHitRatio if events => MeasureDef {
                 ratio: true,
                 ..def(
@@ -145,11 +144,7 @@ impl Measure {
             ToolCalls => def(E, "event_name = 'tool_result'", "count(*)"),
             ToolFailures => def(E, "event_name = 'tool_result' AND success = false", "count(*)"),
             Prompts => def(E, "prompt_id IS NOT NULL", "count(DISTINCT prompt_id)"),
-            QueuedSends => def(
-                Table::Spans,
-                "name = 'claude_code.interaction'",
-                "sum(TRY_CAST(json_extract_string(attributes, 'queued_sends') AS BIGINT))",
-            ),
+            QueuedSends => def(Table::Spans, "name = 'claude_code.interaction'", "sum(queued_sends)"),
             Events => def(E, "true", "count(*)"),
         }
     }

@@ -8,9 +8,7 @@ use crate::prices::{Rates, LONG_CONTEXT_TOKENS};
 
 /// Tokens written to the 1-hour cache of a row (2.1.332 and later send the split; without it
 /// every write counts at the 5-minute price, Claude Code's default lifetime).
-const ONE_HOUR_WRITES: &str = "CASE WHEN contains(CAST(attributes AS VARCHAR), 'cache_creation_1h_tokens')
-    THEN least(coalesce(TRY_CAST(json_extract_string(attributes, 'cache_creation_1h_tokens') AS BIGINT), 0), coalesce(cache_creation_tokens, 0))
-    ELSE 0 END";
+const ONE_HOUR_WRITES: &str = "least(coalesce(cache_creation_1h_tokens, 0), coalesce(cache_creation_tokens, 0))";
 
 fn rates_sql(rates: &Rates, p: &mut Params) -> String {
     let mut rate = |per_million: f64| p.bind(per_million / 1e6);

@@ -10,30 +10,26 @@ use super::Runner;
 
 /// Per session, the last value of each repository key it sent (from a day around the range,
 /// so a branch named before the range still counts). Read from the records that carry them,
-/// so a query does not parse every event's attributes: metric points and prompts carry the
-/// repository, tool results of git commands the branch and commit; and of those only the rows
-/// whose attributes name a `vcs.` key at all are parsed.
+/// so a query does not read every event: metric points and prompts carry the repository, tool
+/// results of git commands the branch and commit (typed columns since schema v4).
 pub const SESSION_VCS_CTE: &str = "
 vcs_records AS (
-    SELECT session_id, time, attributes FROM events
+    SELECT session_id, time, vcs_repository, vcs_owner, vcs_repository_url, vcs_branch, vcs_commit FROM events
     WHERE event_name IN ('user_prompt', 'tool_result') AND session_id IS NOT NULL
-        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY AND contains(CAST(attributes AS VARCHAR), '\"vcs.')
+        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+        AND coalesce(vcs_repository, vcs_owner, vcs_repository_url, vcs_branch, vcs_commit) IS NOT NULL
     UNION ALL
-    SELECT session_id, time, attributes FROM metric_points
+    SELECT session_id, time, vcs_repository, vcs_owner, vcs_repository_url, vcs_branch, vcs_commit FROM metric_points
     WHERE session_id IS NOT NULL
-        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY AND contains(CAST(attributes AS VARCHAR), '\"vcs.')
+        AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
+        AND coalesce(vcs_repository, vcs_owner, vcs_repository_url, vcs_branch, vcs_commit) IS NOT NULL
 ), vcs AS (
     SELECT session_id,
-        arg_max(json_extract_string(attributes, 'vcs.repository.name'), time)
-            FILTER (WHERE json_extract_string(attributes, 'vcs.repository.name') IS NOT NULL) AS repository,
-        arg_max(json_extract_string(attributes, 'vcs.owner.name'), time)
-            FILTER (WHERE json_extract_string(attributes, 'vcs.owner.name') IS NOT NULL) AS owner,
-        arg_max(json_extract_string(attributes, 'vcs.repository.url.full'), time)
-            FILTER (WHERE json_extract_string(attributes, 'vcs.repository.url.full') IS NOT NULL) AS repository_url,
-        arg_max(json_extract_string(attributes, 'vcs.ref.head.name'), time)
-            FILTER (WHERE json_extract_string(attributes, 'vcs.ref.head.name') IS NOT NULL) AS branch,
-        arg_max(json_extract_string(attributes, 'vcs.ref.head.revision'), time)
-            FILTER (WHERE json_extract_string(attributes, 'vcs.ref.head.revision') IS NOT NULL) AS commit_sha
+        arg_max(vcs_repository, time) FILTER (WHERE vcs_repository IS NOT NULL) AS repository,
+        arg_max(vcs_owner, time) FILTER (WHERE vcs_owner IS NOT NULL) AS owner,
+        arg_max(vcs_repository_url, time) FILTER (WHERE vcs_repository_url IS NOT NULL) AS repository_url,
+        arg_max(vcs_branch, time) FILTER (WHERE vcs_branch IS NOT NULL) AS branch,
+        arg_max(vcs_commit, time) FILTER (WHERE vcs_commit IS NOT NULL) AS commit_sha
     FROM vcs_records
     GROUP BY session_id
 )";

@@ -25,7 +25,7 @@ WITH {SESSION_VCS_CTE}, ev AS (
         sum({list_cost}) FILTER (WHERE event_name = 'api_request') AS list_cost_usd,
         count(*) FILTER (WHERE scope_name = {transcript}) AS imported_calls,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request'
-            AND (contains(CAST(attributes AS VARCHAR), '\"agent_id\":') OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
+            AND (agent_id IS NOT NULL OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
         sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
         sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
         sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
@@ -128,7 +128,7 @@ SELECT time, event_name, event_sequence, prompt_id, model, cost_usd,
 FROM events
 WHERE session_id = {session} AND time BETWEEN $1 AND $2{filter}
 ORDER BY time, event_sequence",
-        attributes = crate::store::schema::full_attributes_sql(crate::store::schema::EVENT_COLUMNS)
+        attributes = crate::store::schema::full_attributes_sql("events")
     );
     Ok(p.into_sql(text))
 }

@@ -12,7 +12,7 @@ pub fn success_sql(r: &Runner) -> Result<Sql, String> {
         "
 WITH d AS (
     SELECT tool_use_id, coalesce(tool_name, '(unknown)') AS tool_name,
-        json_extract_string(attributes, 'tool_source') AS tool_source, decision
+        tool_source, decision
     FROM events
     WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{filter}
 ), source_of AS (
@@ -82,8 +82,8 @@ SELECT 'tool_decision' AS origin,
     coalesce(tool_name, '(unknown)') AS tool_name,
     coalesce(source, '(unknown)') AS source,
     coalesce(decision, '(unknown)') AS decision,
-    coalesce(json_extract_string(attributes, 'permission_mode'), '(none)') AS permission_mode,
-    coalesce(json_extract_string(attributes, 'tool_source'), '(none)') AS tool_source,
+    coalesce(permission_mode, '(none)') AS permission_mode,
+    coalesce(tool_source, '(none)') AS tool_source,
     count(*) AS decisions
 FROM events
 WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{ev_filter}

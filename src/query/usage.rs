@@ -48,8 +48,8 @@ SELECT coalesce(model, '(none)') AS model,
     coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
     coalesce(sum(cache_creation_tokens), 0)::BIGINT AS cache_creation_tokens,
     -- the split by cache lifetime, which Claude Code 2.1.332 and later send
-    sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_5m_tokens') AS BIGINT))::BIGINT AS cache_creation_5m_tokens,
-    sum(TRY_CAST(json_extract_string(attributes, 'cache_creation_1h_tokens') AS BIGINT))::BIGINT AS cache_creation_1h_tokens,
+    sum(cache_creation_5m_tokens)::BIGINT AS cache_creation_5m_tokens,
+    sum(cache_creation_1h_tokens)::BIGINT AS cache_creation_1h_tokens,
     count(*) AS requests
 FROM events
 WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2{filter}
@@ -155,9 +155,9 @@ impl Latency {
     fn sql(self, source: LatencySource) -> Result<&'static str, String> {
         Ok(match (self, source) {
             (Latency::Duration, _) => "duration_ms",
-            (Latency::Ttft, LatencySource::Events) => "TRY_CAST(json_extract_string(attributes, 'ttft_ms') AS DOUBLE)",
+            (Latency::Ttft, LatencySource::Events) => "ttft_ms",
             (Latency::Ttft, LatencySource::Spans) => "ttft_ms",
-            (Latency::FirstContent, LatencySource::Spans) => "TRY_CAST(json_extract_string(attributes, 'first_content_ms') AS DOUBLE)",
+            (Latency::FirstContent, LatencySource::Spans) => "first_content_ms",
             (Latency::FirstContent, LatencySource::Events) => {
                 return Err("latencies: first_content is on claude_code.llm_request spans; add \"source\": \"spans\"".into())
             }

@@ -502,4 +502,48 @@ mod upgrade_tests {
         let e = Store::open(newer.path(), &StoreOptions::with_memory("64MB")).err().expect("refused").to_string();
         assert!(e.contains("schema version 99, newer than this plugin's") && e.contains("upgrade the plugin"), "{e}");
     }
+
+    /// A file of schema v3 holds the Claude Code 2.1.332 keys in `attributes` (v4 gave them
+    /// typed columns): the migration fills the columns from the JSON, the `*_full` views give
+    /// back the same attributes as before, and new rows store those keys once.
+    #[tokio::test]
+    async fn a_v3_file_gets_the_v4_columns_filled_from_its_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let attributes = r#"{"agent.name":"general-purpose","agent_id":"a7d","anthropic.custom_base_url":false,"anthropic.provider":"firstParty","cache_creation_1h_tokens":12,"event.name":"api_request","event.sequence":4,"event.timestamp":"2026-12-01T07:09:12.345Z","ttft_ms":"812","vcs.repository.name":"grafana-claudecode"}"#;
+        let before = {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(schema::VERSION_TABLE).unwrap();
+            for (i, m) in schema::migrations().iter().take(3).enumerate() {
+                conn.execute_batch(m).unwrap();
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", [i as i32 + 1]).unwrap();
+            }
+            conn.execute(
+                "INSERT INTO events (time, received_at, event_name, session_id, event_sequence, attributes, resource)
+                 VALUES (TIMESTAMP '2026-12-01 07:09:12.345', now(), 'api_request', 's-v3', 4, ?, '{}')",
+                [attributes],
+            )
+            .unwrap();
+            let full: String = conn.query_row("SELECT attributes FROM events_full", [], |r| r.get(0)).unwrap();
+            serde_json::from_str::<serde_json::Value>(&full).unwrap()
+        };
+        let store = Store::open(dir.path(), &StoreOptions::with_memory("64MB")).unwrap();
+        let (columns, full): (String, String) = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT concat_ws('|', agent_name, agent_id, custom_base_url, provider, cache_creation_1h_tokens, event_timestamp, ttft_ms, vcs_repository),
+                            (SELECT attributes FROM events_full)
+                     FROM events",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(columns, "general-purpose|a7d|false|firstParty|12|2026-12-01 07:09:12.345|812|grafana-claudecode");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&full).unwrap(), before);
+        let mut sent: serde_json::Value = serde_json::from_str(attributes).unwrap();
+        sent["session.id"] = "s-v3".into();
+        assert_eq!(before, sent);
+        store.close().await;
+    }
 }

@@ -2,6 +2,8 @@
 //! column order of `schema` (a unit test checks the counts match the tables).
 use duckdb::types::{TimeUnit, Value};
 
+use super::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
+
 /// Microseconds since the Unix epoch, DuckDB's TIMESTAMP resolution.
 pub type Micros = i64;
 
@@ -23,6 +25,9 @@ fn text(s: Option<String>) -> Value {
 pub struct Common {
     /// Values of the table's typed columns (`schema::*_COLUMNS`), in order.
     pub typed: Vec<Value>,
+    /// Bit `i`: typed column `i` holds an attribute sent as a JSON number or boolean, lifted out
+    /// of `attributes` (see `schema::full_attributes_sql`).
+    pub native: u64,
     pub attributes: String,
     pub resource: String,
     pub scope_name: Option<String>,
@@ -30,11 +35,29 @@ pub struct Common {
 }
 
 impl Common {
-    /// Appends the typed columns, then attributes, resource and scope, as the tables order them.
-    fn push_values(self, head: &mut Vec<Value>, tail: impl IntoIterator<Item = Value>) {
-        head.extend(self.typed);
+    /// Appends the typed columns of the first schema, then attributes, resource, scope and the
+    /// table's `tail`, then `lifted_native`, `later` and the typed columns added since, as the
+    /// tables order them.
+    fn push_values(
+        self,
+        columns: &[AttrColumn],
+        head: &mut Vec<Value>,
+        tail: impl IntoIterator<Item = Value>,
+        later: impl IntoIterator<Item = Value>,
+    ) {
+        let mut added = Vec::new();
+        for (c, v) in columns.iter().zip(self.typed) {
+            if c.since == 1 {
+                head.push(v);
+            } else {
+                added.push(v);
+            }
+        }
         head.extend([Value::Text(self.attributes), Value::Text(self.resource), text(self.scope_name), text(self.scope_version)]);
         head.extend(tail);
+        head.push(if self.native == 0 { Value::Null } else { Value::UBigInt(self.native) });
+        head.extend(later);
+        head.extend(added);
     }
 }
 
@@ -53,12 +76,14 @@ pub struct EventRow {
     pub flags: Option<u32>,
     pub common: Common,
     pub dropped_attributes: u32,
+    /// The `event.name` attribute equalled `event_name` and is stored only there.
+    pub event_name_lifted: bool,
 }
 
 impl EventRow {
     /// A typed text column's value (`schema::EVENT_COLUMNS`).
     pub fn typed_text(&self, column: &str) -> Option<&str> {
-        let i = super::schema::EVENT_COLUMNS.iter().position(|c| c.column == column)?;
+        let i = EVENT_COLUMNS.iter().position(|c| c.column == column)?;
         match self.common.typed.get(i) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
@@ -77,7 +102,7 @@ impl EventRow {
     pub fn tokens(&self) -> i64 {
         ["input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"]
             .iter()
-            .filter_map(|c| super::schema::EVENT_COLUMNS.iter().position(|x| x.column == *c))
+            .filter_map(|c| EVENT_COLUMNS.iter().position(|x| x.column == *c))
             .map(|i| match self.common.typed.get(i) {
                 Some(Value::BigInt(n)) => *n,
                 _ => 0,
@@ -98,7 +123,8 @@ impl EventRow {
             text(self.span_id),
             opt(self.flags, Value::UInt),
         ];
-        self.common.push_values(&mut v, [Value::UInt(self.dropped_attributes)]);
+        let lifted = if self.event_name_lifted { Value::Boolean(true) } else { Value::Null };
+        self.common.push_values(EVENT_COLUMNS, &mut v, [Value::UInt(self.dropped_attributes)], [lifted]);
         v
     }
 }
@@ -177,7 +203,7 @@ impl MetricRow {
             opt(self.count, Value::UBigInt),
             Value::UBigInt(self.series_key),
         ];
-        self.common.push_values(&mut v, [text(self.extra), opt(self.flags, Value::UInt)]);
+        self.common.push_values(METRIC_COLUMNS, &mut v, [text(self.extra), opt(self.flags, Value::UInt)], []);
         v
     }
 }
@@ -220,7 +246,7 @@ impl SpanRow {
             text(self.trace_state),
             opt(self.flags, Value::UInt),
         ];
-        self.common.push_values(&mut v, [text(self.events), text(self.links)]);
+        self.common.push_values(SPAN_COLUMNS, &mut v, [text(self.events), text(self.links)], []);
         v
     }
 }
