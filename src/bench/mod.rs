@@ -221,7 +221,7 @@ fn appender_limit(requests: &[ExportLogsServiceRequest], dir: &Path) -> Result<f
         .iter()
         .map(|r| {
             let rows = crate::ingest::flatten::logs(r, now).events;
-            layout.batch(rows.into_iter().map(|e| e.into_values()))
+            layout.batch(rows.iter())
         })
         .collect::<Result<Vec<_>, _>>()?;
     let events: usize = batches.iter().map(|b| b.num_rows()).sum();

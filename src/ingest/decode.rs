@@ -111,23 +111,38 @@ pub fn decode_protobuf(signal: Signal, body: &[u8]) -> Result<ExportRequest, Dec
 /// OTLP/JSON: parsed with opentelemetry-proto 0.33's serde (hex ids, lowerCamelCase, enums as
 /// numbers, int64 as number or string, empty values), then carried over to the 0.29 types the
 /// rest of the pipeline (and tonic 0.12) uses through their shared protobuf wire format.
+///
+/// The body is read straight into the typed request. Only a body that sends an int64 value as a
+/// string goes through a `serde_json::Value` tree first (about ten times the body in memory),
+/// to turn those into numbers.
 pub fn decode_json(signal: Signal, body: &[u8]) -> Result<ExportRequest, DecodeError> {
     use otlp_json::tonic::collector as j;
+    fn typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+        if !has_int64_string(body) {
+            return serde_json::from_slice(body);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(body)?;
+        int64_strings_to_numbers(&mut value);
+        serde_json::from_value(value)
+    }
     let json_err = |source| DecodeError::Json { signal: signal.name(), source };
-    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(json_err)?;
-    int64_strings_to_numbers(&mut value);
     let bytes = match signal {
-        Signal::Logs => {
-            prost14::Message::encode_to_vec(&serde_json::from_value::<j::logs::v1::ExportLogsServiceRequest>(value).map_err(json_err)?)
-        }
-        Signal::Metrics => prost14::Message::encode_to_vec(
-            &serde_json::from_value::<j::metrics::v1::ExportMetricsServiceRequest>(value).map_err(json_err)?,
-        ),
-        Signal::Traces => {
-            prost14::Message::encode_to_vec(&serde_json::from_value::<j::trace::v1::ExportTraceServiceRequest>(value).map_err(json_err)?)
-        }
+        Signal::Logs => prost14::Message::encode_to_vec(&typed::<j::logs::v1::ExportLogsServiceRequest>(body).map_err(json_err)?),
+        Signal::Metrics => prost14::Message::encode_to_vec(&typed::<j::metrics::v1::ExportMetricsServiceRequest>(body).map_err(json_err)?),
+        Signal::Traces => prost14::Message::encode_to_vec(&typed::<j::trace::v1::ExportTraceServiceRequest>(body).map_err(json_err)?),
     };
     decode_protobuf(signal, &bytes).map_err(|e| DecodeError::Reencode { signal: signal.name(), reason: e.to_string() })
+}
+
+/// Whether the body has an `asInt` or `intValue` member whose value is a string (JSON allows
+/// whitespace around the colon). A false positive only costs the slower path.
+fn has_int64_string(body: &[u8]) -> bool {
+    [&b"\"asInt\""[..], &b"\"intValue\""[..]].iter().any(|key| {
+        body.windows(key.len()).enumerate().filter(|(_, w)| w == key).any(|(at, _)| {
+            let mut rest = body[at + key.len()..].iter().copied().skip_while(u8::is_ascii_whitespace);
+            rest.next() == Some(b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(b'"')
+        })
+    })
 }
 
 /// The protobuf JSON mapping allows int64 as a string (`"asInt": "42"`); 0.33's serde silently
@@ -227,6 +242,27 @@ mod tests {
         let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) = &metrics[1].data else { panic!() };
         assert_eq!(h.data_points[0].count, 3);
         assert_eq!(h.data_points[0].bucket_counts, vec![1, 2]);
+    }
+
+    #[test]
+    fn int64_strings_are_found_wherever_json_puts_them() {
+        assert!(has_int64_string(br#"{"asInt":"42"}"#));
+        assert!(has_int64_string(b"{\"intValue\" :\n \"42\"}"));
+        assert!(!has_int64_string(br#"{"asInt":42,"intValue": 7,"stringValue":"\"asInt\""}"#));
+        assert!(!has_int64_string(br#"{"asInt""#));
+        // both paths give the same request
+        let strings = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1","attributes":[{"key":"n","value":{"intValue":"42"}}]}]}]}]}"#;
+        let numbers = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1","attributes":[{"key":"n","value":{"intValue":42}}]}]}]}]}"#;
+        let (ExportRequest::Logs(a), ExportRequest::Logs(b)) =
+            (decode_json(Signal::Logs, strings).unwrap(), decode_json(Signal::Logs, numbers).unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(a, b);
+        assert_eq!(
+            a.resource_logs[0].scope_logs[0].log_records[0].attributes[0].value.as_ref().unwrap().value,
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(42))
+        );
     }
 
     #[test]

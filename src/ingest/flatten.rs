@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 use serde_json::{json, Map, Value as Json};
 
-use super::attrs::{any_to_json, attributes_to_map, lift, string_attr};
+use super::attrs::{any_to_json, attributes_to_map, lift, Attrs};
 use crate::store::rows::{Batch, Common, EventRow, MetricRow, Micros, SpanRow, Temporality};
 use crate::store::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
 
@@ -38,21 +38,21 @@ struct Origin {
 
 impl Origin {
     fn new(resource: Option<&Resource>, scope: Option<&InstrumentationScope>) -> Self {
-        let attrs = resource.map(|r| attributes_to_map(&r.attributes)).unwrap_or_default();
         Origin {
-            resource: Json::Object(attrs).to_string(),
+            resource: Attrs::from_kvs(resource.map_or(&[][..], |r| &r.attributes)).json(),
             scope_name: scope.and_then(|s| non_empty(&s.name)),
             scope_version: scope.and_then(|s| non_empty(&s.version)),
         }
     }
 
-    /// A record's `Common` part: typed columns lifted from `attrs`, then the rest as JSON.
-    fn common(&self, columns: &[AttrColumn], attrs: Map<String, Json>) -> Common {
-        let lifted = lift(columns, attrs);
+    /// A record's `Common` part: typed columns lifted from `attrs`, then the rest as JSON
+    /// (without `drop`, which another column holds).
+    fn common(&self, columns: &[AttrColumn], attrs: &Attrs, drop: Option<&str>) -> Common {
+        let lifted = lift(columns, attrs, drop);
         Common {
             typed: lifted.typed,
             native: lifted.native,
-            attributes: Json::Object(lifted.rest).to_string(),
+            attributes: lifted.rest,
             resource: self.resource.clone(),
             scope_name: self.scope_name.clone(),
             scope_version: self.scope_version.clone(),
@@ -66,22 +66,20 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
         for sl in &rl.scope_logs {
             let origin = Origin::new(rl.resource.as_ref(), sl.scope.as_ref());
             for rec in &sl.log_records {
-                let mut attrs = attributes_to_map(&rec.attributes);
+                let attrs = Attrs::from_kvs(&rec.attributes);
                 let body = match rec.body.as_ref().and_then(|b| b.value.as_ref()) {
                     None => None,
                     Some(any_value::Value::StringValue(s)) => Some(s.clone()),
                     Some(_) => Some(any_to_json(rec.body.as_ref()).to_string()),
                 };
-                let event_name = string_attr(&attrs, "event.name")
+                let sent_name = attrs.str("event.name");
+                let event_name = sent_name
                     .map(str::to_string)
                     .or_else(|| non_empty(&rec.event_name))
                     .or_else(|| body.as_deref().and_then(|b| b.strip_prefix(EVENT_BODY_PREFIX)).map(str::to_string))
                     .unwrap_or_default();
                 // `event.name` as sent is the `event_name` column: stored once
-                let event_name_lifted = string_attr(&attrs, "event.name") == Some(event_name.as_str());
-                if event_name_lifted {
-                    attrs.remove("event.name");
-                }
+                let event_name_lifted = sent_name == Some(event_name.as_str());
                 let observed = micros(rec.observed_time_unix_nano);
                 batch.events.push(EventRow {
                     time: micros(rec.time_unix_nano).or(observed).unwrap_or(received_at),
@@ -94,7 +92,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_at: Micros) -> Batch {
                     trace_id: hex_id(&rec.trace_id),
                     span_id: hex_id(&rec.span_id),
                     flags: (rec.flags != 0).then_some(rec.flags),
-                    common: origin.common(EVENT_COLUMNS, attrs),
+                    common: origin.common(EVENT_COLUMNS, &attrs, event_name_lifted.then_some("event.name")),
                     dropped_attributes: rec.dropped_attributes_count,
                     event_name_lifted,
                 });
@@ -150,11 +148,11 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_at: Micros) -> Batch 
                     if !p.exemplars.is_empty() {
                         extra.insert("exemplars".into(), exemplars_json(p.exemplars));
                     }
-                    let attrs = attributes_to_map(p.attributes);
+                    let attrs = Attrs::from_kvs(p.attributes);
                     // identity from every attribute (the canonical text of the full set, as
                     // files written before attributes were lifted hold it)
-                    let all_attributes = Json::Object(attrs.clone()).to_string();
-                    let common = origin.common(METRIC_COLUMNS, attrs);
+                    let all_attributes = attrs.json();
+                    let common = origin.common(METRIC_COLUMNS, &attrs, None);
                     let series_key = series_key(&[&m.name, &all_attributes, &common.resource, common.scope_name.as_deref().unwrap_or("")]);
                     let increment = match (kind, temporality) {
                         ("gauge" | "summary", _) => None,
@@ -288,7 +286,7 @@ pub fn traces(req: &ExportTraceServiceRequest, received_at: Micros) -> Batch {
                     batch.reject(1, format!("span {:?} has no startTimeUnixNano", sp.name));
                     continue;
                 };
-                let attrs = attributes_to_map(&sp.attributes);
+                let attrs = Attrs::from_kvs(&sp.attributes);
                 let events: Vec<Json> = sp
                     .events
                     .iter()
@@ -324,7 +322,7 @@ pub fn traces(req: &ExportTraceServiceRequest, received_at: Micros) -> Batch {
                     status_message: status.and_then(|s| non_empty(&s.message)),
                     trace_state: non_empty(&sp.trace_state),
                     flags: (sp.flags != 0).then_some(sp.flags),
-                    common: origin.common(SPAN_COLUMNS, attrs),
+                    common: origin.common(SPAN_COLUMNS, &attrs, None),
                     events: (!events.is_empty()).then(|| Json::Array(events).to_string()),
                     links: (!links.is_empty()).then(|| Json::Array(links).to_string()),
                 });

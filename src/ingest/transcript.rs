@@ -208,7 +208,7 @@ impl TranscriptCall {
         put("data.source", json!("transcript"));
         put("transcript.file", json!(self.file));
         put("transcript.line", json!(self.line));
-        let lifted = super::attrs::lift(EVENT_COLUMNS, attrs);
+        let lifted = super::attrs::lift(EVENT_COLUMNS, &super::attrs::Attrs::from_map(&attrs), None);
         EventRow {
             time: self.time_us,
             observed_time: None,
@@ -223,7 +223,7 @@ impl TranscriptCall {
             common: Common {
                 typed: lifted.typed,
                 native: lifted.native,
-                attributes: Json::Object(lifted.rest).to_string(),
+                attributes: lifted.rest,
                 resource: json!({"service.name": "claude-code", "service.version": self.version}).to_string(),
                 scope_name: Some(TRANSCRIPT_SCOPE.into()),
                 scope_version: Some(env!("CARGO_PKG_VERSION").into()),

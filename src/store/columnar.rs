@@ -27,20 +27,100 @@ impl TableLayout {
         Ok(TableLayout { schema: Arc::new(Schema::new(fields)) })
     }
 
-    /// Builds the record batch of `rows` (each in column order, as `rows::*::into_values` gives).
-    pub fn batch(&self, rows: impl ExactSizeIterator<Item = Vec<Value>>) -> Result<RecordBatch, String> {
+    /// Builds the record batch of `rows`, each written straight into the column builders.
+    pub fn batch<'r, R: Row + 'r>(&self, rows: impl ExactSizeIterator<Item = &'r R>) -> Result<RecordBatch, String> {
         let n = rows.len();
         let mut builders: Vec<ColumnBuilder> = self.schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type(), n)).collect();
+        let columns = builders.len();
         for row in rows {
-            if row.len() != builders.len() {
-                return Err(format!("row has {} values, the table {} columns", row.len(), builders.len()));
+            let mut cells = Cells { builders: &mut builders, at: 0, error: None };
+            row.write(&mut cells);
+            if let Some(e) = cells.error {
+                return Err(e);
             }
-            for (b, v) in builders.iter_mut().zip(row) {
-                b.push(v)?;
+            if cells.at != columns {
+                return Err(format!("row has {} values, the table {columns} columns", cells.at));
             }
         }
         let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}
+
+/// A row of a table: writes its values in column order (`rows::*`).
+pub trait Row {
+    fn write(&self, cells: &mut Cells);
+}
+
+/// One value of a row, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    Null,
+    /// Microseconds since the epoch.
+    Timestamp(i64),
+    Int32(i32),
+    UInt32(u32),
+    Int64(i64),
+    UInt64(u64),
+    Float64(f64),
+    Boolean(bool),
+    Text(&'a str),
+}
+
+impl<'a> From<&'a Value> for Cell<'a> {
+    fn from(v: &'a Value) -> Cell<'a> {
+        match v {
+            Value::Timestamp(_, us) => Cell::Timestamp(*us),
+            Value::Int(i) => Cell::Int32(*i),
+            Value::UInt(i) => Cell::UInt32(*i),
+            Value::BigInt(i) => Cell::Int64(*i),
+            Value::UBigInt(i) => Cell::UInt64(*i),
+            Value::Double(f) => Cell::Float64(*f),
+            Value::Boolean(b) => Cell::Boolean(*b),
+            Value::Text(s) => Cell::Text(s),
+            _ => Cell::Null,
+        }
+    }
+}
+
+impl<'a, T> From<Option<T>> for Cell<'a>
+where
+    Cell<'a>: From<T>,
+{
+    fn from(v: Option<T>) -> Cell<'a> {
+        v.map_or(Cell::Null, Cell::from)
+    }
+}
+
+impl<'a> From<&'a String> for Cell<'a> {
+    fn from(s: &'a String) -> Cell<'a> {
+        Cell::Text(s)
+    }
+}
+
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(s: &'a str) -> Cell<'a> {
+        Cell::Text(s)
+    }
+}
+
+/// The column builders a row writes its values into, one after the other.
+pub struct Cells<'b> {
+    builders: &'b mut [ColumnBuilder],
+    at: usize,
+    error: Option<String>,
+}
+
+impl Cells<'_> {
+    pub fn push<'a>(&mut self, cell: impl Into<Cell<'a>>) {
+        let result = match self.builders.get_mut(self.at) {
+            Some(b) => b.push(cell.into()),
+            None => Err("row has more values than the table has columns".to_string()),
+        };
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+        self.at += 1;
     }
 }
 
@@ -83,25 +163,25 @@ impl ColumnBuilder {
         }
     }
 
-    fn push(&mut self, v: Value) -> Result<(), String> {
+    fn push(&mut self, v: Cell) -> Result<(), String> {
         use ColumnBuilder as B;
         match (self, v) {
-            (B::Timestamp(b), Value::Null) => b.append_null(),
-            (B::Int32(b), Value::Null) => b.append_null(),
-            (B::UInt32(b), Value::Null) => b.append_null(),
-            (B::Int64(b), Value::Null) => b.append_null(),
-            (B::UInt64(b), Value::Null) => b.append_null(),
-            (B::Float64(b), Value::Null) => b.append_null(),
-            (B::Boolean(b), Value::Null) => b.append_null(),
-            (B::Utf8(b), Value::Null) => b.append_null(),
-            (B::Timestamp(b), Value::Timestamp(duckdb::types::TimeUnit::Microsecond, us)) => b.append_value(us),
-            (B::Int32(b), Value::Int(i)) => b.append_value(i),
-            (B::UInt32(b), Value::UInt(i)) => b.append_value(i),
-            (B::Int64(b), Value::BigInt(i)) => b.append_value(i),
-            (B::UInt64(b), Value::UBigInt(i)) => b.append_value(i),
-            (B::Float64(b), Value::Double(f)) => b.append_value(f),
-            (B::Boolean(b), Value::Boolean(x)) => b.append_value(x),
-            (B::Utf8(b), Value::Text(s)) => b.append_value(s),
+            (B::Timestamp(b), Cell::Null) => b.append_null(),
+            (B::Int32(b), Cell::Null) => b.append_null(),
+            (B::UInt32(b), Cell::Null) => b.append_null(),
+            (B::Int64(b), Cell::Null) => b.append_null(),
+            (B::UInt64(b), Cell::Null) => b.append_null(),
+            (B::Float64(b), Cell::Null) => b.append_null(),
+            (B::Boolean(b), Cell::Null) => b.append_null(),
+            (B::Utf8(b), Cell::Null) => b.append_null(),
+            (B::Timestamp(b), Cell::Timestamp(us)) => b.append_value(us),
+            (B::Int32(b), Cell::Int32(i)) => b.append_value(i),
+            (B::UInt32(b), Cell::UInt32(i)) => b.append_value(i),
+            (B::Int64(b), Cell::Int64(i)) => b.append_value(i),
+            (B::UInt64(b), Cell::UInt64(i)) => b.append_value(i),
+            (B::Float64(b), Cell::Float64(f)) => b.append_value(f),
+            (B::Boolean(b), Cell::Boolean(x)) => b.append_value(x),
+            (B::Utf8(b), Cell::Text(s)) => b.append_value(s),
             (_, other) => return Err(format!("value {other:?} does not fit its column")),
         }
         Ok(())

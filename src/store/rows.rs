@@ -1,22 +1,20 @@
-//! Rows as the store appends them: one struct per table, turned into positional values in the
-//! column order of `schema` (a unit test checks the counts match the tables).
-use duckdb::types::{TimeUnit, Value};
+//! Rows as the store appends them: one struct per table, written value by value in the column
+//! order of `schema` straight into the Arrow builders (`columnar::Row`; the writer's tests check
+//! the counts match the tables).
+use duckdb::types::Value;
 
+use super::columnar::{Cell, Cells, Row};
 use super::schema::{AttrColumn, EVENT_COLUMNS, METRIC_COLUMNS, SPAN_COLUMNS};
 
 /// Microseconds since the Unix epoch, DuckDB's TIMESTAMP resolution.
 pub type Micros = i64;
 
-fn ts(us: Micros) -> Value {
-    Value::Timestamp(TimeUnit::Microsecond, us)
+fn ts(us: Micros) -> Cell<'static> {
+    Cell::Timestamp(us)
 }
 
-fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-    v.map(f).unwrap_or(Value::Null)
-}
-
-fn text(s: Option<String>) -> Value {
-    opt(s, Value::Text)
+fn opt_ts(us: Option<Micros>) -> Cell<'static> {
+    us.map_or(Cell::Null, Cell::Timestamp)
 }
 
 /// What every record carries besides its own fields: the typed attribute columns of its table
@@ -35,29 +33,30 @@ pub struct Common {
 }
 
 impl Common {
-    /// Appends the typed columns of the first schema, then attributes, resource, scope and the
+    /// Writes the typed columns of the first schema, then attributes, resource, scope and the
     /// table's `tail`, then `lifted_native`, `later` and the typed columns added since, as the
     /// tables order them.
-    fn push_values(
-        self,
+    fn write<'a>(
+        &'a self,
         columns: &[AttrColumn],
-        head: &mut Vec<Value>,
-        tail: impl IntoIterator<Item = Value>,
-        later: impl IntoIterator<Item = Value>,
+        cells: &mut Cells,
+        tail: impl IntoIterator<Item = Cell<'a>>,
+        later: impl IntoIterator<Item = Cell<'a>>,
     ) {
-        let mut added = Vec::new();
-        for (c, v) in columns.iter().zip(self.typed) {
-            if c.since == 1 {
-                head.push(v);
-            } else {
-                added.push(v);
-            }
+        let typed = || columns.iter().zip(&self.typed);
+        for (_, v) in typed().filter(|(c, _)| c.since == 1) {
+            cells.push(v);
         }
-        head.extend([Value::Text(self.attributes), Value::Text(self.resource), text(self.scope_name), text(self.scope_version)]);
-        head.extend(tail);
-        head.push(if self.native == 0 { Value::Null } else { Value::UBigInt(self.native) });
-        head.extend(later);
-        head.extend(added);
+        cells.push(self.attributes.as_str());
+        cells.push(self.resource.as_str());
+        cells.push(self.scope_name.as_ref());
+        cells.push(self.scope_version.as_ref());
+        tail.into_iter().for_each(|c| cells.push(c));
+        cells.push(if self.native == 0 { Cell::Null } else { Cell::UInt64(self.native) });
+        later.into_iter().for_each(|c| cells.push(c));
+        for (_, v) in typed().filter(|(c, _)| c.since != 1) {
+            cells.push(v);
+        }
     }
 }
 
@@ -109,23 +108,22 @@ impl EventRow {
             })
             .sum()
     }
+}
 
-    pub fn into_values(self) -> Vec<Value> {
-        let mut v = vec![
-            ts(self.time),
-            opt(self.observed_time, ts),
-            ts(self.received_at),
-            Value::Text(self.event_name),
-            text(self.body),
-            opt(self.severity_number, Value::Int),
-            text(self.severity_text),
-            text(self.trace_id),
-            text(self.span_id),
-            opt(self.flags, Value::UInt),
-        ];
-        let lifted = if self.event_name_lifted { Value::Boolean(true) } else { Value::Null };
-        self.common.push_values(EVENT_COLUMNS, &mut v, [Value::UInt(self.dropped_attributes)], [lifted]);
-        v
+impl Row for EventRow {
+    fn write(&self, cells: &mut Cells) {
+        cells.push(ts(self.time));
+        cells.push(opt_ts(self.observed_time));
+        cells.push(ts(self.received_at));
+        cells.push(&self.event_name);
+        cells.push(self.body.as_ref());
+        cells.push(self.severity_number.map_or(Cell::Null, Cell::Int32));
+        cells.push(self.severity_text.as_ref());
+        cells.push(self.trace_id.as_ref());
+        cells.push(self.span_id.as_ref());
+        cells.push(self.flags.map_or(Cell::Null, Cell::UInt32));
+        let lifted = if self.event_name_lifted { Cell::Boolean(true) } else { Cell::Null };
+        self.common.write(EVENT_COLUMNS, cells, [Cell::UInt32(self.dropped_attributes)], [lifted]);
     }
 }
 
@@ -186,25 +184,25 @@ impl MetricRow {
     pub fn needs_increment(&self) -> bool {
         self.temporality == Some(Temporality::Cumulative) && matches!(self.kind, "sum" | "histogram" | "exponential_histogram")
     }
+}
 
-    pub fn into_values(self) -> Vec<Value> {
-        let mut v = vec![
-            ts(self.time),
-            opt(self.start_time, ts),
-            ts(self.received_at),
-            Value::Text(self.metric_name),
-            text(self.unit),
-            text(self.description),
-            Value::Text(self.kind.to_string()),
-            opt(self.temporality, |t| Value::Text(t.name().to_string())),
-            opt(self.is_monotonic, Value::Boolean),
-            opt(self.value, Value::Double),
-            opt(self.increment, Value::Double),
-            opt(self.count, Value::UBigInt),
-            Value::UBigInt(self.series_key),
-        ];
-        self.common.push_values(METRIC_COLUMNS, &mut v, [text(self.extra), opt(self.flags, Value::UInt)], []);
-        v
+impl Row for MetricRow {
+    fn write(&self, cells: &mut Cells) {
+        cells.push(ts(self.time));
+        cells.push(opt_ts(self.start_time));
+        cells.push(ts(self.received_at));
+        cells.push(&self.metric_name);
+        cells.push(self.unit.as_ref());
+        cells.push(self.description.as_ref());
+        cells.push(self.kind);
+        cells.push(self.temporality.map(Temporality::name));
+        cells.push(self.is_monotonic.map_or(Cell::Null, Cell::Boolean));
+        cells.push(self.value.map_or(Cell::Null, Cell::Float64));
+        cells.push(self.increment.map_or(Cell::Null, Cell::Float64));
+        cells.push(self.count.map_or(Cell::Null, Cell::UInt64));
+        cells.push(Cell::UInt64(self.series_key));
+        let tail = [Cell::from(self.extra.as_ref()), self.flags.map_or(Cell::Null, Cell::UInt32)];
+        self.common.write(METRIC_COLUMNS, cells, tail, []);
     }
 }
 
@@ -229,25 +227,24 @@ pub struct SpanRow {
     pub links: Option<String>,
 }
 
-impl SpanRow {
-    pub fn into_values(self) -> Vec<Value> {
-        let mut v = vec![
-            Value::Text(self.trace_id),
-            Value::Text(self.span_id),
-            text(self.parent_span_id),
-            Value::Text(self.name),
-            text(self.kind),
-            ts(self.start_time),
-            opt(self.end_time, ts),
-            opt(self.duration_ms, Value::Double),
-            ts(self.received_at),
-            text(self.status),
-            text(self.status_message),
-            text(self.trace_state),
-            opt(self.flags, Value::UInt),
-        ];
-        self.common.push_values(SPAN_COLUMNS, &mut v, [text(self.events), text(self.links)], []);
-        v
+impl SpanRow {}
+
+impl Row for SpanRow {
+    fn write(&self, cells: &mut Cells) {
+        cells.push(&self.trace_id);
+        cells.push(&self.span_id);
+        cells.push(self.parent_span_id.as_ref());
+        cells.push(&self.name);
+        cells.push(self.kind.as_ref());
+        cells.push(ts(self.start_time));
+        cells.push(opt_ts(self.end_time));
+        cells.push(self.duration_ms.map_or(Cell::Null, Cell::Float64));
+        cells.push(ts(self.received_at));
+        cells.push(self.status.as_ref());
+        cells.push(self.status_message.as_ref());
+        cells.push(self.trace_state.as_ref());
+        cells.push(self.flags.map_or(Cell::Null, Cell::UInt32));
+        self.common.write(SPAN_COLUMNS, cells, [Cell::from(self.events.as_ref()), Cell::from(self.links.as_ref())], []);
     }
 }
 

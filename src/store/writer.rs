@@ -9,7 +9,7 @@ use duckdb::types::Value;
 use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::columnar::TableLayout;
+use super::columnar::{Row, TableLayout};
 use super::rows::{Batch, EventRow, MetricRow, Micros};
 use super::{StoreError, StoreStats};
 use crate::ingest::transcript::TRANSCRIPT_SCOPE;
@@ -256,9 +256,9 @@ impl Writer {
         let events = fresh.iter().zip(&keep).flat_map(|(b, keep)| {
             b.events.iter().enumerate().filter(|(i, _)| keep.is_empty() || keep.get(*i).copied().unwrap_or(true)).map(|(_, r)| r)
         });
-        append(&tx, "events", &l.events, events.map(|r| r.clone().into_values()))?;
-        append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points).map(|r| r.clone().into_values()))?;
-        append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans).map(|r| r.clone().into_values()))?;
+        append(&tx, "events", &l.events, events)?;
+        append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points))?;
+        append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans))?;
         // the keys commit with the rows: a retry after a lost ack finds them whatever happened
         let now_us = chrono::Utc::now().timestamp_micros();
         let now = Value::Timestamp(duckdb::types::TimeUnit::Microsecond, now_us);
@@ -412,12 +412,7 @@ static ALL: Vec<bool> = Vec::new();
 
 /// Appends rows to `table` inside the transaction as Arrow record batches; opens no appender
 /// when there are none.
-fn append(
-    conn: &Connection,
-    table: &str,
-    layout: &TableLayout,
-    rows: impl Iterator<Item = Vec<duckdb::types::Value>>,
-) -> Result<(), String> {
+fn append<'r, R: Row + 'r>(conn: &Connection, table: &str, layout: &TableLayout, rows: impl Iterator<Item = &'r R>) -> Result<(), String> {
     let mut rows = rows.peekable();
     if rows.peek().is_none() {
         return Ok(());
