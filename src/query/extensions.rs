@@ -10,14 +10,6 @@ fn attr(key: &str) -> String {
     format!("json_extract_string(attributes, '{key}')")
 }
 
-/// SQL for several attributes at once, as a list: the JSON is parsed once per row, not once
-/// per key (`a[1]` is `keys[0]`).
-fn attr_list(keys: &[&str]) -> String {
-    debug_assert!(keys.iter().all(|k| !k.contains('\'') && !k.contains('"')));
-    let paths: Vec<String> = keys.iter().map(|k| format!("'$.\"{k}\"'")).collect();
-    format!("json_extract_string(attributes, [{}])", paths.join(", "))
-}
-
 /// The same as a number (Claude Code sends many counts as strings).
 fn int(text: &str) -> String {
     format!("TRY_CAST({text} AS BIGINT)")
@@ -33,44 +25,28 @@ fn attr_int(key: &str) -> String {
 pub fn hooks_sql(r: &Runner) -> Result<Sql, String> {
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
-    const KEYS: [&str; 10] = [
-        "hook_event",
-        "hook_name",
-        "num_hooks",
-        "num_success",
-        "num_blocking",
-        "num_non_blocking_error",
-        "num_cancelled",
-        "stdout_chars",
-        "additional_context_chars",
-        "system_message_chars",
-    ];
-    let n = |key: &str| int(&format!("a[{}]", KEYS.iter().position(|k| *k == key).map_or(0, |i| i + 1)));
     let text = format!(
         "
-WITH complete AS (
-    SELECT session_id, duration_ms, {list} AS a
-    FROM events
-    WHERE event_name = 'hook_execution_complete' AND time BETWEEN $1 AND $2{filter}
-), runs AS (
-    SELECT coalesce(a[1], '(none)') AS hook_event,
-        coalesce(a[2], '(none)') AS hook_name,
+WITH runs AS (
+    SELECT coalesce(hook_event, '(none)') AS hook_event,
+        coalesce(hook_name, '(none)') AS hook_name,
         count(*) AS executions,
-        coalesce(sum({num_hooks}), 0)::BIGINT AS hooks_run,
-        coalesce(sum({num_success}), 0)::BIGINT AS successes,
-        coalesce(sum({num_blocking}), 0)::BIGINT AS blocking,
-        coalesce(sum({num_error}), 0)::BIGINT AS non_blocking_errors,
-        coalesce(sum({num_cancelled}), 0)::BIGINT AS cancelled,
+        coalesce(sum(num_hooks), 0)::BIGINT AS hooks_run,
+        coalesce(sum(num_success), 0)::BIGINT AS successes,
+        coalesce(sum(num_blocking), 0)::BIGINT AS blocking,
+        coalesce(sum(num_non_blocking_error), 0)::BIGINT AS non_blocking_errors,
+        coalesce(sum(num_cancelled), 0)::BIGINT AS cancelled,
         coalesce(sum(duration_ms), 0) AS total_duration_ms,
         quantile_cont(duration_ms, 0.95) AS p95_duration_ms,
-        coalesce(sum({stdout}), 0)::BIGINT AS stdout_chars,
-        coalesce(sum({context}), 0)::BIGINT AS additional_context_chars,
-        coalesce(sum({system}), 0)::BIGINT AS system_message_chars,
+        coalesce(sum(stdout_chars), 0)::BIGINT AS stdout_chars,
+        coalesce(sum(additional_context_chars), 0)::BIGINT AS additional_context_chars,
+        coalesce(sum(system_message_chars), 0)::BIGINT AS system_message_chars,
         count(DISTINCT session_id) AS sessions
-    FROM complete
+    FROM events
+    WHERE event_name = 'hook_execution_complete' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1, 2
 ), registered AS (
-    SELECT coalesce({event}, '(none)') AS hook_event, count(*) AS registrations
+    SELECT coalesce(hook_event, '(none)') AS hook_event, count(*) AS registrations
     FROM events
     WHERE event_name = 'hook_registered' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1
@@ -85,27 +61,16 @@ SELECT hook_event, coalesce(hook_name, '(not run)') AS hook_name,
     coalesce(registrations, 0) AS registrations,
     coalesce(sessions, 0) AS sessions
 FROM runs FULL OUTER JOIN registered USING (hook_event)
-ORDER BY executions DESC, hook_event, hook_name",
-        list = attr_list(&KEYS),
-        event = attr("hook_event"),
-        num_hooks = n("num_hooks"),
-        num_success = n("num_success"),
-        num_blocking = n("num_blocking"),
-        num_error = n("num_non_blocking_error"),
-        num_cancelled = n("num_cancelled"),
-        stdout = n("stdout_chars"),
-        context = n("additional_context_chars"),
-        system = n("system_message_chars"),
+ORDER BY executions DESC, hook_event, hook_name"
     );
     Ok(p.into_sql(text))
 }
 
-/// The MCP server and tool of a tool event (`a`: its `mcp_server.name` and `mcp_tool.name`):
-/// the attribution attributes where sent, else parsed
-/// from the tool name Claude Code gives MCP tools (`mcp__<server>__<tool>`).
-const MCP_SERVER: &str = "coalesce(a[1], \
+/// The MCP server and tool of a tool event: its `mcp_server.name` and `mcp_tool.name` where
+/// sent, else parsed from the tool name Claude Code gives MCP tools (`mcp__<server>__<tool>`).
+const MCP_SERVER: &str = "coalesce(mcp_server_name, \
     CASE WHEN tool_name LIKE 'mcp\\_\\_%' ESCAPE '\\' THEN split_part(tool_name, '__', 2) END)";
-const MCP_TOOL: &str = "coalesce(a[2], \
+const MCP_TOOL: &str = "coalesce(mcp_tool_name, \
     CASE WHEN tool_name LIKE 'mcp\\_\\_%' ESCAPE '\\' THEN nullif(array_to_string(string_split(tool_name, '__')[3:], '__'), '') END)";
 
 /// One row per MCP server and tool: calls, failures, success rate, p50/p95 duration, accepts and
@@ -118,9 +83,7 @@ pub fn mcp_sql(r: &Runner) -> Result<Sql, String> {
     let text = format!(
         "
 WITH parsed AS (
-    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name, tool_source,
-        -- parsed only where named: most tools are built in
-        CASE WHEN contains(CAST(attributes AS VARCHAR), '\"mcp_') THEN {list} END AS a
+    SELECT event_name, tool_use_id, success, decision, duration_ms, tool_name, tool_source, mcp_server_name, mcp_tool_name
     FROM events
     WHERE event_name IN ('tool_result', 'tool_decision') AND time BETWEEN $1 AND $2{filter}
 ), tool_events AS (
@@ -162,7 +125,6 @@ SELECT mcp_server, coalesce(mcp_tool, '(no calls)') AS mcp_tool, coalesce(tool_s
     coalesce(connections, 0) AS connections, coalesce(connection_failures, 0) AS connection_failures
 FROM tools FULL OUTER JOIN connections USING (mcp_server)
 ORDER BY calls DESC, mcp_server, mcp_tool",
-        list = attr_list(&["mcp_server.name", "mcp_tool.name"]),
         server_name = attr("server_name"),
         status = attr("status"),
     );
@@ -204,7 +166,7 @@ pub fn plugins_sql(r: &Runner) -> Result<Sql, String> {
     let text = format!(
         "
 WITH loaded AS (
-    SELECT coalesce({name}, '(unknown)') AS plugin,
+    SELECT coalesce(plugin_name, '(unknown)') AS plugin,
         coalesce(any_value({marketplace}), '(none)') AS marketplace,
         coalesce(any_value({scope}), '(none)') AS scope,
         coalesce(any_value({enabled_via}), '(none)') AS enabled_via,
@@ -221,16 +183,15 @@ WITH loaded AS (
     WHERE event_name = 'plugin_loaded' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1
 ), hooks AS (
-    SELECT {name} AS plugin, count(*) AS hooks_registered
+    SELECT plugin_name AS plugin, count(*) AS hooks_registered
     FROM events
-    WHERE event_name = 'hook_registered' AND {name} IS NOT NULL AND time BETWEEN $1 AND $2{filter}
+    WHERE event_name = 'hook_registered' AND plugin_name IS NOT NULL AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1
 )
 SELECT plugin, marketplace, scope, enabled_via, has_hooks, has_mcp, skills, commands, agents,
     loads, sessions, users, coalesce(hooks_registered, 0) AS hooks_registered, last_seen
 FROM loaded LEFT JOIN hooks USING (plugin)
 ORDER BY sessions DESC, plugin",
-        name = attr("plugin.name"),
         marketplace = attr("marketplace.name"),
         scope = attr("plugin.scope"),
         enabled_via = attr("enabled_via"),

@@ -140,6 +140,20 @@ pub const EVENT_COLUMNS: &[AttrColumn] = with_identity_columns![
     vcs_columns!()[2],
     vcs_columns!()[3],
     vcs_columns!()[4],
+    // hooks, MCP tools and plugins (`query::extensions`): a hook runs on every tool call
+    col4("hook_event", &["hook_event"], Text),
+    col4("hook_name", &["hook_name"], Text),
+    col4("num_hooks", &["num_hooks"], Int),
+    col4("num_success", &["num_success"], Int),
+    col4("num_blocking", &["num_blocking"], Int),
+    col4("num_non_blocking_error", &["num_non_blocking_error"], Int),
+    col4("num_cancelled", &["num_cancelled"], Int),
+    col4("stdout_chars", &["stdout_chars"], Int),
+    col4("additional_context_chars", &["additional_context_chars"], Int),
+    col4("system_message_chars", &["system_message_chars"], Int),
+    col4("mcp_server_name", &["mcp_server.name"], Text),
+    col4("mcp_tool_name", &["mcp_tool.name"], Text),
+    col4("plugin_name", &["plugin.name"], Text),
 ];
 
 /// Typed columns of `metric_points`.
@@ -345,6 +359,9 @@ fn migration_v4() -> String {
     }
     sql
 }
+
+/// `lifted_native` has a bit per typed column.
+const _: () = assert!(EVENT_COLUMNS.len() <= 64 && METRIC_COLUMNS.len() <= 64 && SPAN_COLUMNS.len() <= 64);
 
 /// The schema version this binary writes. Bump it and append a migration for every change.
 pub const SCHEMA_VERSION: i32 = 4;
