@@ -78,11 +78,12 @@ async fn below_the_free_space_floor_exports_are_refused_before_anything_is_store
 
 #[tokio::test]
 async fn a_full_disk_fails_exports_cleanly_and_the_plugin_recovers_when_space_returns() {
-    // Every file may grow to 6 MB; checkpoints every 1 MB of WAL move data into the database
+    // Every file may grow to 8 MB (schema v4's wider tables take more of a small file per
+    // checkpoint than 6 MB left room for); checkpoints every 1 MB of WAL move data into the database
     // file until a checkpoint cannot write, which stops DuckDB until the file is reopened.
     // Exports wait 0.5 s (not the default 30 s) for a reopening that cannot succeed before space returns.
     let env = [("GF_PLUGIN_CHECKPOINT_THRESHOLD", "1MB"), ("GF_PLUGIN_MIN_FREE_DISK", "0"), ("GF_PLUGIN_STORE_WAIT_SECONDS", "0.5")];
-    let plugin = Plugin::start_with_file_size_limit(tempfile::tempdir().unwrap(), &env, 6_000_000).await;
+    let plugin = Plugin::start_with_file_size_limit(tempfile::tempdir().unwrap(), &env, 8_000_000).await;
     let mut logs = LogsServiceClient::connect(format!("http://{}", plugin.grpc_addr)).await.unwrap();
 
     let (mut acked, mut failed) = (Vec::new(), Vec::new());
