@@ -177,11 +177,13 @@ impl<'a> Attrs<'a> {
     }
 }
 
-/// What `lift` gives: the typed column values, which of them were sent as JSON numbers or
-/// booleans (bit `i` for column `i`), and the JSON text of the attributes left.
+/// What `lift` gives: the typed column values, which of them hold an attribute taken out of the
+/// JSON (`columns`, bit `i` for column `i`) and which of those were sent as JSON numbers or
+/// booleans (`native`), and the JSON text of the attributes left.
 #[derive(Debug)]
 pub struct Lifted {
     pub typed: Vec<Value>,
+    pub columns: u64,
     pub native: u64,
     pub rest: String,
 }
@@ -194,7 +196,7 @@ pub struct Lifted {
 pub fn lift(columns: &[AttrColumn], attrs: &Attrs, drop: Option<&str>) -> Lifted {
     let mut typed = Vec::with_capacity(columns.len());
     let mut lifted = vec![false; attrs.entries.len()];
-    let mut native = 0u64;
+    let (mut taken, mut native) = (0u64, 0u64);
     for (i, c) in columns.iter().enumerate() {
         let found = c.keys.iter().find_map(|k| attrs.get(k).filter(|v| !v.is_null()));
         let value = found.map_or(Value::Null, |v| coerce(v, c.kind));
@@ -203,6 +205,7 @@ pub fn lift(columns: &[AttrColumn], attrs: &Attrs, drop: Option<&str>) -> Lifted
                 let (exact, as_native) = exactly_as_sent(&value, attrs.entries[at].1);
                 if exact {
                     lifted[at] = true;
+                    taken |= 1 << i;
                     if as_native {
                         native |= 1 << i;
                     }
@@ -216,7 +219,7 @@ pub fn lift(columns: &[AttrColumn], attrs: &Attrs, drop: Option<&str>) -> Lifted
             lifted[at] = true;
         }
     }
-    Lifted { typed, native, rest: attrs.json_without(|i| lifted[i]) }
+    Lifted { typed, columns: taken, native, rest: attrs.json_without(|i| lifted[i]) }
 }
 
 /// Whether a typed column value reads back as the attribute was sent, and whether it was sent as
@@ -418,6 +421,13 @@ mod tests {
             let (typed, native, rest) = through_a_map(columns, kvs);
             // compared as text: NaN is not equal to itself
             assert_eq!(format!("{:?}", (&direct.typed, direct.native, &direct.rest)), format!("{:?}", (&typed, native, &rest)));
+            // a column is marked lifted exactly when its key left the JSON
+            let kept: Map<String, Json> = serde_json::from_str(&rest).unwrap();
+            let sent = attributes_to_map(kvs);
+            let left: Vec<bool> =
+                columns.iter().map(|c| c.liftable() && sent.contains_key(c.keys[0]) && !kept.contains_key(c.keys[0])).collect();
+            let marked: Vec<bool> = (0..columns.len()).map(|i| direct.columns >> i & 1 == 1).collect();
+            assert_eq!(marked, left, "{rest}");
             assert_eq!(Attrs::from_kvs(kvs).json(), Json::Object(attributes_to_map(kvs)).to_string());
         }
     }

@@ -51,6 +51,7 @@ impl Origin {
         let lifted = lift(columns, attrs, drop);
         Common {
             typed: lifted.typed,
+            lifted: lifted.columns,
             native: lifted.native,
             attributes: lifted.rest,
             resource: self.resource.clone(),

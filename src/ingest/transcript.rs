@@ -222,6 +222,7 @@ impl TranscriptCall {
             flags: None,
             common: Common {
                 typed: lifted.typed,
+                lifted: lifted.columns,
                 native: lifted.native,
                 attributes: lifted.rest,
                 resource: json!({"service.name": "claude-code", "service.version": self.version}).to_string(),

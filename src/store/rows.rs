@@ -23,8 +23,10 @@ fn opt_ts(us: Option<Micros>) -> Cell<'static> {
 pub struct Common {
     /// Values of the table's typed columns (`schema::*_COLUMNS`), in order.
     pub typed: Vec<Value>,
-    /// Bit `i`: typed column `i` holds an attribute sent as a JSON number or boolean, lifted out
-    /// of `attributes` (see `schema::full_attributes_sql`).
+    /// Bit `i`: typed column `i` holds an attribute taken out of `attributes` (see
+    /// `schema::full_attributes_sql`).
+    pub lifted: u64,
+    /// Bit `i`: of those, column `i`'s was sent as a JSON number or boolean.
     pub native: u64,
     pub attributes: String,
     pub resource: String,
@@ -34,7 +36,7 @@ pub struct Common {
 
 impl Common {
     /// Writes the typed columns of the first schema, then attributes, resource, scope and the
-    /// table's `tail`, then `lifted_native`, `later` and the typed columns added since, as the
+    /// table's `tail`, then `lifted`, `lifted_native`, `later` and the typed columns added since, as the
     /// tables order them.
     fn write<'a>(
         &'a self,
@@ -52,6 +54,8 @@ impl Common {
         cells.push(self.scope_name.as_ref());
         cells.push(self.scope_version.as_ref());
         tail.into_iter().for_each(|c| cells.push(c));
+        // 0 is "nothing lifted"; NULL marks rows written before schema v4
+        cells.push(Cell::UInt64(self.lifted));
         cells.push(if self.native == 0 { Cell::Null } else { Cell::UInt64(self.native) });
         later.into_iter().for_each(|c| cells.push(c));
         for (_, v) in typed().filter(|(c, _)| c.since != 1) {

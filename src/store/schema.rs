@@ -271,8 +271,9 @@ pub const SPAN_TAIL: &str = "
 /// SQL for a row's complete attributes as JSON text: the typed columns' attributes that were
 /// lifted out of `attributes` (see `ingest::attrs::lift`), then everything `attributes` holds.
 /// A key `attributes` still has (older rows, values not sent exactly as the column gives them
-/// back) is not repeated. Bit `i` of `lifted_native` (schema v4) says column `i` was sent as a
-/// JSON number or boolean rather than as a string.
+/// back) is not repeated. Since schema v4 a row says which it lifted (bit `i` of `lifted` for
+/// column `i`), so its JSON is not parsed to find out, and bit `i` of `lifted_native` says the
+/// value was sent as a JSON number or boolean rather than as a string.
 pub fn full_attributes_sql(table: &str) -> String {
     let columns = TABLES.iter().find(|(t, _)| *t == table).map_or(&[][..], |(_, c)| *c);
     full_attributes_sql_at(table, columns, SCHEMA_VERSION)
@@ -297,10 +298,13 @@ fn full_attributes_sql_at(table: &str, columns: &[AttrColumn], version: i32) -> 
                 ),
                 _ => format!("to_json(CAST(\"{col}\" AS VARCHAR))", col = c.column),
             };
-            format!(
-                "CASE WHEN \"{col}\" IS NOT NULL AND NOT json_exists(attributes, '$.\"{key}\"') THEN '\"{key}\":' || {as_sent} END",
-                col = c.column
-            )
+            let not_in_json = format!("NOT json_exists(attributes, '$.\"{key}\"')");
+            let taken = if native_bits {
+                format!("(CASE WHEN lifted IS NULL THEN {not_in_json} ELSE (lifted >> {i}) & 1 = 1 END)")
+            } else {
+                not_in_json
+            };
+            format!("CASE WHEN \"{col}\" IS NOT NULL AND {taken} THEN '\"{key}\":' || {as_sent} END", col = c.column)
         })
         .collect();
     if native_bits && table == "events" {
@@ -336,11 +340,13 @@ fn backfill_value(c: &AttrColumn) -> String {
 /// v4: typed columns for what every event has (`event.timestamp`; `event.name` in the
 /// `event_name` column) and the Claude Code 2.1.332 keys queries read on every refresh, so no
 /// dashboard parses the `attributes` JSON of millions of rows; numbers and booleans sent as
-/// such are lifted too (`lifted_native`). Rows already stored get the new columns filled from
+/// such are lifted too (`lifted_native`), and each row says which it lifted (`lifted`, so the
+/// `*_full` views need not parse its JSON to find out). Rows already stored get the new columns filled from
 /// their JSON (which keeps the keys: nothing is rewritten).
 fn migration_v4() -> String {
     let mut sql = String::new();
     for (table, columns) in TABLES {
+        sql += &format!("ALTER TABLE {table} ADD COLUMN lifted UBIGINT;\n");
         sql += &format!("ALTER TABLE {table} ADD COLUMN lifted_native UBIGINT;\n");
         if table == "events" {
             sql += "ALTER TABLE events ADD COLUMN event_name_lifted BOOLEAN;\n";
@@ -403,7 +409,7 @@ mod tests {
         }
         let n: i64 =
             conn.query_row("SELECT count(*) FROM information_schema.columns WHERE table_name = 'events'", [], |r| r.get(0)).unwrap();
-        assert_eq!(n as usize, 10 + EVENT_COLUMNS.len() + 5 + 2);
+        assert_eq!(n as usize, 10 + EVENT_COLUMNS.len() + 5 + 3);
         assert_eq!(migrations().len(), SCHEMA_VERSION as usize);
     }
 
