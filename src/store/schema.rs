@@ -61,26 +61,20 @@ impl AttrColumn {
     }
 }
 
-/// The repository and branch keys (Claude Code 2.1.332 with `OTEL_METRICS_INCLUDE_REPOSITORY`),
-/// on prompts, git tool results and metric points.
-macro_rules! vcs_columns {
-    () => {
-        [
-            col4("vcs_repository", &["vcs.repository.name"], Text),
-            col4("vcs_owner", &["vcs.owner.name"], Text),
-            col4("vcs_repository_url", &["vcs.repository.url.full"], Text),
-            col4("vcs_branch", &["vcs.ref.head.name"], Text),
-            col4("vcs_commit", &["vcs.ref.head.revision"], Text),
-        ]
-    };
-}
-
 use ColumnKind::{Bool, Float, Int, Text, Timestamp};
+
+// The repository and branch keys (Claude Code 2.1.332 with `OTEL_METRICS_INCLUDE_REPOSITORY`),
+// on prompts, git tool results and metric points.
+const VCS_REPOSITORY: AttrColumn = col4("vcs_repository", &["vcs.repository.name"], Text);
+const VCS_OWNER: AttrColumn = col4("vcs_owner", &["vcs.owner.name"], Text);
+const VCS_REPOSITORY_URL: AttrColumn = col4("vcs_repository_url", &["vcs.repository.url.full"], Text);
+const VCS_BRANCH: AttrColumn = col4("vcs_branch", &["vcs.ref.head.name"], Text);
+const VCS_COMMIT: AttrColumn = col4("vcs_commit", &["vcs.ref.head.revision"], Text);
 
 /// A table's typed columns: the identity attributes Claude Code puts on every metric point, log
 /// record and span, then the table's own.
 macro_rules! with_identity_columns {
-    ($($own:expr),* $(,)?; $($later:expr),* $(,)?) => {
+    ($($own:expr),* $(,)?) => {
         &[
             col("session_id", &["session.id"], Text),
             col("user_id", &["user.id"], Text),
@@ -89,8 +83,7 @@ macro_rules! with_identity_columns {
             col("organization_id", &["organization.id"], Text),
             col("terminal_type", &["terminal.type"], Text),
             col("app_version", &["app.version"], Text),
-            $($own,)*
-            $($later),*
+            $($own),*
         ]
     };
 }
@@ -122,7 +115,7 @@ pub const EVENT_COLUMNS: &[AttrColumn] = with_identity_columns![
     col("prompt", &["prompt"], Text),
     col("prompt_length", &["prompt_length"], Int),
     col("response_length", &["response_length"], Int),
-    col("tool_parameters", &["tool_parameters"], Text);
+    col("tool_parameters", &["tool_parameters"], Text),
     col4("event_timestamp", &["event.timestamp"], Timestamp),
     col4("ttft_ms", &["ttft_ms"], Int),
     col4("cache_creation_5m_tokens", &["cache_creation_5m_tokens"], Int),
@@ -135,11 +128,11 @@ pub const EVENT_COLUMNS: &[AttrColumn] = with_identity_columns![
     col4("total_tool_uses", &["total_tool_uses"], Int),
     col4("provider", &["anthropic.provider"], Text),
     col4("custom_base_url", &["anthropic.custom_base_url"], Bool),
-    vcs_columns!()[0],
-    vcs_columns!()[1],
-    vcs_columns!()[2],
-    vcs_columns!()[3],
-    vcs_columns!()[4],
+    VCS_REPOSITORY,
+    VCS_OWNER,
+    VCS_REPOSITORY_URL,
+    VCS_BRANCH,
+    VCS_COMMIT,
     // hooks, MCP tools and plugins (`query::extensions`): a hook runs on every tool call
     col4("hook_event", &["hook_event"], Text),
     col4("hook_name", &["hook_name"], Text),
@@ -168,12 +161,12 @@ pub const METRIC_COLUMNS: &[AttrColumn] = with_identity_columns![
     col("source", &["source"], Text),
     col("tool_name", &["tool_name"], Text),
     col("language", &["language"], Text),
-    col("start_type", &["start_type"], Text);
-    vcs_columns!()[0],
-    vcs_columns!()[1],
-    vcs_columns!()[2],
-    vcs_columns!()[3],
-    vcs_columns!()[4],
+    col("start_type", &["start_type"], Text),
+    VCS_REPOSITORY,
+    VCS_OWNER,
+    VCS_REPOSITORY_URL,
+    VCS_BRANCH,
+    VCS_COMMIT,
 ];
 
 /// Typed columns of `spans`.
@@ -192,7 +185,7 @@ pub const SPAN_COLUMNS: &[AttrColumn] = with_identity_columns![
     col("cache_creation_tokens", &["cache_creation_tokens"], Int),
     col("ttft_ms", &["ttft_ms"], Int),
     col("error", &["error"], Text),
-    col("interaction_sequence", &["interaction.sequence"], Int);
+    col("interaction_sequence", &["interaction.sequence"], Int),
     col4("first_content_ms", &["first_content_ms"], Int),
     col4("query_source_safe", &["query_source_safe"], Text),
     col4("queued_sends", &["queued_sends"], Int),
@@ -341,8 +334,8 @@ fn backfill_value(c: &AttrColumn) -> String {
 /// `event_name` column) and the Claude Code 2.1.332 keys queries read on every refresh, so no
 /// dashboard parses the `attributes` JSON of millions of rows; numbers and booleans sent as
 /// such are lifted too (`lifted_native`), and each row says which it lifted (`lifted`, so the
-/// `*_full` views need not parse its JSON to find out). Rows already stored get the new columns filled from
-/// their JSON (which keeps the keys: nothing is rewritten).
+/// `*_full` views need not parse its JSON to find out). Rows already stored get the new columns
+/// filled from their JSON (which keeps the keys: nothing is rewritten).
 fn migration_v4() -> String {
     let mut sql = String::new();
     for (table, columns) in TABLES {
@@ -366,7 +359,7 @@ fn migration_v4() -> String {
     sql
 }
 
-/// `lifted_native` has a bit per typed column.
+/// `lifted` and `lifted_native` have a bit per typed column.
 const _: () = assert!(EVENT_COLUMNS.len() <= 64 && METRIC_COLUMNS.len() <= 64 && SPAN_COLUMNS.len() <= 64);
 
 /// The schema version this binary writes. Bump it and append a migration for every change.
