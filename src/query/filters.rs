@@ -146,14 +146,14 @@ pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, 
     if !key.starts_with("vcs.") {
         return Ok(own);
     }
-    // the records that carry these keys (see `repositories::SESSION_VCS_CTE`)
     let mut sources = Vec::new();
-    for (t, which) in [(Table::Events, "event_name IN ('user_prompt', 'tool_result') AND "), (Table::Metrics, "")] {
+    for t in [Table::Events, Table::Metrics] {
         let value = resolve(t, key, params, true)?;
+        let carriers = vcs_carriers(t, key, params);
         sources.push(format!(
             "SELECT session_id AS __s, time AS __t, {value} AS __v FROM {name} \
-             WHERE {which}session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN} \
-             AND {value} IS NOT NULL",
+             WHERE session_id IS NOT NULL AND time BETWEEN $1 - {ATTRIBUTION_MARGIN} AND $2 + {ATTRIBUTION_MARGIN} \
+             AND {value} IS NOT NULL{carriers}",
             name = t.name()
         ));
     }
@@ -162,6 +162,23 @@ pub fn key_expr(table: Table, key: &str, params: &mut Params) -> Result<String, 
         sources.join(" UNION ALL "),
         table = table.name()
     ))
+}
+
+/// The condition (` AND …`) that keeps the records of `table` that can carry repository key
+/// `key` (see `repositories::SESSION_VCS_CTE`): prompts and tool results among events; of those,
+/// when no typed column holds the key, only the ones whose JSON names it are parsed.
+fn vcs_carriers(table: Table, key: &str, params: &mut Params) -> String {
+    let key = canonical_key(key);
+    let named = if table.column_for(key).is_some() {
+        String::new()
+    } else {
+        let quoted = params.bind(format!("\"{key}\""));
+        format!(" AND (contains(CAST(attributes AS VARCHAR), {quoted}) OR contains(CAST(resource AS VARCHAR), {quoted}))")
+    };
+    match table {
+        Table::Events => format!(" AND event_name IN ('user_prompt', 'tool_result'){named}"),
+        _ => named,
+    }
 }
 
 /// The stored key a query's key names: short names for the common keys, else the key itself.
@@ -262,23 +279,8 @@ fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, par
     let direct = predicate(&own, params)?;
     // a repository or branch belongs to the session, not to the call or prompt that named it
     let session_scoped = canonical_key(key).starts_with("vcs.");
-    // those keys are looked for only where Claude Code puts them (see `key_expr`)
-    let narrow = |t: Table, params: &mut Params| -> String {
-        if !session_scoped {
-            return String::new();
-        }
-        // a typed column is read as it is; a key without one only where its text appears
-        let found = if t.column_for(canonical_key(key)).is_some() {
-            String::new()
-        } else {
-            let quoted = params.bind(format!("\"{}\"", canonical_key(key)));
-            format!(" AND (contains(CAST(attributes AS VARCHAR), {quoted}) OR contains(CAST(resource AS VARCHAR), {quoted}))")
-        };
-        match t {
-            Table::Events => format!(" AND event_name IN ('user_prompt', 'tool_result'){found}"),
-            _ => found,
-        }
-    };
+    // those keys are looked for only where Claude Code puts them
+    let narrow = |t: Table, params: &mut Params| if session_scoped { vcs_carriers(t, key, params) } else { String::new() };
     let carriers = |level: &str, tables: &[Table], params: &mut Params| -> Result<String, String> {
         let mut parts = Vec::new();
         for t in tables {
