@@ -116,7 +116,7 @@ impl AppState {
             }
             None => Vec::new(),
         };
-        Ok(crate::query::QuerySettings { prices, budgets })
+        Ok(crate::query::QuerySettings { prices, budgets, rollups: true })
     }
 
     /// The open store, or why it is not available (still opening, or failed).

@@ -171,6 +171,8 @@ pub struct DatasetReport {
     /// Peak RSS of the plugin process per phase while this dataset was loaded and queried.
     pub rss: BTreeMap<String, u64>,
     pub shutdown_ms: Option<f64>,
+    /// From the end of loading until every rollup hour was rebuilt.
+    pub rollup_settle_ms: Option<f64>,
 }
 
 impl DatasetReport {
@@ -189,6 +191,7 @@ impl DatasetReport {
             ack_to_visible_p95_ms: f64::NAN,
             rss: BTreeMap::new(),
             shutdown_ms: None,
+            rollup_settle_ms: None,
         }
     }
 
@@ -379,7 +382,7 @@ impl Report {
         for d in &self.datasets {
             let _ = writeln!(
                 o,
-                "## {} events ({} metric points, {} sessions)\n\nLoaded over gRPC in {:.1} s ({:.0} events/s). Disk {:.1} MiB = {:.0} bytes/event; OTLP protobuf {:.1} MiB = {:.0} bytes/event; ratio {:.3}. Ack → visible {} ms median, {} ms p95. Peak RSS: {}. Shutdown after loading (checkpoint) {} ms.\n",
+                "## {} events ({} metric points, {} sessions)\n\nLoaded over gRPC in {:.1} s ({:.0} events/s). Disk {:.1} MiB = {:.0} bytes/event; OTLP protobuf {:.1} MiB = {:.0} bytes/event; ratio {:.3}. Ack → visible {} ms median, {} ms p95. Rollups rebuilt {} ms after loading ended. Peak RSS: {}. Shutdown after loading (checkpoint) {} ms.\n",
                 d.events,
                 d.metric_points,
                 d.sessions,
@@ -392,6 +395,7 @@ impl Report {
                 d.disk_ratio,
                 ms(d.ack_to_visible_median_ms),
                 ms(d.ack_to_visible_p95_ms),
+                d.rollup_settle_ms.map(ms).unwrap_or_default(),
                 rss_text(&d.rss),
                 d.shutdown_ms.map(ms).unwrap_or_default(),
             );

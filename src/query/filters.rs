@@ -313,6 +313,15 @@ fn attributed(table: Table, key: &str, as_text: bool, predicate: &Predicate, par
 impl Filters {
     /// ` AND …` conditions for `table`, or "" when nothing is filtered. Sessions, users and teams
     /// are on every record; models and ad hoc keys may be on some only (see `attributed`).
+    /// Nothing filtered.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.users.is_empty()
+            && self.models.is_empty()
+            && self.teams.is_empty()
+            && self.adhoc_filters.is_empty()
+    }
+
     pub fn clause(&self, table: Table, params: &mut Params) -> Result<String, String> {
         let mut parts = Vec::new();
         if !self.sessions.is_empty() {

@@ -12,6 +12,7 @@ pub mod pricing;
 pub mod raw;
 pub mod report;
 pub mod repositories;
+pub mod rollup;
 pub mod series;
 pub mod sessions;
 pub mod sql;
@@ -90,11 +91,13 @@ impl QueryContext {
 pub struct QuerySettings {
     pub prices: crate::prices::PriceTable,
     pub budgets: Vec<plan::Budget>,
+    /// Read rollups where a query's shape allows (off: the rows only, to compare).
+    pub rollups: bool,
 }
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        QuerySettings { prices: crate::prices::PriceTable::bundled(), budgets: Vec::new() }
+        QuerySettings { prices: crate::prices::PriceTable::bundled(), budgets: Vec::new(), rollups: true }
     }
 }
 
@@ -121,6 +124,25 @@ impl<'a> Runner<'a> {
         if !notices.contains(&text) {
             notices.push(text);
         }
+    }
+
+    /// Whether to read rollups: they hold no filter dimension, so only an unfiltered query can.
+    pub fn rollups(&self) -> bool {
+        self.settings.rollups && self.filters.is_empty()
+    }
+
+    /// Runs `f` in one snapshot of the database (a transaction, unless already in one), so a
+    /// query's statements, the dirty rollup hours among them, see the same commits.
+    pub fn snapshot<T>(&self, f: impl FnOnce() -> Result<T, QueryError>) -> Result<T, QueryError> {
+        if !self.conn.is_autocommit() {
+            return f();
+        }
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(|e| QueryError::Failed(format!("starting the query's transaction: {e}")))?;
+        let result = f();
+        if let Err(e) = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" }) {
+            tracing::warn!(error = %e, "ending a query's read transaction");
+        }
+        result
     }
 
     /// Parameters starting with the time range as `$1`, `$2`.
@@ -161,7 +183,7 @@ pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext, settings
 
 fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError> {
     match &parsed.query {
-        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"]),
+        Query::Sessions(q) => r.snapshot(|| r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"])),
         Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(r, q)?, &["attributes"]),
         Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(r, q)?),
         Query::CostByModel(q) => usage::cost_by_model(r, q),

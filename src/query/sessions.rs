@@ -2,67 +2,25 @@
 use super::filters::Table;
 use super::model::{LimitOnly, SessionTimelineQuery, SessionsQuery};
 use super::repositories::SESSION_VCS_CTE;
+use super::rollup;
 use super::sql::Sql;
 use super::Runner;
 
 pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
-    let mut p = r.params();
-    let list_cost = r.list_cost_row_sql(&mut p).map_err(|e| e.to_string())?;
-    let transcript = p.bind(crate::ingest::transcript::TRANSCRIPT_SCOPE);
-    let ev_filter = r.filters.clause(Table::Events, &mut p)?;
-    let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
+    // the rollup parts bind their own intervals; the rows' CTEs use the range as $1 and $2
+    let (mut p, ctes) = if r.rollups() {
+        let mut p = super::sql::Params::empty();
+        let ctes = rollup_ctes(r, &mut p)?;
+        (p, ctes)
+    } else {
+        let mut p = r.params();
+        let ctes = row_ctes(r, &mut p)?;
+        (p, ctes)
+    };
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
-WITH {SESSION_VCS_CTE}, ev AS (
-    SELECT session_id,
-        any_value(user_id) AS user_id,
-        min(time) AS first_seen,
-        max(time) AS last_seen,
-        count(DISTINCT prompt_id) AS prompts,
-        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
-        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
-        sum({list_cost}) FILTER (WHERE event_name = 'api_request') AS list_cost_usd,
-        count(*) FILTER (WHERE scope_name = {transcript}) AS imported_calls,
-        sum(cost_usd) FILTER (WHERE event_name = 'api_request'
-            AND (agent_id IS NOT NULL OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
-        sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
-        sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
-        sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
-        sum(cache_creation_tokens) FILTER (WHERE event_name = 'api_request') AS cache_creation_tokens,
-        count(*) FILTER (WHERE event_name = 'tool_result') AS tool_calls,
-        count(*) FILTER (WHERE event_name = 'tool_result' AND success = false) AS tool_failures,
-        count(*) FILTER (WHERE event_name = 'api_error') AS api_errors,
-        count(*) AS events,
-        any_value(app_version) AS app_version,
-        any_value(terminal_type) AS terminal_type,
-        any_value(resource) AS resource
-    FROM events
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
-    GROUP BY session_id
-), m AS (
-    SELECT session_id,
-        any_value(user_id) AS user_id,
-        min(coalesce(start_time, time)) AS first_seen,
-        max(time) AS last_seen,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage' AND query_source = 'subagent') AS subagent_cost_usd,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input') AS input_tokens,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation') AS cache_creation_tokens,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total') AS active_time_s,
-        any_value(app_version) AS app_version,
-        any_value(terminal_type) AS terminal_type,
-        any_value(resource) AS resource
-    FROM metric_points
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
-    GROUP BY session_id
-), s AS (
+WITH {ctes}, s AS (
     SELECT session_id,
         coalesce(ev.user_id, m.user_id) AS user_id,
         least(ev.first_seen, m.first_seen) AS first_seen,
@@ -113,6 +71,113 @@ ORDER BY last_seen DESC, session_id
 LIMIT {limit}"
     );
     Ok(p.into_sql(text))
+}
+
+/// `vcs`, `ev` and `m` (per session: repository keys, what its events and its metric points
+/// sum to) from the rows.
+fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
+    let list_cost = r.list_cost_row_sql(p).map_err(|e| e.to_string())?;
+    let transcript = p.bind(crate::ingest::transcript::TRANSCRIPT_SCOPE);
+    let ev_filter = r.filters.clause(Table::Events, p)?;
+    let m_filter = r.filters.clause(Table::Metrics, p)?;
+    Ok(format!(
+        "{SESSION_VCS_CTE}, ev AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(time) AS first_seen,
+        max(time) AS last_seen,
+        count(DISTINCT prompt_id) AS prompts,
+        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum({list_cost}) FILTER (WHERE event_name = 'api_request') AS list_cost_usd,
+        count(*) FILTER (WHERE scope_name = {transcript}) AS imported_calls,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request'
+            AND (agent_id IS NOT NULL OR query_source LIKE 'agent:%')) AS subagent_cost_usd,
+        sum(input_tokens) FILTER (WHERE event_name = 'api_request') AS input_tokens,
+        sum(output_tokens) FILTER (WHERE event_name = 'api_request') AS output_tokens,
+        sum(cache_read_tokens) FILTER (WHERE event_name = 'api_request') AS cache_read_tokens,
+        sum(cache_creation_tokens) FILTER (WHERE event_name = 'api_request') AS cache_creation_tokens,
+        count(*) FILTER (WHERE event_name = 'tool_result') AS tool_calls,
+        count(*) FILTER (WHERE event_name = 'tool_result' AND success = false) AS tool_failures,
+        count(*) FILTER (WHERE event_name = 'api_error') AS api_errors,
+        count(*) AS events,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM events
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
+    GROUP BY session_id
+), m AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        min(coalesce(start_time, time)) AS first_seen,
+        max(time) AS last_seen,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage' AND query_source = 'subagent') AS subagent_cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input') AS input_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output') AS output_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead') AS cache_read_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation') AS cache_creation_tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total') AS active_time_s,
+        any_value(app_version) AS app_version,
+        any_value(terminal_type) AS terminal_type,
+        any_value(resource) AS resource
+    FROM metric_points
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
+    GROUP BY session_id
+)"
+    ))
+}
+
+/// The same CTEs from the rollups (no filters: see `Runner::rollups`).
+fn rollup_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
+    use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS, SESSION_PROMPTS, SESSION_VCS_EVENTS, SESSION_VCS_METRICS, VCS_KEYS};
+    let margin = chrono::Duration::days(1);
+    let dirty = rollup::Dirty::read(r, (r.ctx.from - margin).timestamp_micros(), (r.ctx.to + margin).timestamp_micros())
+        .map_err(|e| e.to_string())?;
+    let range = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let wide = rollup::Coverage::around(r, &dirty, margin);
+    let list_cost = r.list_cost_summary_sql(p).map_err(|e| e.to_string())?;
+    let merged = |rollup: &crate::store::rollup::Rollup| {
+        rollup.values.iter().map(|v| format!("CAST({} AS {}) AS {}", v.merge, v.sql_type, v.name)).collect::<Vec<_>>().join(",\n        ")
+    };
+    let ev_parts = rollup::parts_sql(&SESSION_EVENTS, &range, p);
+    let prompt_parts = rollup::parts_sql(&SESSION_PROMPTS, &range, p);
+    let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
+    let vcs_parts =
+        format!("{}\nUNION ALL {}", rollup::parts_sql(&SESSION_VCS_EVENTS, &wide, p), rollup::parts_sql(&SESSION_VCS_METRICS, &wide, p));
+    let vcs_merged = VCS_KEYS
+        .iter()
+        .map(|(name, _)| format!("{} AS {name}", SESSION_VCS_EVENTS.merge(name).unwrap_or("NULL")))
+        .collect::<Vec<_>>()
+        .join(",\n        ");
+    Ok(format!(
+        "vcs AS (
+    SELECT session_id,
+        {vcs_merged}
+    FROM ({vcs_parts}) GROUP BY session_id
+), prompts AS (
+    SELECT session_id, count(DISTINCT prompt_id) AS prompts FROM ({prompt_parts}) GROUP BY session_id
+), ev_sums AS (
+    SELECT session_id,
+        {ev_merged},
+        -- per model, speed and tier; NULL where a part had no call, as over the rows
+        sum(CASE WHEN api_calls > 0 THEN {list_cost} END) AS list_cost_usd
+    FROM ({ev_parts}) GROUP BY session_id
+), ev AS (
+    SELECT ev_sums.*, coalesce(prompts.prompts, 0) AS prompts FROM ev_sums LEFT JOIN prompts USING (session_id)
+), m AS (
+    SELECT session_id,
+        {m_merged}
+    FROM ({m_parts}) GROUP BY session_id
+)",
+        ev_merged = merged(&SESSION_EVENTS),
+        m_merged = merged(&SESSION_METRICS),
+    ))
 }
 
 pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, String> {
@@ -183,7 +248,9 @@ mod tests {
         let conn = duckdb::Connection::open_in_memory().unwrap();
         crate::store::schema::migrations().iter().for_each(|m| conn.execute_batch(m).unwrap());
         let _ = state;
-        let (ctx, settings) = (ctx(), crate::query::QuerySettings::default());
+        // SQL over rollups holds the dirty hours of the snapshot it was built in, this empty
+        // database's: the rows' SQL here (`query::rollup` shows both give the same answers)
+        let (ctx, settings) = (ctx(), crate::query::QuerySettings { rollups: false, ..Default::default() });
         let r = Runner::new(&conn, &ctx, filters, &settings);
         f(&r).unwrap()
     }

@@ -5,6 +5,7 @@
 pub mod columnar;
 pub mod handle;
 pub mod retention;
+pub mod rollup;
 pub mod rows;
 pub mod schema;
 mod writer;
@@ -186,6 +187,8 @@ pub struct StoreHealth {
     pub free_disk_bytes: Option<u64>,
     /// Why writes are failing (RFC 3339 time and error), while none has succeeded since.
     pub write_failure: Option<(String, String)>,
+    /// Hours whose rollups wait to be rebuilt (read from the rows meanwhile).
+    pub rollup_dirty_hours: i64,
 }
 
 impl Store {
@@ -324,12 +327,13 @@ impl Store {
             refused.map(|e| (chrono::Utc::now().to_rfc3339(), e.to_string()))
         });
         self.read(move |conn| {
-            let (events, metric_points, spans, sessions, newest): (i64, i64, i64, i64, Option<i64>) = conn.query_row(
+            let (events, metric_points, spans, sessions, newest, rollup_dirty_hours): (i64, i64, i64, i64, Option<i64>, i64) = conn.query_row(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM metric_points), (SELECT count(*) FROM spans),
                         (SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM events UNION ALL SELECT session_id FROM metric_points)),
-                        (SELECT epoch_us(max(t)) FROM (SELECT max(received_at) t FROM events UNION ALL SELECT max(received_at) FROM metric_points UNION ALL SELECT max(received_at) FROM spans))",
+                        (SELECT epoch_us(max(t)) FROM (SELECT max(received_at) t FROM events UNION ALL SELECT max(received_at) FROM metric_points UNION ALL SELECT max(received_at) FROM spans)),
+                        (SELECT count(DISTINCT hour) FROM rollup_dirty)",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )?;
             let last = if last_us > 0 { Some(last_us) } else { newest };
             Ok(StoreHealth {
@@ -343,6 +347,7 @@ impl Store {
                 file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
                 free_disk_bytes,
                 write_failure,
+                rollup_dirty_hours,
             })
         })
         .await
@@ -387,6 +392,14 @@ impl Store {
             self.inner.dir.display(),
             bytesize::ByteSize(floor)
         )))
+    }
+
+    /// Resolves once the writer has committed what was queued before and rebuilt every dirty
+    /// rollup hour (normally it waits for an hour to go quiet first).
+    pub async fn settle_rollups(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.inner.writer.send(Command::SettleRollups(ack)).await.map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Lets the writer commit what is queued before this call, checkpoint and exit; later

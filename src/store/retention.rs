@@ -33,7 +33,8 @@ impl std::ops::AddAssign for Pruned {
     }
 }
 
-/// Deletes everything older than `cutoff_us` (µs since the epoch) in one transaction.
+/// Deletes everything older than `cutoff_us` (µs since the epoch) in one transaction, with the
+/// rollups of what it deleted.
 fn delete_before(conn: &Connection, cutoff_us: i64) -> Result<Pruned, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let pruned = Pruned {
@@ -41,6 +42,7 @@ fn delete_before(conn: &Connection, cutoff_us: i64) -> Result<Pruned, StoreError
         metric_points: tx.execute("DELETE FROM metric_points WHERE time < make_timestamp(?)", [cutoff_us])?,
         spans: tx.execute("DELETE FROM spans WHERE start_time < make_timestamp(?)", [cutoff_us])?,
     };
+    super::rollup::after_delete_before(&tx, cutoff_us)?;
     tx.commit()?;
     Ok(pruned)
 }

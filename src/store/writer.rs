@@ -1,15 +1,17 @@
 //! The single writer: a dedicated thread that owns the read-write DuckDB connection, appends
 //! batches with the Appender and commits them, several export requests per transaction when they
 //! queue up (group commit). Each request is acknowledged only after its transaction committed.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use duckdb::types::Value;
 use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::columnar::{Row, TableLayout};
+use super::rollup;
 use super::rows::{Batch, EventRow, MetricRow, Micros};
 use super::{StoreError, StoreStats};
 use crate::ingest::transcript::TRANSCRIPT_SCOPE;
@@ -30,6 +32,8 @@ pub(super) struct WriteJob {
 
 pub(super) enum Command {
     Write(WriteJob),
+    /// Rebuild every dirty rollup hour now, settled or not (the benchmark's loader, tests).
+    SettleRollups(oneshot::Sender<Result<(), StoreError>>),
     /// Commit what came before, checkpoint and stop; requests queued behind it are refused.
     Close,
 }
@@ -69,6 +73,47 @@ struct SeriesState {
     value: f64,
 }
 
+/// How long an hour must go without writes before its rollups are rebuilt: the hour being
+/// written is read from the rows until ingest moves on.
+const ROLLUP_SETTLE: Duration = Duration::from_secs(2);
+/// Most hours rebuilt in one transaction (the writer answers exports between them).
+const ROLLUP_REBUILD_HOURS: usize = 24;
+/// How often the dirty list is read again while writes go on, for hours others marked (retention).
+const ROLLUP_REREAD: Duration = Duration::from_secs(60);
+
+/// The writer's view of the dirty rollup hours.
+#[derive(Default)]
+struct RollupWork {
+    /// Hours this writer marked dirty, and when it last wrote into each.
+    recent: HashMap<Micros, Instant>,
+    /// The dirty list as last read, with this writer's hours since; `None`: read it again.
+    dirty: Option<BTreeSet<Micros>>,
+    read_at: Option<Instant>,
+}
+
+impl RollupWork {
+    fn touched(&mut self, hours: BTreeSet<Micros>) {
+        let now = Instant::now();
+        if self.read_at.is_some_and(|t| t.elapsed() > ROLLUP_REREAD) {
+            self.dirty = None;
+        }
+        for h in hours {
+            self.recent.insert(h, now);
+            if let Some(d) = self.dirty.as_mut() {
+                d.insert(h);
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.dirty.as_ref().is_none_or(|d| !d.is_empty())
+    }
+
+    fn settled(&self, hour: Micros) -> bool {
+        self.recent.get(&hour).is_none_or(|t| t.elapsed() >= ROLLUP_SETTLE)
+    }
+}
+
 /// Column types of the three tables, read once from the database.
 struct Layouts {
     events: TableLayout,
@@ -90,6 +135,7 @@ pub(super) struct Writer {
     /// A test hook (`GPX_TEST_WRITER_PAUSE_FILE`): while this file exists the writer commits
     /// nothing, as a writer stuck behind a slow disk would.
     pause_file: Option<std::path::PathBuf>,
+    rollups: RollupWork,
 }
 
 impl Writer {
@@ -114,24 +160,47 @@ impl Writer {
             rows.collect::<duckdb::Result<HashSet<_>>>()?
         };
         let pause_file = std::env::var_os("GPX_TEST_WRITER_PAUSE_FILE").map(std::path::PathBuf::from);
-        Ok(Writer { conn, layouts, series: HashMap::new(), stats, commits: 0, known_keys, imported, pause_file })
+        Ok(Writer {
+            conn,
+            layouts,
+            series: HashMap::new(),
+            stats,
+            commits: 0,
+            known_keys,
+            imported,
+            pause_file,
+            rollups: RollupWork::default(),
+        })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
     /// without its WAL.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closing = false;
-        while let Some(Command::Write(first)) = rx.blocking_recv() {
+        while let Some(command) = self.next_command(&mut rx) {
+            let first = match command {
+                Command::Write(job) => job,
+                Command::SettleRollups(ack) => {
+                    let _ = ack.send(self.settle_all_rollups());
+                    continue;
+                }
+                Command::Close => break,
+            };
             while self.pause_file.as_deref().is_some_and(std::path::Path::exists) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
             }
             let mut jobs = vec![first];
             let mut rows = jobs[0].batch.len();
+            let mut settle = None;
             while rows < GROUP_COMMIT_ROWS {
                 match rx.try_recv() {
                     Ok(Command::Write(job)) => {
                         rows += job.batch.len();
                         jobs.push(job);
+                    }
+                    Ok(Command::SettleRollups(ack)) => {
+                        settle = Some(ack);
+                        break;
                     }
                     Ok(Command::Close) => {
                         closing = true;
@@ -141,6 +210,9 @@ impl Writer {
                 }
             }
             self.commit_group(jobs);
+            if let Some(ack) = settle {
+                let _ = ack.send(self.settle_all_rollups());
+            }
             if closing {
                 break;
             }
@@ -150,6 +222,80 @@ impl Writer {
             tracing::warn!(error = %e, "checkpoint at shutdown failed; the WAL is replayed at next start");
         }
         tracing::info!("store writer stopped");
+    }
+
+    /// The next command; while rollup hours are dirty, rebuilds settled ones between commands.
+    fn next_command(&mut self, rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
+        loop {
+            if !self.rollups.pending() {
+                return rx.blocking_recv();
+            }
+            match rx.try_recv() {
+                Ok(command) => return Some(command),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => match self.settle_rollups(true) {
+                    Ok(true) => {}
+                    Ok(false) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(e) => {
+                        // left dirty: queries read those hours from the rows until a later try
+                        tracing::warn!(error = %e, "rebuilding rollups failed; retrying later");
+                        self.rollups.dirty = None;
+                        std::thread::sleep(ROLLUP_SETTLE);
+                    }
+                },
+            }
+        }
+    }
+
+    fn settle_all_rollups(&mut self) -> Result<(), StoreError> {
+        self.settle_rollups(false).map(|_| ()).map_err(|e| StoreError::Write(format!("rebuilding rollups: {e}")))
+    }
+
+    /// Rebuilds dirty rollup hours: with `one_step`, one run of settled hours (returns whether
+    /// it did anything); else all of them.
+    fn settle_rollups(&mut self, one_step: bool) -> duckdb::Result<bool> {
+        if !one_step {
+            self.rollups.dirty = None;
+        }
+        let mut did = false;
+        loop {
+            let dirty = match self.rollups.dirty.take() {
+                Some(d) => d,
+                None => {
+                    self.rollups.read_at = Some(Instant::now());
+                    rollup::dirty_hours(&self.conn)?.into_iter().collect()
+                }
+            };
+            let run: Vec<Micros> = {
+                let mut settled = dirty.iter().copied().filter(|h| !one_step || self.rollups.settled(*h));
+                let mut run: Vec<Micros> = settled.next().into_iter().collect();
+                for h in settled {
+                    if run.len() >= ROLLUP_REBUILD_HOURS || run.last().is_some_and(|last| h != last + rollup::HOUR_US) {
+                        break;
+                    }
+                    run.push(h);
+                }
+                run
+            };
+            self.rollups.dirty = Some(dirty);
+            let (Some(&first), Some(&last)) = (run.first(), run.last()) else {
+                if self.rollups.dirty.as_ref().is_some_and(BTreeSet::is_empty) {
+                    self.rollups.recent.clear();
+                }
+                return Ok(did);
+            };
+            rollup::rebuild(&self.conn, first, last + rollup::HOUR_US)?;
+            did = true;
+            for h in &run {
+                self.rollups.recent.remove(h);
+                if let Some(d) = self.rollups.dirty.as_mut() {
+                    d.remove(h);
+                }
+            }
+            if one_step {
+                return Ok(true);
+            }
+        }
     }
 
     fn commit_group(&mut self, mut jobs: Vec<WriteJob>) {
@@ -245,18 +391,35 @@ impl Writer {
             .collect();
         let replaced: Vec<&CallKey> = plans.iter().flatten().flat_map(|p| &p.replace).chain(&superseded).collect();
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        let mut hours: BTreeSet<Micros> = BTreeSet::new();
         if !replaced.is_empty() {
             let mut delete = tx
-                .prepare("DELETE FROM events WHERE scope_name = ? AND event_name = 'api_request' AND session_id = ? AND request_id = ?")
+                .prepare(
+                    "DELETE FROM events WHERE scope_name = ? AND event_name = 'api_request' AND session_id = ? AND request_id = ? \
+                     RETURNING epoch_us(time)",
+                )
                 .map_err(|e| e.to_string())?;
             for (session, request) in &replaced {
-                delete.execute(params![TRANSCRIPT_SCOPE, session, request]).map_err(|e| format!("replacing an imported call: {e}"))?;
+                let times = delete
+                    .query_map(params![TRANSCRIPT_SCOPE, session, request], |r| r.get::<_, Micros>(0))
+                    .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+                    .map_err(|e| format!("replacing an imported call: {e}"))?;
+                hours.extend(times.into_iter().map(rollup::hour_of));
             }
         }
-        let events = fresh.iter().zip(&keep).flat_map(|(b, keep)| {
-            b.events.iter().enumerate().filter(|(i, _)| keep.is_empty() || keep.get(*i).copied().unwrap_or(true)).map(|(_, r)| r)
-        });
-        append(&tx, "events", &l.events, events)?;
+        let events = || {
+            fresh.iter().zip(&keep).flat_map(|(b, keep)| {
+                b.events.iter().enumerate().filter(|(i, _)| keep.is_empty() || keep.get(*i).copied().unwrap_or(true)).map(|(_, r)| r)
+            })
+        };
+        hours.extend(events().map(|e| rollup::hour_of(e.time)));
+        hours.extend(fresh.iter().flat_map(|b| &b.points).map(|p| rollup::hour_of(p.time)));
+        // the rollups of these hours are stale from this commit on: marked in the same transaction
+        let newly_dirty: Vec<Micros> = hours.iter().copied().filter(|h| !self.rollups.recent.contains_key(h)).collect();
+        if !newly_dirty.is_empty() {
+            rollup::mark_dirty(&tx, newly_dirty.iter().copied()).map_err(|e| format!("rollup_dirty: {e}"))?;
+        }
+        append(&tx, "events", &l.events, events())?;
         append(&tx, "metric_points", &l.metric_points, fresh.iter().flat_map(|b| &b.points))?;
         append(&tx, "spans", &l.spans, fresh.iter().flat_map(|b| &b.spans))?;
         // the keys commit with the rows: a retry after a lost ack finds them whatever happened
@@ -281,6 +444,7 @@ impl Writer {
             }
         }
         self.series.extend(pending);
+        self.rollups.touched(hours);
         // only once committed: a failed transaction leaves its keys unknown, so its retry stores
         self.known_keys.extend(keys.into_iter().map(|k| (k, now_us)));
         Ok(duplicates.into_iter().zip(plans).collect())

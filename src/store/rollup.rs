@@ -1,0 +1,319 @@
+//! Rollups: per-hour aggregates of the rows, so dashboards read thousands of summary rows
+//! instead of millions of events.
+//!
+//! Every rollup is one GROUP BY over its source table: `hour` plus its keys, and for each value a
+//! row aggregate (how an hour's rows are summarised) and a merge aggregate (how summaries of
+//! several hours, or a summary and rows, are combined). Queries read a summary for every hour
+//! of their range that is settled and the rows for the rest (see `query::rollup`).
+//!
+//! Consistency: `rollup_dirty` lists the hours whose summaries may be out of date. Whatever
+//! changes rows (the writer's commits, imports replacing calls, retention) adds their hours to
+//! it in the same transaction as the change, so a query never takes a summary that misses rows.
+//! The writer rebuilds dirty hours once no write has touched them for a moment, in one
+//! transaction per run of hours. Any hour not listed holds exactly the summary of its rows
+//! (an hour without rows, none).
+use std::sync::LazyLock;
+
+use duckdb::{params, Connection};
+
+use super::rows::Micros;
+use crate::ingest::transcript::TRANSCRIPT_SCOPE;
+use crate::prices::LONG_CONTEXT_TOKENS;
+
+pub const HOUR_US: Micros = 3_600_000_000;
+
+/// The hour (µs since the epoch, UTC) holding `t_us`.
+pub fn hour_of(t_us: Micros) -> Micros {
+    t_us.div_euclid(HOUR_US) * HOUR_US
+}
+
+/// One summarised column.
+#[derive(Debug)]
+pub struct RollupValue {
+    pub name: String,
+    pub sql_type: &'static str,
+    /// Aggregate over source rows.
+    pub row: String,
+    /// Aggregate over rows of this rollup (and row summaries) giving the same answer.
+    pub merge: String,
+}
+
+#[derive(Debug)]
+pub struct Rollup {
+    pub table: &'static str,
+    /// `events` or `metric_points`; `time` is the column hours are taken from.
+    pub source: &'static str,
+    /// Which source rows it summarises.
+    pub filter: String,
+    /// (column, type, expression over the source row).
+    pub keys: Vec<(&'static str, &'static str, String)>,
+    pub values: Vec<RollupValue>,
+}
+
+fn value(name: impl Into<String>, sql_type: &'static str, row: impl Into<String>, merge: impl Into<String>) -> RollupValue {
+    RollupValue { name: name.into(), sql_type, row: row.into(), merge: merge.into() }
+}
+
+fn sum(name: &'static str, sql_type: &'static str, row: impl Into<String>) -> RollupValue {
+    value(name, sql_type, row, format!("sum({name})"))
+}
+
+fn any(name: &'static str, sql_type: &'static str) -> RollupValue {
+    value(name, sql_type, format!("any_value({name})"), format!("any_value({name})"))
+}
+
+const API_REQUEST: &str = "event_name = 'api_request'";
+
+/// The repository keys the sessions table attributes (see `query::repositories::SESSION_VCS_CTE`).
+pub const VCS_KEYS: [(&str, &str); 5] = [
+    ("repository", "vcs_repository"),
+    ("owner", "vcs_owner"),
+    ("repository_url", "vcs_repository_url"),
+    ("branch", "vcs_branch"),
+    ("commit_sha", "vcs_commit"),
+];
+
+/// The latest value of each repository key and when it was seen; merged by that time.
+fn vcs_values() -> Vec<RollupValue> {
+    VCS_KEYS
+        .iter()
+        .flat_map(|(name, column)| {
+            let at = format!("{name}_at");
+            [
+                value(
+                    *name,
+                    "VARCHAR",
+                    format!("arg_max({column}, time) FILTER (WHERE {column} IS NOT NULL)"),
+                    format!("arg_max({name}, {at}) FILTER (WHERE {name} IS NOT NULL)"),
+                ),
+                value(at.clone(), "TIMESTAMP", format!("max(time) FILTER (WHERE {column} IS NOT NULL)"), format!("max({at})")),
+            ]
+        })
+        .collect()
+}
+
+fn vcs_present() -> String {
+    format!("coalesce({}) IS NOT NULL", VCS_KEYS.map(|(_, c)| c).join(", "))
+}
+
+/// Per session and hour, what the sessions table sums over events. Keyed by model, speed and
+/// context tier as well, so list cost (linear in the tokens per model and tier) comes out exact.
+pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
+    let api = |agg: &str| format!("{agg} FILTER (WHERE {API_REQUEST})");
+    Rollup {
+        table: "rollup_session_events",
+        source: "events",
+        filter: "session_id IS NOT NULL".into(),
+        keys: vec![
+            ("session_id", "VARCHAR", "session_id".into()),
+            ("model", "VARCHAR", "model".into()),
+            ("speed", "VARCHAR", "speed".into()),
+            (
+                "long_context",
+                "BOOLEAN",
+                format!(
+                    "({API_REQUEST} AND coalesce(input_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0) > {LONG_CONTEXT_TOKENS})"
+                ),
+            ),
+        ],
+        values: vec![
+            any("user_id", "VARCHAR"),
+            value("first_seen", "TIMESTAMP", "min(time)", "min(first_seen)"),
+            value("last_seen", "TIMESTAMP", "max(time)", "max(last_seen)"),
+            sum("api_calls", "BIGINT", api("count(*)")),
+            sum("cost_usd", "DOUBLE", api("sum(cost_usd)")),
+            sum("imported_calls", "BIGINT", format!("count(*) FILTER (WHERE scope_name = '{TRANSCRIPT_SCOPE}')")),
+            sum(
+                "subagent_cost_usd",
+                "DOUBLE",
+                format!("sum(cost_usd) FILTER (WHERE {API_REQUEST} AND (agent_id IS NOT NULL OR query_source LIKE 'agent:%'))"),
+            ),
+            sum("input_tokens", "BIGINT", api("sum(input_tokens)")),
+            sum("output_tokens", "BIGINT", api("sum(output_tokens)")),
+            sum("cache_read_tokens", "BIGINT", api("sum(cache_read_tokens)")),
+            sum("cache_creation_tokens", "BIGINT", api("sum(cache_creation_tokens)")),
+            // list cost takes the 1-hour writes as at most all writes, per call
+            sum(
+                "cache_creation_1h_tokens",
+                "BIGINT",
+                api("sum(least(coalesce(cache_creation_1h_tokens, 0), coalesce(cache_creation_tokens, 0)))"),
+            ),
+            sum("tool_calls", "BIGINT", "count(*) FILTER (WHERE event_name = 'tool_result')"),
+            sum("tool_failures", "BIGINT", "count(*) FILTER (WHERE event_name = 'tool_result' AND success = false)"),
+            sum("api_errors", "BIGINT", "count(*) FILTER (WHERE event_name = 'api_error')"),
+            sum("events", "BIGINT", "count(*)"),
+            any("app_version", "VARCHAR"),
+            any("terminal_type", "VARCHAR"),
+            any("resource", "JSON"),
+        ],
+    }
+});
+
+/// Per session and hour, the prompts seen (their distinct count is not a sum).
+pub static SESSION_PROMPTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_session_prompts",
+    source: "events",
+    filter: "session_id IS NOT NULL AND prompt_id IS NOT NULL".into(),
+    keys: vec![("session_id", "VARCHAR", "session_id".into()), ("prompt_id", "VARCHAR", "prompt_id".into())],
+    values: vec![sum("events", "BIGINT", "count(*)")],
+});
+
+/// Per session and hour, what the sessions table sums over metric points.
+pub static SESSION_METRICS: LazyLock<Rollup> = LazyLock::new(|| {
+    let metric = |name: &str, extra: &str| format!("sum(increment) FILTER (WHERE metric_name = 'claude_code.{name}'{extra})");
+    let tokens = |t: &str| metric("token.usage", &format!(" AND type = '{t}'"));
+    Rollup {
+        table: "rollup_session_metrics",
+        source: "metric_points",
+        filter: "session_id IS NOT NULL".into(),
+        keys: vec![("session_id", "VARCHAR", "session_id".into())],
+        values: vec![
+            any("user_id", "VARCHAR"),
+            value("first_seen", "TIMESTAMP", "min(coalesce(start_time, time))", "min(first_seen)"),
+            value("last_seen", "TIMESTAMP", "max(time)", "max(last_seen)"),
+            sum("cost_usd", "DOUBLE", metric("cost.usage", "")),
+            sum("subagent_cost_usd", "DOUBLE", metric("cost.usage", " AND query_source = 'subagent'")),
+            sum("input_tokens", "DOUBLE", tokens("input")),
+            sum("output_tokens", "DOUBLE", tokens("output")),
+            sum("cache_read_tokens", "DOUBLE", tokens("cacheRead")),
+            sum("cache_creation_tokens", "DOUBLE", tokens("cacheCreation")),
+            sum("lines_added", "DOUBLE", metric("lines_of_code.count", " AND type = 'added'")),
+            sum("lines_removed", "DOUBLE", metric("lines_of_code.count", " AND type = 'removed'")),
+            sum("commits", "DOUBLE", metric("commit.count", "")),
+            sum("pull_requests", "DOUBLE", metric("pull_request.count", "")),
+            sum("active_time_s", "DOUBLE", metric("active_time.total", "")),
+            any("app_version", "VARCHAR"),
+            any("terminal_type", "VARCHAR"),
+            any("resource", "JSON"),
+        ],
+    }
+});
+
+/// Per session and hour, the latest repository keys of prompts and tool results.
+pub static SESSION_VCS_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_session_vcs_events",
+    source: "events",
+    filter: format!("event_name IN ('user_prompt', 'tool_result') AND session_id IS NOT NULL AND {}", vcs_present()),
+    keys: vec![("session_id", "VARCHAR", "session_id".into())],
+    values: vcs_values(),
+});
+
+/// Per session and hour, the latest repository keys of metric points.
+pub static SESSION_VCS_METRICS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_session_vcs_metrics",
+    source: "metric_points",
+    filter: format!("session_id IS NOT NULL AND {}", vcs_present()),
+    keys: vec![("session_id", "VARCHAR", "session_id".into())],
+    values: vcs_values(),
+});
+
+/// Every rollup, in the order they are built.
+pub fn all() -> [&'static Rollup; 5] {
+    [&SESSION_EVENTS, &SESSION_PROMPTS, &SESSION_METRICS, &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS]
+}
+
+impl Rollup {
+    fn create_sql(&self) -> String {
+        let columns: Vec<String> = std::iter::once("hour TIMESTAMP NOT NULL".to_string())
+            .chain(self.keys.iter().map(|(name, ty, _)| format!("{name} {ty}")))
+            .chain(self.values.iter().map(|v| format!("{} {}", v.name, v.sql_type)))
+            .collect();
+        format!("CREATE TABLE {} ({});\n", self.table, columns.join(", "))
+    }
+
+    /// The summary of the source rows matching `range` (SQL over `time`), one row per hour and
+    /// key.
+    pub fn build_select(&self, range: &str) -> String {
+        let keys: Vec<String> = self.keys.iter().map(|(name, _, expr)| format!("{expr} AS {name}")).collect();
+        let values: Vec<String> = self.values.iter().map(|v| format!("{} AS {}", v.row, v.name)).collect();
+        format!(
+            "SELECT date_trunc('hour', time) AS hour, {keys}, {values} FROM {source} WHERE ({range}) AND ({filter}) GROUP BY ALL",
+            keys = keys.join(", "),
+            values = values.join(", "),
+            source = self.source,
+            filter = self.filter,
+        )
+    }
+
+    /// The same summary without the hour (rows of a range merged with the rollup's rows).
+    pub fn partial_select(&self, range: &str) -> String {
+        let keys: Vec<String> = self.keys.iter().map(|(name, _, expr)| format!("{expr} AS {name}")).collect();
+        let values: Vec<String> = self.values.iter().map(|v| format!("{} AS {}", v.row, v.name)).collect();
+        format!(
+            "SELECT {keys}, {values} FROM {source} WHERE ({range}) AND ({filter}) GROUP BY ALL",
+            keys = keys.join(", "),
+            values = values.join(", "),
+            source = self.source,
+            filter = self.filter,
+        )
+    }
+
+    /// Key and value columns, as the rollup's table and `partial_select` both give them.
+    pub fn columns(&self) -> String {
+        self.keys.iter().map(|(n, _, _)| *n).chain(self.values.iter().map(|v| v.name.as_str())).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn merge(&self, name: &str) -> Option<&str> {
+        self.values.iter().find(|v| v.name == name).map(|v| v.merge.as_str())
+    }
+}
+
+/// Schema v5: the rollup tables, filled from the rows already stored.
+pub fn migration_v5() -> String {
+    let mut sql = String::from(
+        "CREATE TABLE rollup_dirty (hour TIMESTAMP NOT NULL);\n\
+         -- one row every rebuild and retention pass updates, so two of them never run at once\n\
+         CREATE TABLE rollup_lock (generation BIGINT NOT NULL);\n\
+         INSERT INTO rollup_lock VALUES (0);\n",
+    );
+    for r in all() {
+        sql.push_str(&r.create_sql());
+        sql.push_str(&format!("INSERT INTO {} {};\n", r.table, r.build_select("true")));
+    }
+    sql
+}
+
+/// Adds `hours` (µs) to the dirty hours, inside the caller's transaction.
+pub fn mark_dirty(conn: &Connection, hours: impl IntoIterator<Item = Micros>) -> duckdb::Result<()> {
+    let mut appender = conn.appender("rollup_dirty")?;
+    for h in hours {
+        appender.append_row(params![duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, h)])?;
+    }
+    appender.flush()
+}
+
+/// The dirty hours, oldest first.
+pub fn dirty_hours(conn: &Connection) -> duckdb::Result<Vec<Micros>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT epoch_us(hour) FROM rollup_dirty ORDER BY 1")?;
+    let rows = stmt.query_map([], |r| r.get::<_, Micros>(0))?;
+    rows.collect()
+}
+
+/// Rebuilds the summaries of hours `[from_us, to_us)` (hour-aligned) from the rows and takes
+/// them off the dirty list, in one transaction.
+pub fn rebuild(conn: &Connection, from_us: Micros, to_us: Micros) -> duckdb::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute("UPDATE rollup_lock SET generation = generation + 1", [])?;
+    let range = "time >= make_timestamp($1) AND time < make_timestamp($2)";
+    for r in all() {
+        tx.execute(&format!("DELETE FROM {} WHERE hour >= make_timestamp($1) AND hour < make_timestamp($2)", r.table), [from_us, to_us])?;
+        tx.execute(&format!("INSERT INTO {} {}", r.table, r.build_select(range)), [from_us, to_us])?;
+    }
+    tx.execute("DELETE FROM rollup_dirty WHERE hour >= make_timestamp($1) AND hour < make_timestamp($2)", [from_us, to_us])?;
+    tx.commit()
+}
+
+/// Inside retention's transaction, after it deleted every row older than `cutoff_us`: drops
+/// the summaries of the hours now empty and marks the hour it cut through dirty.
+pub fn after_delete_before(conn: &Connection, cutoff_us: Micros) -> duckdb::Result<()> {
+    conn.execute("UPDATE rollup_lock SET generation = generation + 1", [])?;
+    let first_kept = hour_of(cutoff_us);
+    for r in all() {
+        conn.execute(&format!("DELETE FROM {} WHERE hour < make_timestamp($1)", r.table), [first_kept])?;
+    }
+    conn.execute("DELETE FROM rollup_dirty WHERE hour < make_timestamp($1)", [first_kept])?;
+    if cutoff_us != first_kept {
+        mark_dirty(conn, [first_kept])?;
+    }
+    Ok(())
+}
