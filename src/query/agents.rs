@@ -2,12 +2,16 @@
 //! compaction, …). From `api_request` events: `query_source`, and in a subagent `agent_id` and
 //! `agent.name`; subagent runs from `subagent_completed` (Claude Code 2.1.332 and later).
 use super::filters::{query_class_sql, Table};
+use super::rollup;
 use super::sql::Sql;
 use super::Runner;
 
 /// One row per query class and agent: API calls, cost and its share, tokens by type, call
 /// durations; for subagents also their runs, tool uses and run durations.
 pub fn agents_sql(r: &Runner) -> Result<Sql, String> {
+    if r.rollups() {
+        return agents_from_rollups(r);
+    }
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
     let class = query_class_sql(Table::Events);
@@ -51,6 +55,58 @@ SELECT query_class, agent,
     coalesce(tool_uses, 0) AS tool_uses,
     p50_run_duration_ms
 FROM calls FULL OUTER JOIN runs USING (query_class, agent)
+ORDER BY cost_usd DESC, query_class, agent"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// The same from the rollups; percentiles from their sketches (within 1 %).
+fn agents_from_rollups(r: &Runner) -> Result<Sql, String> {
+    use crate::store::rollup::{AGENT_CALLS, AGENT_CALL_DURATIONS, AGENT_RUNS, AGENT_RUN_DURATIONS};
+    let mut p = super::sql::Params::empty();
+    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
+    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let calls = rollup::parts_sql(&AGENT_CALLS, &cov, &mut p);
+    let call_quantiles = rollup::quantiles_sql(
+        &rollup::parts_sql(&AGENT_CALL_DURATIONS, &cov, &mut p),
+        &["query_class", "agent"],
+        &[(0.5, "p50_duration_ms"), (0.95, "p95_duration_ms")],
+        &mut p,
+    );
+    let runs = rollup::parts_sql(&AGENT_RUNS, &cov, &mut p);
+    let run_quantiles =
+        rollup::quantiles_sql(&rollup::parts_sql(&AGENT_RUN_DURATIONS, &cov, &mut p), &["agent"], &[(0.5, "p50_run_duration_ms")], &mut p);
+    let text = format!(
+        "
+WITH calls AS (
+    SELECT query_class, agent,
+        sum(api_requests)::BIGINT AS api_requests,
+        coalesce(sum(cost_usd), 0) AS cost_usd,
+        coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+        coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+        coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+        coalesce(sum(cache_creation_tokens), 0)::BIGINT AS cache_creation_tokens
+    FROM ({calls}) GROUP BY 1, 2
+), call_q AS ({call_quantiles}
+), runs AS (
+    SELECT 'subagent' AS query_class, agent, sum(runs)::BIGINT AS runs, sum(tool_uses)::BIGINT AS tool_uses
+    FROM ({runs}) GROUP BY 2
+), run_q AS ({run_quantiles}
+)
+SELECT query_class, agent,
+    coalesce(api_requests, 0) AS api_requests,
+    coalesce(cost_usd, 0) AS cost_usd,
+    coalesce(cost_usd, 0) / nullif(sum(coalesce(cost_usd, 0)) OVER (), 0) AS cost_ratio,
+    coalesce(input_tokens, 0) AS input_tokens,
+    coalesce(output_tokens, 0) AS output_tokens,
+    coalesce(cache_read_tokens, 0) AS cache_read_tokens,
+    coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
+    p50_duration_ms, p95_duration_ms,
+    coalesce(runs, 0) AS runs,
+    coalesce(tool_uses, 0) AS tool_uses,
+    p50_run_duration_ms
+FROM (calls LEFT JOIN call_q USING (query_class, agent))
+    FULL OUTER JOIN (runs LEFT JOIN run_q USING (agent)) USING (query_class, agent)
 ORDER BY cost_usd DESC, query_class, agent"
     );
     Ok(p.into_sql(text))

@@ -202,16 +202,11 @@ pub fn canonical_key(key: &str) -> &str {
 /// `query_source`; events and spans carry the raw source (`sdk`, `repl_main_thread…`,
 /// `agent:builtin:general-purpose` / `agent.builtin.…`), and a subagent's records its `agent_id`.
 pub fn query_class_sql(table: Table) -> String {
-    let (source, prefix) = match table {
-        Table::Metrics => return "\"query_source\"".into(),
-        Table::Events => ("\"query_source\"", "agent:"),
-        Table::Spans => ("\"query_source_safe\"", "agent."),
-    };
-    format!(
-        "(CASE WHEN agent_id IS NOT NULL OR {source} LIKE '{prefix}%' THEN 'subagent' \
-         WHEN {source} IS NULL THEN NULL \
-         WHEN {source} IN ('sdk', 'main') OR {source} LIKE 'repl_main_thread%' THEN 'main' ELSE 'auxiliary' END)"
-    )
+    match table {
+        Table::Metrics => "\"query_source\"".into(),
+        Table::Events => crate::store::rollup::event_query_class_sql(),
+        Table::Spans => crate::store::rollup::query_class_of("\"query_source_safe\"", "agent."),
+    }
 }
 
 fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Result<String, String> {

@@ -8,14 +8,51 @@ use super::Runner;
 /// One row per Claude Code version, provider (`anthropic.provider`: firstParty, bedrock,
 /// vertex, foundry), custom base URL, OS and architecture: users, sessions, cost, last seen.
 pub fn fleet_sql(r: &Runner) -> Result<Sql, String> {
-    let mut p = r.params();
-    let ev_filter = r.filters.clause(Table::Events, &mut p)?;
-    let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
-    // JSON is parsed only for a few records per session (prompts, session and cost points),
-    // which carry the provider and platform as every record does
+    let (p, ctes) = if r.rollups() {
+        let mut p = super::sql::Params::empty();
+        let parts = super::sessions::SessionParts { described: true, ..Default::default() };
+        let ctes = super::sessions::session_rollup_ctes(r, &mut p, parts)?;
+        (p, ctes)
+    } else {
+        let mut p = r.params();
+        let ctes = row_ctes(r, &mut p)?;
+        (p, ctes)
+    };
     let text = format!(
         "
-WITH ev AS (
+WITH {ctes}, per_session AS (
+    SELECT session_id,
+        coalesce(ev.app_version, m.app_version, d.service_version, '(none)') AS app_version,
+        coalesce(d.provider, '(none)') AS provider,
+        coalesce(d.custom_base_url, '(none)') AS custom_base_url,
+        coalesce(d.os_type, '(none)') AS os_type,
+        coalesce(d.host_arch, '(none)') AS host_arch,
+        coalesce(ev.user_id, m.user_id) AS user_id,
+        -- per-request events when the logs exporter is on, else the metrics
+        coalesce(ev.cost_usd, m.cost_usd, 0) AS cost_usd,
+        greatest(ev.last_seen, m.last_seen) AS last_seen
+    FROM ev FULL OUTER JOIN m USING (session_id) LEFT JOIN described d USING (session_id)
+)
+SELECT app_version, provider, custom_base_url, os_type, host_arch,
+    count(DISTINCT user_id) AS users,
+    count(session_id) AS sessions,
+    sum(cost_usd) AS cost_usd,
+    max(last_seen) AS last_seen
+FROM per_session
+GROUP BY ALL
+ORDER BY last_seen DESC, app_version, provider"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// `ev`, `m` and `described` from the rows.
+fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
+    let ev_filter = r.filters.clause(Table::Events, p)?;
+    let m_filter = r.filters.clause(Table::Metrics, p)?;
+    // JSON is parsed only for a few records per session (prompts, session and cost points),
+    // which carry the provider and platform as every record does
+    Ok(format!(
+        "ev AS (
     SELECT session_id, any_value(user_id) AS user_id, any_value(app_version) AS app_version, max(time) AS last_seen,
         sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd
     FROM events
@@ -44,29 +81,8 @@ WITH ev AS (
             AND time BETWEEN $1 - INTERVAL 1 DAY AND $2 + INTERVAL 1 DAY
     )
     GROUP BY session_id
-), per_session AS (
-    SELECT session_id,
-        coalesce(ev.app_version, m.app_version, d.service_version, '(none)') AS app_version,
-        coalesce(d.provider, '(none)') AS provider,
-        coalesce(d.custom_base_url, '(none)') AS custom_base_url,
-        coalesce(d.os_type, '(none)') AS os_type,
-        coalesce(d.host_arch, '(none)') AS host_arch,
-        coalesce(ev.user_id, m.user_id) AS user_id,
-        -- per-request events when the logs exporter is on, else the metrics
-        coalesce(ev.cost_usd, m.cost_usd, 0) AS cost_usd,
-        greatest(ev.last_seen, m.last_seen) AS last_seen
-    FROM ev FULL OUTER JOIN m USING (session_id) LEFT JOIN described d USING (session_id)
-)
-SELECT app_version, provider, custom_base_url, os_type, host_arch,
-    count(DISTINCT user_id) AS users,
-    count(session_id) AS sessions,
-    sum(cost_usd) AS cost_usd,
-    max(last_seen) AS last_seen
-FROM per_session
-GROUP BY ALL
-ORDER BY last_seen DESC, app_version, provider"
-    );
-    Ok(p.into_sql(text))
+)"
+    ))
 }
 
 /// One row per user, host and managed-settings state: the trigger, the source behaviour, the

@@ -38,37 +38,20 @@ vcs_records AS (
 /// requests and lines; the latest commit seen on the branch. Sessions without repository
 /// attributes are one row of "(none)".
 pub fn repositories_sql(r: &Runner, q: &LimitOnly) -> Result<Sql, String> {
-    let mut p = r.params();
-    let ev_filter = r.filters.clause(Table::Events, &mut p)?;
-    let m_filter = r.filters.clause(Table::Metrics, &mut p)?;
+    let (mut p, ctes) = if r.rollups() {
+        let mut p = super::sql::Params::empty();
+        let parts = super::sessions::SessionParts { vcs: true, ..Default::default() };
+        let ctes = super::sessions::session_rollup_ctes(r, &mut p, parts)?;
+        (p, ctes)
+    } else {
+        let mut p = r.params();
+        let ctes = row_ctes(r, &mut p)?;
+        (p, ctes)
+    };
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
-WITH {SESSION_VCS_CTE}, ev AS (
-    SELECT session_id,
-        any_value(user_id) AS user_id,
-        max(time) AS last_seen,
-        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
-        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
-        sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))
-            FILTER (WHERE event_name = 'api_request') AS tokens
-    FROM events
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
-    GROUP BY session_id
-), m AS (
-    SELECT session_id,
-        any_value(user_id) AS user_id,
-        max(time) AS last_seen,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage') AS tokens,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
-        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed
-    FROM metric_points
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
-    GROUP BY session_id
-), s AS (
+WITH {ctes}, s AS (
     SELECT session_id,
         coalesce(ev.user_id, m.user_id) AS user_id,
         greatest(ev.last_seen, m.last_seen) AS last_seen,
@@ -103,6 +86,39 @@ ORDER BY cost_usd DESC, repository, owner, branch
 LIMIT {limit}"
     );
     Ok(p.into_sql(text))
+}
+
+/// `vcs`, `ev` and `m` from the rows.
+fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
+    let ev_filter = r.filters.clause(Table::Events, p)?;
+    let m_filter = r.filters.clause(Table::Metrics, p)?;
+    Ok(format!(
+        "{SESSION_VCS_CTE}, ev AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        max(time) AS last_seen,
+        count(*) FILTER (WHERE event_name = 'api_request') AS api_calls,
+        sum(cost_usd) FILTER (WHERE event_name = 'api_request') AS cost_usd,
+        sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0))
+            FILTER (WHERE event_name = 'api_request') AS tokens
+    FROM events
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
+    GROUP BY session_id
+), m AS (
+    SELECT session_id,
+        any_value(user_id) AS user_id,
+        max(time) AS last_seen,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage') AS cost_usd,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage') AS tokens,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.commit.count') AS commits,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.pull_request.count') AS pull_requests,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added') AS lines_added,
+        sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'removed') AS lines_removed
+    FROM metric_points
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
+    GROUP BY session_id
+)"
+    ))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use chrono::Duration;
 
 use super::sql::Params;
 use super::{QueryError, Runner};
-use crate::store::rollup::{Rollup, HOUR_US};
+use crate::store::rollup::{bin_value_sql, Rollup, HOUR_US};
 
 /// Most separate runs of summarised hours one query reads; past it, the shortest are read from
 /// the rows (each run is one more range condition).
@@ -104,6 +104,45 @@ pub fn parts_sql(rollup: &Rollup, cov: &Coverage, p: &mut Params) -> String {
     parts.join("\nUNION ALL ")
 }
 
+/// Percentiles per `keys` from the histogram parts of a sketch rollup (`store::rollup::sketch`):
+/// as `quantile_cont`, interpolating between the two order statistics around each rank, each
+/// taken as its bin's value. `quantiles`: (q in [0, 1], result column).
+pub fn quantiles_sql(parts: &str, keys: &[&str], quantiles: &[(f64, &str)], p: &mut Params) -> String {
+    let keys = keys.join(", ");
+    let columns: Vec<String> = quantiles
+        .iter()
+        .map(|(q, name)| {
+            let q = p.bind(*q);
+            let rank = format!("{q} * (total - 1)");
+            // the bin holding the order statistic at rank floor / ceil, its value kept within
+            // the values the bin holds
+            let at = |edge: &str| {
+                let holding = format!("FILTER (WHERE upto > {edge}({rank}))");
+                format!(
+                    "greatest(arg_min(lo, bin) {holding}, least(arg_min(hi, bin) {holding}, {}))",
+                    bin_value_sql(&format!("min(bin) {holding}"))
+                )
+            };
+            format!(
+                "{lo} + ({q} * (any_value(total) - 1) - floor({q} * (any_value(total) - 1))) * ({hi} - {lo}) AS {name}",
+                lo = at("floor"),
+                hi = at("ceil"),
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {keys}, {columns}
+    FROM (
+        SELECT {keys}, bin, lo, hi,
+            sum(n) OVER (PARTITION BY {keys} ORDER BY bin ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+            sum(n) OVER (PARTITION BY {keys}) AS total
+        FROM (SELECT {keys}, bin, sum(n) AS n, min(lo) AS lo, max(hi) AS hi FROM ({parts}) GROUP BY ALL)
+    )
+    GROUP BY {keys}",
+        columns = columns.join(",\n        ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +161,22 @@ mod tests {
         // shorter than an hour: rows only
         let c = Coverage::new(H / 4, H / 2, &Dirty::default());
         assert_eq!((c.summarised, c.rows), (vec![], vec![(H / 4, H / 2 + 1)]));
+    }
+
+    /// Every value lands in a bin that stands for it within α, from 1 µs to a day in ms.
+    #[test]
+    fn sketch_bins_stand_for_their_values_within_alpha() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let sql = format!(
+            "SELECT max(abs({value} - x) / x), count(*) FROM (SELECT pow(10, i / 1000.0) AS x FROM range(-3000, 8000) t(i))",
+            value = bin_value_sql(&crate::store::rollup::bin_sql("x"))
+        );
+        let (worst, n): (f64, i64) = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(n, 11_000);
+        assert!(worst <= crate::store::rollup::SKETCH_ALPHA * (1.0 + 1e-9), "{worst}");
+        let zero: f64 =
+            conn.query_row(&format!("SELECT {}", bin_value_sql(&crate::store::rollup::bin_sql("0.0"))), [], |r| r.get(0)).unwrap();
+        assert_eq!(zero, 0.0);
     }
 
     #[test]
@@ -148,9 +203,19 @@ mod equal_to_rows {
     use crate::query::{QueryContext, QuerySettings};
     use crate::store::rollup::HOUR_US;
 
-    /// Every sessions query the dashboards make, with rollups and without.
+    /// Every query that reads rollups, as the dashboards make them.
     fn queries() -> Vec<Value> {
-        vec![json!({"queryType": "sessions", "limit": 100000})]
+        vec![
+            json!({"queryType": "sessions", "limit": 100000}),
+            json!({"queryType": "repositories", "limit": 100000}),
+            json!({"queryType": "fleet"}),
+            json!({"queryType": "agents"}),
+        ]
+    }
+
+    /// Percentiles from sketches: within their relative error of the exact ones.
+    fn estimated(column: &str) -> bool {
+        column.starts_with('p') && column.ends_with("_ms") && column[1..].starts_with(|c: char| c.is_ascii_digit())
     }
 
     fn ctx(from_us: i64, to_us: i64) -> QueryContext {
@@ -163,8 +228,9 @@ mod equal_to_rows {
         }
     }
 
-    fn same(a: &Value, b: &Value) -> bool {
+    fn same(column: &str, a: &Value, b: &Value) -> bool {
         match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) if estimated(column) => (x - y).abs() <= crate::store::rollup::SKETCH_ALPHA * y.abs() + 1e-9,
             // sums of doubles in another order: equal to the last bits
             (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
             _ => a == b,
@@ -210,16 +276,16 @@ mod equal_to_rows {
                 let run =
                     |rollups: bool| frames_with(state, q.clone(), ctx(from, to), QuerySettings { rollups, ..QuerySettings::default() });
                 let (with, without) = (run(true).await.unwrap(), run(false).await.unwrap());
-                let executed = with[0].meta.executed_query_string.clone().unwrap_or_default();
-                assert!(executed.contains("ev_sums"), "{what}: not the rollups' SQL: {executed}");
-                summarised += usize::from(executed.contains("FROM rollup_session_events WHERE (hour"));
+                let sql = |f: &[crate::frame::Frame]| f[0].meta.executed_query_string.clone().unwrap_or_default();
+                assert_ne!(sql(&with), sql(&without), "{what}: not the rollups' SQL");
+                summarised += usize::from(sql(&with).contains(" WHERE (hour >= make_timestamp("));
                 let (a, b) = (columns(&with[0]), columns(&without[0]));
                 assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what} {q}");
                 for (name, values) in &a {
                     let rows = &b[name];
                     assert_eq!(values.len(), rows.len(), "{what} {q} [{from}, {to}] {name}");
                     for (i, (x, y)) in values.iter().zip(rows).enumerate() {
-                        assert!(same(x, y), "{what} {q} [{from}, {to}] {name}[{i}]: rollups {x}, rows {y}");
+                        assert!(same(name, x, y), "{what} {q} [{from}, {to}] {name}[{i}]: rollups {x}, rows {y}");
                         compared += 1;
                     }
                 }

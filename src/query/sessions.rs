@@ -10,7 +10,7 @@ pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
     // the rollup parts bind their own intervals; the rows' CTEs use the range as $1 and $2
     let (mut p, ctes) = if r.rollups() {
         let mut p = super::sql::Params::empty();
-        let ctes = rollup_ctes(r, &mut p)?;
+        let ctes = session_rollup_ctes(r, &mut p, SessionParts { vcs: true, prompts: true, list_cost: true, described: false })?;
         (p, ctes)
     } else {
         let mut p = r.params();
@@ -133,51 +133,91 @@ fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
     ))
 }
 
-/// The same CTEs from the rollups (no filters: see `Runner::rollups`).
-fn rollup_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
-    use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS, SESSION_PROMPTS, SESSION_VCS_EVENTS, SESSION_VCS_METRICS, VCS_KEYS};
+/// Which per-session CTEs `session_rollup_ctes` adds besides `ev` and `m`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionParts {
+    /// `vcs`: the session's latest repository keys (records up to a day outside the range).
+    pub vcs: bool,
+    /// `prompts` in `ev`: distinct prompts.
+    pub prompts: bool,
+    /// `list_cost_usd` in `ev`.
+    pub list_cost: bool,
+    /// `described`: provider, custom base URL, OS, architecture and version (records up to a day
+    /// outside the range).
+    pub described: bool,
+}
+
+/// The sessions table's CTEs from the rollups (no filters: see `Runner::rollups`): `ev` and `m`
+/// per session (what its events and metric points sum to), plus the `parts` asked for.
+pub fn session_rollup_ctes(r: &Runner, p: &mut super::sql::Params, parts: SessionParts) -> Result<String, String> {
+    use crate::store::rollup::{
+        Rollup, SESSION_DESCRIBED_EVENTS, SESSION_DESCRIBED_METRICS, SESSION_EVENTS, SESSION_METRICS, SESSION_PROMPTS, SESSION_VCS_EVENTS,
+        SESSION_VCS_METRICS,
+    };
     let margin = chrono::Duration::days(1);
     let dirty = rollup::Dirty::read(r, (r.ctx.from - margin).timestamp_micros(), (r.ctx.to + margin).timestamp_micros())
         .map_err(|e| e.to_string())?;
     let range = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
     let wide = rollup::Coverage::around(r, &dirty, margin);
-    let list_cost = r.list_cost_summary_sql(p).map_err(|e| e.to_string())?;
-    let merged = |rollup: &crate::store::rollup::Rollup| {
+    let merged = |rollup: &Rollup| {
         rollup.values.iter().map(|v| format!("CAST({} AS {}) AS {}", v.merge, v.sql_type, v.name)).collect::<Vec<_>>().join(",\n        ")
     };
+    // one CTE merging two rollups of the same columns (from events and from metric points)
+    let mut both = |name: &str, events: &Rollup, metrics: &Rollup, p: &mut super::sql::Params| {
+        format!(
+            "{name} AS (\n    SELECT session_id,\n        {}\n    FROM ({}\nUNION ALL {}) GROUP BY session_id\n), ",
+            merged(events),
+            rollup::parts_sql(events, &wide, p),
+            rollup::parts_sql(metrics, &wide, p)
+        )
+    };
+    let mut ctes = String::new();
+    if parts.vcs {
+        ctes.push_str(&both("vcs", &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS, p));
+    }
+    if parts.described {
+        ctes.push_str(&both("described", &SESSION_DESCRIBED_EVENTS, &SESSION_DESCRIBED_METRICS, p));
+    }
+    let list_cost = if parts.list_cost {
+        let per_part = r.list_cost_summary_sql(p).map_err(|e| e.to_string())?;
+        // per model, speed and tier; NULL where a part had no call, as over the rows
+        format!(",\n        sum(CASE WHEN api_calls > 0 THEN {per_part} END) AS list_cost_usd")
+    } else {
+        String::new()
+    };
     let ev_parts = rollup::parts_sql(&SESSION_EVENTS, &range, p);
-    let prompt_parts = rollup::parts_sql(&SESSION_PROMPTS, &range, p);
-    let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
-    let vcs_parts =
-        format!("{}\nUNION ALL {}", rollup::parts_sql(&SESSION_VCS_EVENTS, &wide, p), rollup::parts_sql(&SESSION_VCS_METRICS, &wide, p));
-    let vcs_merged = VCS_KEYS
-        .iter()
-        .map(|(name, _)| format!("{} AS {name}", SESSION_VCS_EVENTS.merge(name).unwrap_or("NULL")))
-        .collect::<Vec<_>>()
-        .join(",\n        ");
-    Ok(format!(
-        "vcs AS (
-    SELECT session_id,
-        {vcs_merged}
-    FROM ({vcs_parts}) GROUP BY session_id
-), prompts AS (
-    SELECT session_id, count(DISTINCT prompt_id) AS prompts FROM ({prompt_parts}) GROUP BY session_id
-), ev_sums AS (
+    ctes.push_str(&format!(
+        "ev_sums AS (
     SELECT session_id,
         {ev_merged},
-        -- per model, speed and tier; NULL where a part had no call, as over the rows
-        sum(CASE WHEN api_calls > 0 THEN {list_cost} END) AS list_cost_usd
+        sum(CASE WHEN api_calls > 0 THEN coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0)
+            + coalesce(cache_creation_tokens, 0) END) AS tokens{list_cost}
     FROM ({ev_parts}) GROUP BY session_id
+), ",
+        ev_merged = merged(&SESSION_EVENTS),
+    ));
+    if parts.prompts {
+        let prompt_parts = rollup::parts_sql(&SESSION_PROMPTS, &range, p);
+        ctes.push_str(&format!(
+            "prompts AS (
+    SELECT session_id, count(DISTINCT prompt_id) AS prompts FROM ({prompt_parts}) GROUP BY session_id
 ), ev AS (
     SELECT ev_sums.*, coalesce(prompts.prompts, 0) AS prompts FROM ev_sums LEFT JOIN prompts USING (session_id)
-), m AS (
+), "
+        ));
+    } else {
+        ctes.push_str("ev AS (SELECT * FROM ev_sums), ");
+    }
+    let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
+    ctes.push_str(&format!(
+        "m AS (
     SELECT session_id,
         {m_merged}
     FROM ({m_parts}) GROUP BY session_id
 )",
-        ev_merged = merged(&SESSION_EVENTS),
         m_merged = merged(&SESSION_METRICS),
-    ))
+    ));
+    Ok(ctes)
 }
 
 pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, String> {

@@ -173,6 +173,7 @@ pub static SESSION_METRICS: LazyLock<Rollup> = LazyLock::new(|| {
             value("last_seen", "TIMESTAMP", "max(time)", "max(last_seen)"),
             sum("cost_usd", "DOUBLE", metric("cost.usage", "")),
             sum("subagent_cost_usd", "DOUBLE", metric("cost.usage", " AND query_source = 'subagent'")),
+            sum("tokens", "DOUBLE", metric("token.usage", "")),
             sum("input_tokens", "DOUBLE", tokens("input")),
             sum("output_tokens", "DOUBLE", tokens("output")),
             sum("cache_read_tokens", "DOUBLE", tokens("cacheRead")),
@@ -207,9 +208,159 @@ pub static SESSION_VCS_METRICS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     values: vcs_values(),
 });
 
+fn described_values(provider: &str, custom_base_url: &str) -> Vec<RollupValue> {
+    let resource = |key: &str| format!("any_value(json_extract_string(resource, '{key}'))");
+    vec![
+        value("provider", "VARCHAR", format!("any_value({provider})"), "any_value(provider)"),
+        value("custom_base_url", "VARCHAR", format!("any_value({custom_base_url})"), "any_value(custom_base_url)"),
+        value("os_type", "VARCHAR", resource("os.type"), "any_value(os_type)"),
+        value("host_arch", "VARCHAR", resource("host.arch"), "any_value(host_arch)"),
+        value("service_version", "VARCHAR", resource("service.version"), "any_value(service_version)"),
+    ]
+}
+
+/// Per session and hour, what its prompts say about where Claude Code runs (the fleet table).
+pub static SESSION_DESCRIBED_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_session_described_events",
+    source: "events",
+    filter: "event_name = 'user_prompt' AND session_id IS NOT NULL".into(),
+    keys: vec![("session_id", "VARCHAR", "session_id".into())],
+    values: described_values("provider", "CAST(custom_base_url AS VARCHAR)"),
+});
+
+/// The same from its session count and cost points.
+pub static SESSION_DESCRIBED_METRICS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_session_described_metrics",
+    source: "metric_points",
+    filter: "metric_name IN ('claude_code.session.count', 'claude_code.cost.usage') AND session_id IS NOT NULL".into(),
+    keys: vec![("session_id", "VARCHAR", "session_id".into())],
+    values: described_values(
+        "json_extract_string(attributes, 'anthropic.provider')",
+        "json_extract_string(attributes, 'anthropic.custom_base_url')",
+    ),
+});
+
+/// Percentiles from rollups come from DDSketch histograms (Masson et al., VLDB 2019): a value
+/// `x > 0` counts in bin `ceil(log_γ x)`, γ = (1 + α) / (1 − α), and a bin stands for
+/// `2γ^i / (γ + 1)`, within α of every value in it. Bins of several hours add up, so
+/// percentiles merge; each is within α = 1 % of the exact one (relative).
+pub const SKETCH_ALPHA: f64 = 0.01;
+/// The bin of values ≤ 0 (durations of 0 ms), standing for 0.
+pub const ZERO_BIN: i32 = i32::MIN;
+
+fn ln_gamma() -> f64 {
+    ((1.0 + SKETCH_ALPHA) / (1.0 - SKETCH_ALPHA)).ln()
+}
+
+/// The bin (INTEGER) of `x`; NULL for NULL.
+pub fn bin_sql(x: &str) -> String {
+    format!("(CASE WHEN {x} > 0 THEN CAST(ceil(ln({x}) / {:?}) AS INTEGER) WHEN {x} <= 0 THEN {ZERO_BIN} END)", ln_gamma())
+}
+
+/// The value bin `bin` stands for.
+pub fn bin_value_sql(bin: &str) -> String {
+    let gamma = (1.0 + SKETCH_ALPHA) / (1.0 - SKETCH_ALPHA);
+    format!("(CASE WHEN {bin} = {ZERO_BIN} THEN 0.0 ELSE 2.0 * exp({bin} * {:?}) / {:?} END)", ln_gamma(), gamma + 1.0)
+}
+
+/// A histogram of `value` per `keys` over the source rows matching `filter`: per `bin`, its
+/// count `n` and the smallest and largest value in it (`lo`, `hi`; an estimate is kept between
+/// them, so a bin of one value gives it exactly).
+fn sketch(table: &'static str, filter: String, keys: Vec<(&'static str, &'static str, String)>, value: &str) -> Rollup {
+    let mut keys = keys;
+    keys.push(("bin", "INTEGER", bin_sql(value)));
+    Rollup {
+        table,
+        source: "events",
+        filter: format!("({filter}) AND {value} IS NOT NULL"),
+        keys,
+        values: vec![
+            sum("n", "BIGINT", "count(*)"),
+            RollupValue { name: "lo".into(), sql_type: "DOUBLE", row: format!("min({value})"), merge: "min(lo)".into() },
+            RollupValue { name: "hi".into(), sql_type: "DOUBLE", row: format!("max({value})"), merge: "max(hi)".into() },
+        ],
+    }
+}
+
+/// Who made a model call (main loop, subagent, auxiliary) from the raw query source a record
+/// carries in `source` and the prefix subagent sources start with; `query::filters` groups by
+/// it, and the rollups of events with it.
+pub fn query_class_of(source: &str, prefix: &str) -> String {
+    format!(
+        "(CASE WHEN agent_id IS NOT NULL OR {source} LIKE '{prefix}%' THEN 'subagent' \
+         WHEN {source} IS NULL THEN NULL \
+         WHEN {source} IN ('sdk', 'main') OR {source} LIKE 'repl_main_thread%' THEN 'main' ELSE 'auxiliary' END)"
+    )
+}
+
+/// The query class of an event.
+pub fn event_query_class_sql() -> String {
+    query_class_of("\"query_source\"", "agent:")
+}
+
+/// The agents table's groups of API calls: query class and agent.
+fn agent_call_keys() -> Vec<(&'static str, &'static str, String)> {
+    let class = event_query_class_sql();
+    vec![
+        ("query_class", "VARCHAR", format!("coalesce({class}, '(none)')")),
+        ("agent", "VARCHAR", format!("coalesce(agent_name, CASE WHEN {class} = 'subagent' THEN '(unknown)' ELSE '(none)' END)")),
+    ]
+}
+
+/// API calls per query class and agent: count, cost and tokens (the agents table).
+pub static AGENT_CALLS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_agent_calls",
+    source: "events",
+    filter: API_REQUEST.into(),
+    keys: agent_call_keys(),
+    values: vec![
+        sum("api_requests", "BIGINT", "count(*)"),
+        sum("cost_usd", "DOUBLE", "sum(cost_usd)"),
+        sum("input_tokens", "BIGINT", "sum(input_tokens)"),
+        sum("output_tokens", "BIGINT", "sum(output_tokens)"),
+        sum("cache_read_tokens", "BIGINT", "sum(cache_read_tokens)"),
+        sum("cache_creation_tokens", "BIGINT", "sum(cache_creation_tokens)"),
+    ],
+});
+
+/// Their durations.
+pub static AGENT_CALL_DURATIONS: LazyLock<Rollup> =
+    LazyLock::new(|| sketch("rollup_agent_call_durations", API_REQUEST.into(), agent_call_keys(), "duration_ms"));
+
+const SUBAGENT_COMPLETED: &str = "event_name = 'subagent_completed'";
+
+fn agent_run_keys() -> Vec<(&'static str, &'static str, String)> {
+    vec![("agent", "VARCHAR", "coalesce(agent_type, '(unknown)')".into())]
+}
+
+/// Subagent runs per agent type: runs and tool uses.
+pub static AGENT_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_agent_runs",
+    source: "events",
+    filter: SUBAGENT_COMPLETED.into(),
+    keys: agent_run_keys(),
+    values: vec![sum("runs", "BIGINT", "count(*)"), sum("tool_uses", "BIGINT", "sum(total_tool_uses)")],
+});
+
+/// Their durations.
+pub static AGENT_RUN_DURATIONS: LazyLock<Rollup> =
+    LazyLock::new(|| sketch("rollup_agent_run_durations", SUBAGENT_COMPLETED.into(), agent_run_keys(), "duration_ms"));
+
 /// Every rollup, in the order they are built.
-pub fn all() -> [&'static Rollup; 5] {
-    [&SESSION_EVENTS, &SESSION_PROMPTS, &SESSION_METRICS, &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS]
+pub fn all() -> [&'static Rollup; 11] {
+    [
+        &SESSION_EVENTS,
+        &SESSION_PROMPTS,
+        &SESSION_METRICS,
+        &SESSION_VCS_EVENTS,
+        &SESSION_VCS_METRICS,
+        &SESSION_DESCRIBED_EVENTS,
+        &SESSION_DESCRIBED_METRICS,
+        &AGENT_CALLS,
+        &AGENT_CALL_DURATIONS,
+        &AGENT_RUNS,
+        &AGENT_RUN_DURATIONS,
+    ]
 }
 
 impl Rollup {
