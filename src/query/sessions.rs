@@ -163,7 +163,7 @@ pub fn session_rollup_ctes(r: &Runner, p: &mut super::sql::Params, parts: Sessio
         rollup.values.iter().map(|v| format!("CAST({} AS {}) AS {}", v.merge, v.sql_type, v.name)).collect::<Vec<_>>().join(",\n        ")
     };
     // one CTE merging two rollups of the same columns (from events and from metric points)
-    let mut both = |name: &str, events: &Rollup, metrics: &Rollup, p: &mut super::sql::Params| {
+    let both = |name: &str, events: &Rollup, metrics: &Rollup, p: &mut super::sql::Params| {
         format!(
             "{name} AS (\n    SELECT session_id,\n        {}\n    FROM ({}\nUNION ALL {}) GROUP BY session_id\n), ",
             merged(events),
