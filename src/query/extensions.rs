@@ -1,6 +1,7 @@
 //! What extends Claude Code: hooks, MCP servers and their tools, skills and plugins. Each is
 //! answered from the events Claude Code logs for it; numbers it sends as strings are cast.
 use super::filters::Table;
+use super::rollup;
 use super::sql::Sql;
 use super::Runner;
 
@@ -23,6 +24,9 @@ fn attr_int(key: &str) -> String {
 /// hooks they ran and their outcomes (success, blocking, non-blocking error, cancelled), total
 /// and p95 duration, the output they fed back, and how many hooks are registered for the event.
 pub fn hooks_sql(r: &Runner) -> Result<Sql, String> {
+    if r.rollups() {
+        return hooks_from_rollups(r);
+    }
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
     let text = format!(
@@ -51,7 +55,13 @@ WITH runs AS (
     WHERE event_name = 'hook_registered' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1
 )
-SELECT hook_event, coalesce(hook_name, '(not run)') AS hook_name,
+{HOOKS_TABLE}"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// The hooks table from `runs` and `registered`.
+const HOOKS_TABLE: &str = "SELECT hook_event, coalesce(hook_name, '(not run)') AS hook_name,
     coalesce(executions, 0) AS executions, coalesce(hooks_run, 0) AS hooks_run,
     coalesce(successes, 0) AS successes, coalesce(blocking, 0) AS blocking,
     coalesce(non_blocking_errors, 0) AS non_blocking_errors, coalesce(cancelled, 0) AS cancelled,
@@ -61,7 +71,49 @@ SELECT hook_event, coalesce(hook_name, '(not run)') AS hook_name,
     coalesce(registrations, 0) AS registrations,
     coalesce(sessions, 0) AS sessions
 FROM runs FULL OUTER JOIN registered USING (hook_event)
-ORDER BY executions DESC, hook_event, hook_name"
+ORDER BY executions DESC, hook_event, hook_name";
+
+/// The same from the rollups; the p95 from their sketch (within 1 %).
+fn hooks_from_rollups(r: &Runner) -> Result<Sql, String> {
+    use crate::store::rollup::{HOOK_DURATIONS, HOOK_REGISTRATIONS, HOOK_RUNS, HOOK_SESSIONS};
+    let mut p = super::sql::Params::empty();
+    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
+    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let runs = rollup::parts_sql(&HOOK_RUNS, &cov, &mut p);
+    let sums = HOOK_RUNS
+        .values
+        .iter()
+        .skip(1)
+        .map(|v| {
+            let cast = if v.sql_type == "BIGINT" { "::BIGINT" } else { "" };
+            format!("coalesce({}, 0){cast} AS {}", v.merge, v.name)
+        })
+        .collect::<Vec<_>>()
+        .join(",\n        ");
+    let quantiles = rollup::quantiles_sql(
+        &rollup::parts_sql(&HOOK_DURATIONS, &cov, &mut p),
+        &["hook_event", "hook_name"],
+        &[(0.95, "p95_duration_ms")],
+        &mut p,
+    );
+    let sessions = rollup::parts_sql(&HOOK_SESSIONS, &cov, &mut p);
+    let registered = rollup::parts_sql(&HOOK_REGISTRATIONS, &cov, &mut p);
+    let text = format!(
+        "
+WITH sums AS (
+    SELECT hook_event, hook_name, sum(executions)::BIGINT AS executions,
+        {sums}
+    FROM ({runs}) GROUP BY 1, 2
+), q AS ({quantiles}
+), hook_sessions AS (
+    SELECT hook_event, hook_name, count(DISTINCT session_id) AS sessions FROM ({sessions}) GROUP BY 1, 2
+), runs AS (
+    SELECT sums.*, q.p95_duration_ms, coalesce(hook_sessions.sessions, 0) AS sessions
+    FROM sums LEFT JOIN q USING (hook_event, hook_name) LEFT JOIN hook_sessions USING (hook_event, hook_name)
+), registered AS (
+    SELECT hook_event, sum(registrations)::BIGINT AS registrations FROM ({registered}) GROUP BY 1
+)
+{HOOKS_TABLE}"
     );
     Ok(p.into_sql(text))
 }

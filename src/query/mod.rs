@@ -201,7 +201,7 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(r)?),
         Query::Repositories(q) => r.snapshot(|| r.table("repositories", repositories::repositories_sql(r, q)?)),
         Query::Agents(_) => r.snapshot(|| r.table("agents", agents::agents_sql(r)?)),
-        Query::Hooks(_) => r.table("hooks", extensions::hooks_sql(r)?),
+        Query::Hooks(_) => r.snapshot(|| r.table("hooks", extensions::hooks_sql(r)?)),
         Query::Mcp(_) => r.table("mcp", extensions::mcp_sql(r)?),
         Query::Skills(_) => r.table("skills", extensions::skills_sql(r)?),
         Query::Plugins(_) => r.table("plugins", extensions::plugins_sql(r)?),

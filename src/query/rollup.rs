@@ -210,6 +210,7 @@ mod equal_to_rows {
             json!({"queryType": "repositories", "limit": 100000}),
             json!({"queryType": "fleet"}),
             json!({"queryType": "agents"}),
+            json!({"queryType": "hooks"}),
         ]
     }
 

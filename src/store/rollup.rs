@@ -346,8 +346,63 @@ pub static AGENT_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
 pub static AGENT_RUN_DURATIONS: LazyLock<Rollup> =
     LazyLock::new(|| sketch("rollup_agent_run_durations", SUBAGENT_COMPLETED.into(), agent_run_keys(), "duration_ms"));
 
+const HOOK_RUN: &str = "event_name = 'hook_execution_complete'";
+
+fn hook_keys() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("hook_event", "VARCHAR", "coalesce(hook_event, '(none)')".into()),
+        ("hook_name", "VARCHAR", "coalesce(hook_name, '(none)')".into()),
+    ]
+}
+
+/// Hook executions per hook event and name: what they ran and fed back (the hooks table).
+pub static HOOK_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_hook_runs",
+    source: "events",
+    filter: HOOK_RUN.into(),
+    keys: hook_keys(),
+    values: vec![
+        sum("executions", "BIGINT", "count(*)"),
+        sum("hooks_run", "BIGINT", "sum(num_hooks)"),
+        sum("successes", "BIGINT", "sum(num_success)"),
+        sum("blocking", "BIGINT", "sum(num_blocking)"),
+        sum("non_blocking_errors", "BIGINT", "sum(num_non_blocking_error)"),
+        sum("cancelled", "BIGINT", "sum(num_cancelled)"),
+        sum("total_duration_ms", "DOUBLE", "sum(duration_ms)"),
+        sum("stdout_chars", "BIGINT", "sum(stdout_chars)"),
+        sum("additional_context_chars", "BIGINT", "sum(additional_context_chars)"),
+        sum("system_message_chars", "BIGINT", "sum(system_message_chars)"),
+    ],
+});
+
+/// Their durations.
+pub static HOOK_DURATIONS: LazyLock<Rollup> =
+    LazyLock::new(|| sketch("rollup_hook_durations", HOOK_RUN.into(), hook_keys(), "duration_ms"));
+
+/// The sessions each hook ran in (their distinct count is not a sum).
+pub static HOOK_SESSIONS: LazyLock<Rollup> = LazyLock::new(|| {
+    let mut keys = hook_keys();
+    keys.push(("session_id", "VARCHAR", "session_id".into()));
+    Rollup {
+        table: "rollup_hook_sessions",
+        source: "events",
+        filter: format!("{HOOK_RUN} AND session_id IS NOT NULL"),
+        keys,
+        values: vec![sum("n", "BIGINT", "count(*)")],
+    }
+});
+
+/// Hook registrations per hook event.
+pub static HOOK_REGISTRATIONS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_hook_registrations",
+    source: "events",
+    filter: "event_name = 'hook_registered'".into(),
+    keys: vec![("hook_event", "VARCHAR", "coalesce(hook_event, '(none)')".into())],
+    values: vec![sum("registrations", "BIGINT", "count(*)")],
+});
+
 /// Every rollup, in the order they are built.
-pub fn all() -> [&'static Rollup; 11] {
+pub fn all() -> [&'static Rollup; 15] {
     [
         &SESSION_EVENTS,
         &SESSION_PROMPTS,
@@ -360,6 +415,10 @@ pub fn all() -> [&'static Rollup; 11] {
         &AGENT_CALL_DURATIONS,
         &AGENT_RUNS,
         &AGENT_RUN_DURATIONS,
+        &HOOK_RUNS,
+        &HOOK_DURATIONS,
+        &HOOK_SESSIONS,
+        &HOOK_REGISTRATIONS,
     ]
 }
 
