@@ -192,7 +192,7 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::ApiLatency(q) => usage::api_latency(r, q),
         Query::ApiErrors(q) => usage::api_errors(r, q),
         Query::Productivity(q) => usage::productivity(r, q),
-        Query::ToolSuccessRate(_) => r.table("tool_success_rate", tools::success_sql(r)?),
+        Query::ToolSuccessRate(_) => r.snapshot(|| r.table("tool_success_rate", tools::success_sql(r)?)),
         Query::ToolErrors(_) => r.table("tool_errors", tools::errors_sql(r)?),
         Query::ToolDecisions(_) => r.table("tool_decisions", tools::decisions_sql(r)?),
         Query::ToolCosts(_) => r.table("tool_costs", tools::costs_sql(r)?),

@@ -95,8 +95,9 @@ pub fn parts_sql(rollup: &Rollup, cov: &Coverage, p: &mut Params) -> String {
         parts.push(format!("SELECT {} FROM {} WHERE {}", rollup.columns(), rollup.table, hours.join(" OR ")));
     }
     // one scan per interval, so each is pruned by the time order of the rows
-    for r in &cov.rows {
-        parts.push(rollup.partial_select(&interval("time", *r, p)));
+    for &(a, b) in &cov.rows {
+        let (a, b) = (format!("make_timestamp({})", p.bind(a)), format!("make_timestamp({})", p.bind(b)));
+        parts.push(rollup.partial_select((&a, &b)));
     }
     if parts.is_empty() {
         parts.push(format!("SELECT {} FROM {} WHERE false", rollup.columns(), rollup.table));
@@ -211,6 +212,7 @@ mod equal_to_rows {
             json!({"queryType": "fleet"}),
             json!({"queryType": "agents"}),
             json!({"queryType": "hooks"}),
+            json!({"queryType": "tool_success_rate"}),
         ]
     }
 

@@ -1,13 +1,19 @@
 //! Tools: calls and success rate, failures by error type, accept/reject decisions, and the
 //! model cost attributable to each tool call.
 use super::filters::Table;
+use super::rollup;
 use super::sql::Sql;
 use super::Runner;
+use crate::store::rollup::LOOKUP_HOURS;
 
 pub fn success_sql(r: &Runner) -> Result<Sql, String> {
+    if r.rollups() {
+        return success_from_rollups(r);
+    }
     let mut p = r.params();
     let filter = r.filters.clause(Table::Events, &mut p)?;
-    // a tool_result has no tool_source: its call's tool_decision (same tool_use_id) has
+    // a tool_result has no tool_source: its call's tool_decision (same tool_use_id) has, looked
+    // up within an hour around the range (as the rollups do)
     let text = format!(
         "
 WITH d AS (
@@ -16,7 +22,10 @@ WITH d AS (
     FROM events
     WHERE event_name = 'tool_decision' AND time BETWEEN $1 AND $2{filter}
 ), source_of AS (
-    SELECT tool_use_id, any_value(tool_source) AS tool_source FROM d WHERE tool_use_id IS NOT NULL GROUP BY 1
+    SELECT tool_use_id, any_value(tool_source) AS tool_source FROM events
+    WHERE event_name = 'tool_decision' AND tool_use_id IS NOT NULL
+        AND time BETWEEN $1 - INTERVAL {LOOKUP_HOURS} HOUR AND $2 + INTERVAL {LOOKUP_HOURS} HOUR{filter}
+    GROUP BY 1
 ), r AS (
     SELECT coalesce(e.tool_name, '(unknown)') AS tool_name,
         coalesce(s.tool_source, '(none)') AS tool_source,
@@ -36,7 +45,13 @@ WITH d AS (
     FROM d
     GROUP BY 1, 2
 )
-SELECT tool_name, tool_source,
+{SUCCESS_TABLE}"
+    );
+    Ok(p.into_sql(text))
+}
+
+/// The tool success table from `r` (results) and `dd` (decisions).
+const SUCCESS_TABLE: &str = "SELECT tool_name, tool_source,
     coalesce(calls, 0) AS calls,
     coalesce(successes, 0) AS successes,
     coalesce(failures, 0) AS failures,
@@ -45,7 +60,35 @@ SELECT tool_name, tool_source,
     coalesce(accepts, 0) AS accepts,
     coalesce(rejects, 0) AS rejects
 FROM r FULL OUTER JOIN dd USING (tool_name, tool_source)
-ORDER BY calls DESC, tool_name, tool_source"
+ORDER BY calls DESC, tool_name, tool_source";
+
+/// The same from the rollups; percentiles from their sketch (within 1 %).
+fn success_from_rollups(r: &Runner) -> Result<Sql, String> {
+    use crate::store::rollup::{TOOL_DECISIONS, TOOL_RESULTS, TOOL_RESULT_DURATIONS};
+    let mut p = super::sql::Params::empty();
+    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
+    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let results = rollup::parts_sql(&TOOL_RESULTS, &cov, &mut p);
+    let quantiles = rollup::quantiles_sql(
+        &rollup::parts_sql(&TOOL_RESULT_DURATIONS, &cov, &mut p),
+        &["tool_name", "tool_source"],
+        &[(0.5, "p50_duration_ms"), (0.95, "p95_duration_ms"), (0.99, "p99_duration_ms")],
+        &mut p,
+    );
+    let decisions = rollup::parts_sql(&TOOL_DECISIONS, &cov, &mut p);
+    let text = format!(
+        "
+WITH counts AS (
+    SELECT tool_name, tool_source, sum(calls)::BIGINT AS calls, sum(successes)::BIGINT AS successes, sum(failures)::BIGINT AS failures
+    FROM ({results}) GROUP BY 1, 2
+), q AS ({quantiles}
+), r AS (
+    SELECT counts.*, q.p50_duration_ms, q.p95_duration_ms, q.p99_duration_ms FROM counts LEFT JOIN q USING (tool_name, tool_source)
+), dd AS (
+    SELECT tool_name, tool_source, sum(accepts)::BIGINT AS accepts, sum(rejects)::BIGINT AS rejects
+    FROM ({decisions}) GROUP BY 1, 2
+)
+{SUCCESS_TABLE}"
     );
     Ok(p.into_sql(text))
 }

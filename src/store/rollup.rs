@@ -38,11 +38,16 @@ pub struct RollupValue {
     pub merge: String,
 }
 
+/// How far around its own rows a rollup may look up others (a tool result's decision): a row
+/// written into an hour makes this many hours on each side dirty where such lookups exist.
+pub const LOOKUP_HOURS: i64 = 1;
+
 #[derive(Debug)]
 pub struct Rollup {
     pub table: &'static str,
-    /// `events` or `metric_points`; `time` is the column hours are taken from.
-    pub source: &'static str,
+    /// `events`, `metric_points`, or a FROM item over one of them whose `{wide}` stands for its
+    /// rows' range widened by `LOOKUP_HOURS`; `time` is the column hours are taken from.
+    pub source: String,
     /// Which source rows it summarises.
     pub filter: String,
     /// (column, type, expression over the source row).
@@ -102,7 +107,7 @@ pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
     let api = |agg: &str| format!("{agg} FILTER (WHERE {API_REQUEST})");
     Rollup {
         table: "rollup_session_events",
-        source: "events",
+        source: "events".into(),
         filter: "session_id IS NOT NULL".into(),
         keys: vec![
             ("session_id", "VARCHAR", "session_id".into()),
@@ -152,7 +157,7 @@ pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
 /// Per session and hour, the prompts seen (their distinct count is not a sum).
 pub static SESSION_PROMPTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_session_prompts",
-    source: "events",
+    source: "events".into(),
     filter: "session_id IS NOT NULL AND prompt_id IS NOT NULL".into(),
     keys: vec![("session_id", "VARCHAR", "session_id".into()), ("prompt_id", "VARCHAR", "prompt_id".into())],
     values: vec![sum("events", "BIGINT", "count(*)")],
@@ -164,7 +169,7 @@ pub static SESSION_METRICS: LazyLock<Rollup> = LazyLock::new(|| {
     let tokens = |t: &str| metric("token.usage", &format!(" AND type = '{t}'"));
     Rollup {
         table: "rollup_session_metrics",
-        source: "metric_points",
+        source: "metric_points".into(),
         filter: "session_id IS NOT NULL".into(),
         keys: vec![("session_id", "VARCHAR", "session_id".into())],
         values: vec![
@@ -193,7 +198,7 @@ pub static SESSION_METRICS: LazyLock<Rollup> = LazyLock::new(|| {
 /// Per session and hour, the latest repository keys of prompts and tool results.
 pub static SESSION_VCS_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_session_vcs_events",
-    source: "events",
+    source: "events".into(),
     filter: format!("event_name IN ('user_prompt', 'tool_result') AND session_id IS NOT NULL AND {}", vcs_present()),
     keys: vec![("session_id", "VARCHAR", "session_id".into())],
     values: vcs_values(),
@@ -202,7 +207,7 @@ pub static SESSION_VCS_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
 /// Per session and hour, the latest repository keys of metric points.
 pub static SESSION_VCS_METRICS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_session_vcs_metrics",
-    source: "metric_points",
+    source: "metric_points".into(),
     filter: format!("session_id IS NOT NULL AND {}", vcs_present()),
     keys: vec![("session_id", "VARCHAR", "session_id".into())],
     values: vcs_values(),
@@ -222,7 +227,7 @@ fn described_values(provider: &str, custom_base_url: &str) -> Vec<RollupValue> {
 /// Per session and hour, what its prompts say about where Claude Code runs (the fleet table).
 pub static SESSION_DESCRIBED_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_session_described_events",
-    source: "events",
+    source: "events".into(),
     filter: "event_name = 'user_prompt' AND session_id IS NOT NULL".into(),
     keys: vec![("session_id", "VARCHAR", "session_id".into())],
     values: described_values("provider", "CAST(custom_base_url AS VARCHAR)"),
@@ -231,7 +236,7 @@ pub static SESSION_DESCRIBED_EVENTS: LazyLock<Rollup> = LazyLock::new(|| Rollup 
 /// The same from its session count and cost points.
 pub static SESSION_DESCRIBED_METRICS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_session_described_metrics",
-    source: "metric_points",
+    source: "metric_points".into(),
     filter: "metric_name IN ('claude_code.session.count', 'claude_code.cost.usage') AND session_id IS NOT NULL".into(),
     keys: vec![("session_id", "VARCHAR", "session_id".into())],
     values: described_values(
@@ -266,12 +271,12 @@ pub fn bin_value_sql(bin: &str) -> String {
 /// A histogram of `value` per `keys` over the source rows matching `filter`: per `bin`, its
 /// count `n` and the smallest and largest value in it (`lo`, `hi`; an estimate is kept between
 /// them, so a bin of one value gives it exactly).
-fn sketch(table: &'static str, filter: String, keys: Vec<(&'static str, &'static str, String)>, value: &str) -> Rollup {
+fn sketch(table: &'static str, source: String, filter: String, keys: Vec<(&'static str, &'static str, String)>, value: &str) -> Rollup {
     let mut keys = keys;
     keys.push(("bin", "INTEGER", bin_sql(value)));
     Rollup {
         table,
-        source: "events",
+        source,
         filter: format!("({filter}) AND {value} IS NOT NULL"),
         keys,
         values: vec![
@@ -310,7 +315,7 @@ fn agent_call_keys() -> Vec<(&'static str, &'static str, String)> {
 /// API calls per query class and agent: count, cost and tokens (the agents table).
 pub static AGENT_CALLS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_agent_calls",
-    source: "events",
+    source: "events".into(),
     filter: API_REQUEST.into(),
     keys: agent_call_keys(),
     values: vec![
@@ -325,7 +330,7 @@ pub static AGENT_CALLS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
 
 /// Their durations.
 pub static AGENT_CALL_DURATIONS: LazyLock<Rollup> =
-    LazyLock::new(|| sketch("rollup_agent_call_durations", API_REQUEST.into(), agent_call_keys(), "duration_ms"));
+    LazyLock::new(|| sketch("rollup_agent_call_durations", "events".into(), API_REQUEST.into(), agent_call_keys(), "duration_ms"));
 
 const SUBAGENT_COMPLETED: &str = "event_name = 'subagent_completed'";
 
@@ -336,7 +341,7 @@ fn agent_run_keys() -> Vec<(&'static str, &'static str, String)> {
 /// Subagent runs per agent type: runs and tool uses.
 pub static AGENT_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_agent_runs",
-    source: "events",
+    source: "events".into(),
     filter: SUBAGENT_COMPLETED.into(),
     keys: agent_run_keys(),
     values: vec![sum("runs", "BIGINT", "count(*)"), sum("tool_uses", "BIGINT", "sum(total_tool_uses)")],
@@ -344,7 +349,7 @@ pub static AGENT_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
 
 /// Their durations.
 pub static AGENT_RUN_DURATIONS: LazyLock<Rollup> =
-    LazyLock::new(|| sketch("rollup_agent_run_durations", SUBAGENT_COMPLETED.into(), agent_run_keys(), "duration_ms"));
+    LazyLock::new(|| sketch("rollup_agent_run_durations", "events".into(), SUBAGENT_COMPLETED.into(), agent_run_keys(), "duration_ms"));
 
 const HOOK_RUN: &str = "event_name = 'hook_execution_complete'";
 
@@ -358,7 +363,7 @@ fn hook_keys() -> Vec<(&'static str, &'static str, String)> {
 /// Hook executions per hook event and name: what they ran and fed back (the hooks table).
 pub static HOOK_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_hook_runs",
-    source: "events",
+    source: "events".into(),
     filter: HOOK_RUN.into(),
     keys: hook_keys(),
     values: vec![
@@ -377,7 +382,7 @@ pub static HOOK_RUNS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
 
 /// Their durations.
 pub static HOOK_DURATIONS: LazyLock<Rollup> =
-    LazyLock::new(|| sketch("rollup_hook_durations", HOOK_RUN.into(), hook_keys(), "duration_ms"));
+    LazyLock::new(|| sketch("rollup_hook_durations", "events".into(), HOOK_RUN.into(), hook_keys(), "duration_ms"));
 
 /// The sessions each hook ran in (their distinct count is not a sum).
 pub static HOOK_SESSIONS: LazyLock<Rollup> = LazyLock::new(|| {
@@ -385,7 +390,7 @@ pub static HOOK_SESSIONS: LazyLock<Rollup> = LazyLock::new(|| {
     keys.push(("session_id", "VARCHAR", "session_id".into()));
     Rollup {
         table: "rollup_hook_sessions",
-        source: "events",
+        source: "events".into(),
         filter: format!("{HOOK_RUN} AND session_id IS NOT NULL"),
         keys,
         values: vec![sum("n", "BIGINT", "count(*)")],
@@ -395,14 +400,69 @@ pub static HOOK_SESSIONS: LazyLock<Rollup> = LazyLock::new(|| {
 /// Hook registrations per hook event.
 pub static HOOK_REGISTRATIONS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     table: "rollup_hook_registrations",
-    source: "events",
+    source: "events".into(),
     filter: "event_name = 'hook_registered'".into(),
     keys: vec![("hook_event", "VARCHAR", "coalesce(hook_event, '(none)')".into())],
     values: vec![sum("registrations", "BIGINT", "count(*)")],
 });
 
+/// Tool results with the source of their call (`tool_source` is on the call's `tool_decision`,
+/// same `tool_use_id`), looked up within an hour around them as the rows' query does.
+fn tool_results_source() -> String {
+    "(SELECT results.*, decided.tool_source AS decided_source FROM events results LEFT JOIN (
+        SELECT tool_use_id, any_value(tool_source) AS tool_source FROM events
+        WHERE event_name = 'tool_decision' AND tool_use_id IS NOT NULL AND {wide} GROUP BY 1
+    ) decided USING (tool_use_id) WHERE results.event_name = 'tool_result')"
+        .to_string()
+}
+
+fn tool_result_keys() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("tool_name", "VARCHAR", "coalesce(tool_name, '(unknown)')".into()),
+        ("tool_source", "VARCHAR", "coalesce(decided_source, '(none)')".into()),
+    ]
+}
+
+/// Tool results per tool and source: calls, successes, failures (the tool success table).
+pub static TOOL_RESULTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_tool_results",
+    source: tool_results_source(),
+    filter: "true".into(),
+    keys: tool_result_keys(),
+    values: vec![
+        sum("calls", "BIGINT", "count(*)"),
+        sum("successes", "BIGINT", "count(*) FILTER (WHERE success)"),
+        sum("failures", "BIGINT", "count(*) FILTER (WHERE success = false)"),
+    ],
+});
+
+/// Their durations.
+pub static TOOL_RESULT_DURATIONS: LazyLock<Rollup> =
+    LazyLock::new(|| sketch("rollup_tool_result_durations", tool_results_source(), "true".into(), tool_result_keys(), "duration_ms"));
+
+/// Tool decisions per tool and source: accepts and rejects.
+pub static TOOL_DECISIONS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_tool_decisions",
+    source: "events".into(),
+    filter: "event_name = 'tool_decision'".into(),
+    keys: vec![
+        ("tool_name", "VARCHAR", "coalesce(tool_name, '(unknown)')".into()),
+        ("tool_source", "VARCHAR", "coalesce(tool_source, '(none)')".into()),
+    ],
+    values: vec![
+        sum("accepts", "BIGINT", "count(*) FILTER (WHERE decision = 'accept')"),
+        sum("rejects", "BIGINT", "count(*) FILTER (WHERE decision = 'reject')"),
+    ],
+});
+
+/// Whether an event, written or deleted, changes the summaries of the hours around its own
+/// (rollups that look it up from there).
+pub fn looked_up(event_name: &str) -> bool {
+    event_name == "tool_decision"
+}
+
 /// Every rollup, in the order they are built.
-pub fn all() -> [&'static Rollup; 15] {
+pub fn all() -> [&'static Rollup; 18] {
     [
         &SESSION_EVENTS,
         &SESSION_PROMPTS,
@@ -419,6 +479,9 @@ pub fn all() -> [&'static Rollup; 15] {
         &HOOK_DURATIONS,
         &HOOK_SESSIONS,
         &HOOK_REGISTRATIONS,
+        &TOOL_RESULTS,
+        &TOOL_RESULT_DURATIONS,
+        &TOOL_DECISIONS,
     ]
 }
 
@@ -431,31 +494,40 @@ impl Rollup {
         format!("CREATE TABLE {} ({});\n", self.table, columns.join(", "))
     }
 
-    /// The summary of the source rows matching `range` (SQL over `time`), one row per hour and
-    /// key.
-    pub fn build_select(&self, range: &str) -> String {
+    /// The source rows within `[from, to)` (TIMESTAMP expressions; `None`: all of them), as
+    /// the FROM item of a summary.
+    fn source_within(&self, bounds: Option<(&str, &str)>) -> (String, String) {
+        let (range, wide) = match bounds {
+            Some((a, b)) => (
+                format!("time >= {a} AND time < {b}"),
+                format!("time >= {a} - INTERVAL {LOOKUP_HOURS} HOUR AND time < {b} + INTERVAL {LOOKUP_HOURS} HOUR"),
+            ),
+            None => ("true".to_string(), "true".to_string()),
+        };
+        (self.source.replace("{wide}", &wide), range)
+    }
+
+    fn select(&self, hour: bool, bounds: Option<(&str, &str)>) -> String {
         let keys: Vec<String> = self.keys.iter().map(|(name, _, expr)| format!("{expr} AS {name}")).collect();
         let values: Vec<String> = self.values.iter().map(|v| format!("{} AS {}", v.row, v.name)).collect();
+        let (source, range) = self.source_within(bounds);
         format!(
-            "SELECT date_trunc('hour', time) AS hour, {keys}, {values} FROM {source} WHERE ({range}) AND ({filter}) GROUP BY ALL",
+            "SELECT {hour}{keys}, {values} FROM {source} WHERE ({range}) AND ({filter}) GROUP BY ALL",
+            hour = if hour { "date_trunc('hour', time) AS hour, " } else { "" },
             keys = keys.join(", "),
             values = values.join(", "),
-            source = self.source,
             filter = self.filter,
         )
     }
 
+    /// The summary of the source rows within `bounds`, one row per hour and key.
+    pub fn build_select(&self, bounds: Option<(&str, &str)>) -> String {
+        self.select(true, bounds)
+    }
+
     /// The same summary without the hour (rows of a range merged with the rollup's rows).
-    pub fn partial_select(&self, range: &str) -> String {
-        let keys: Vec<String> = self.keys.iter().map(|(name, _, expr)| format!("{expr} AS {name}")).collect();
-        let values: Vec<String> = self.values.iter().map(|v| format!("{} AS {}", v.row, v.name)).collect();
-        format!(
-            "SELECT {keys}, {values} FROM {source} WHERE ({range}) AND ({filter}) GROUP BY ALL",
-            keys = keys.join(", "),
-            values = values.join(", "),
-            source = self.source,
-            filter = self.filter,
-        )
+    pub fn partial_select(&self, bounds: (&str, &str)) -> String {
+        self.select(false, Some(bounds))
     }
 
     /// Key and value columns, as the rollup's table and `partial_select` both give them.
@@ -478,7 +550,7 @@ pub fn migration_v5() -> String {
     );
     for r in all() {
         sql.push_str(&r.create_sql());
-        sql.push_str(&format!("INSERT INTO {} {};\n", r.table, r.build_select("true")));
+        sql.push_str(&format!("INSERT INTO {} {};\n", r.table, r.build_select(None)));
     }
     sql
 }
@@ -504,17 +576,17 @@ pub fn dirty_hours(conn: &Connection) -> duckdb::Result<Vec<Micros>> {
 pub fn rebuild(conn: &Connection, from_us: Micros, to_us: Micros) -> duckdb::Result<()> {
     let tx = conn.unchecked_transaction()?;
     tx.execute("UPDATE rollup_lock SET generation = generation + 1", [])?;
-    let range = "time >= make_timestamp($1) AND time < make_timestamp($2)";
+    let bounds = Some(("make_timestamp($1)", "make_timestamp($2)"));
     for r in all() {
         tx.execute(&format!("DELETE FROM {} WHERE hour >= make_timestamp($1) AND hour < make_timestamp($2)", r.table), [from_us, to_us])?;
-        tx.execute(&format!("INSERT INTO {} {}", r.table, r.build_select(range)), [from_us, to_us])?;
+        tx.execute(&format!("INSERT INTO {} {}", r.table, r.build_select(bounds)), [from_us, to_us])?;
     }
     tx.execute("DELETE FROM rollup_dirty WHERE hour >= make_timestamp($1) AND hour < make_timestamp($2)", [from_us, to_us])?;
     tx.commit()
 }
 
 /// Inside retention's transaction, after it deleted every row older than `cutoff_us`: drops
-/// the summaries of the hours now empty and marks the hour it cut through dirty.
+/// the summaries of the hours now empty and marks the first hour kept dirty.
 pub fn after_delete_before(conn: &Connection, cutoff_us: Micros) -> duckdb::Result<()> {
     conn.execute("UPDATE rollup_lock SET generation = generation + 1", [])?;
     let first_kept = hour_of(cutoff_us);
@@ -522,8 +594,7 @@ pub fn after_delete_before(conn: &Connection, cutoff_us: Micros) -> duckdb::Resu
         conn.execute(&format!("DELETE FROM {} WHERE hour < make_timestamp($1)", r.table), [first_kept])?;
     }
     conn.execute("DELETE FROM rollup_dirty WHERE hour < make_timestamp($1)", [first_kept])?;
-    if cutoff_us != first_kept {
-        mark_dirty(conn, [first_kept])?;
-    }
+    // the hour cut through, or whose rows looked up rows of the hour before (`LOOKUP_HOURS`)
+    mark_dirty(conn, [first_kept])?;
     Ok(())
 }

@@ -412,7 +412,13 @@ impl Writer {
                 b.events.iter().enumerate().filter(|(i, _)| keep.is_empty() || keep.get(*i).copied().unwrap_or(true)).map(|(_, r)| r)
             })
         };
-        hours.extend(events().map(|e| rollup::hour_of(e.time)));
+        for e in events() {
+            let hour = rollup::hour_of(e.time);
+            hours.insert(hour);
+            if rollup::looked_up(&e.event_name) {
+                hours.extend((1..=rollup::LOOKUP_HOURS).flat_map(|i| [hour - i * rollup::HOUR_US, hour + i * rollup::HOUR_US]));
+            }
+        }
         hours.extend(fresh.iter().flat_map(|b| &b.points).map(|p| rollup::hour_of(p.time)));
         // the rollups of these hours are stale from this commit on: marked in the same transaction
         let newly_dirty: Vec<Micros> = hours.iter().copied().filter(|h| !self.rollups.recent.contains_key(h)).collect();
