@@ -404,6 +404,22 @@ mod equal_to_rows {
         assert_eq!(assert_same(&state, "migrated").await, before);
     }
 
+    /// Without being asked, the writer rebuilds the hours written into once they are quiet.
+    #[tokio::test]
+    async fn the_writer_rebuilds_quiet_hours_by_itself() {
+        let (state, _dir) = crate::ingest::testing::state_with(&captures()).await;
+        let started = std::time::Instant::now();
+        loop {
+            let health = state.store().unwrap().health().await.unwrap();
+            if health.rollup_dirty_hours == 0 {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "{} hours still dirty", health.rollup_dirty_hours);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(dirty_and_summary_rows(&state).await.1 > 0);
+    }
+
     #[tokio::test]
     async fn on_generated_data_over_days() {
         use prost::Message;

@@ -112,6 +112,11 @@ impl RollupWork {
     fn settled(&self, hour: Micros) -> bool {
         self.recent.get(&hour).is_none_or(|t| t.elapsed() >= ROLLUP_SETTLE)
     }
+
+    /// How long until the next hour written into settles.
+    fn next_settled_in(&self) -> Duration {
+        self.recent.values().map(|t| ROLLUP_SETTLE.saturating_sub(t.elapsed())).min().unwrap_or(ROLLUP_SETTLE).max(Duration::from_millis(1))
+    }
 }
 
 /// Column types of the three tables, read once from the database.
@@ -136,6 +141,8 @@ pub(super) struct Writer {
     /// nothing, as a writer stuck behind a slow disk would.
     pause_file: Option<std::path::PathBuf>,
     rollups: RollupWork,
+    /// For waiting on the queue with a timeout (rollup hours settling) from this plain thread.
+    timer: Option<tokio::runtime::Runtime>,
 }
 
 impl Writer {
@@ -170,12 +177,18 @@ impl Writer {
             imported,
             pause_file,
             rollups: RollupWork::default(),
+            timer: None,
         })
     }
 
     /// Runs until closed or every sender is gone, then checkpoints so the file is complete
     /// without its WAL.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        self.timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no timer for the writer; it polls while rollup hours settle"))
+            .ok();
         let mut closing = false;
         while let Some(command) = self.next_command(&mut rx) {
             let first = match command {
@@ -224,25 +237,35 @@ impl Writer {
         tracing::info!("store writer stopped");
     }
 
-    /// The next command; while rollup hours are dirty, rebuilds settled ones between commands.
+    /// The next command; while rollup hours are dirty, rebuilds settled ones between commands
+    /// and otherwise waits for a command no longer than until the next hour settles.
     fn next_command(&mut self, rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
         loop {
-            if !self.rollups.pending() {
-                return rx.blocking_recv();
-            }
             match rx.try_recv() {
                 Ok(command) => return Some(command),
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
-                Err(mpsc::error::TryRecvError::Empty) => match self.settle_rollups(true) {
-                    Ok(true) => {}
-                    Ok(false) => std::thread::sleep(Duration::from_millis(5)),
-                    Err(e) => {
-                        // left dirty: queries read those hours from the rows until a later try
-                        tracing::warn!(error = %e, "rebuilding rollups failed; retrying later");
-                        self.rollups.dirty = None;
-                        std::thread::sleep(ROLLUP_SETTLE);
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if !self.rollups.pending() {
+                return rx.blocking_recv();
+            }
+            let wait = match self.settle_rollups(true) {
+                Ok(true) => continue,
+                Ok(false) => self.rollups.next_settled_in(),
+                Err(e) => {
+                    // left dirty: queries read those hours from the rows until a later try
+                    tracing::warn!(error = %e, "rebuilding rollups failed; retrying later");
+                    self.rollups.dirty = None;
+                    ROLLUP_SETTLE
+                }
+            };
+            match &self.timer {
+                Some(timer) => {
+                    if let Ok(command) = timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                        return command;
                     }
-                },
+                }
+                None => std::thread::sleep(wait.min(Duration::from_millis(5))),
             }
         }
     }
