@@ -80,6 +80,10 @@ const ROLLUP_SETTLE: Duration = Duration::from_secs(2);
 const ROLLUP_REBUILD_HOURS: usize = 24;
 /// How often the dirty list is read again while writes go on, for hours others marked (retention).
 const ROLLUP_REREAD: Duration = Duration::from_secs(60);
+/// Between exports, rebuilding takes at most this share of the writer's time: a rebuild step
+/// that took `t` is followed by `t × (1 / share − 1)` of writes only. Rows written out of time
+/// order (history, generated data) make every step a scan of the whole table.
+const ROLLUP_SHARE: f64 = 0.2;
 
 /// The writer's view of the dirty rollup hours.
 #[derive(Default)]
@@ -89,11 +93,15 @@ struct RollupWork {
     /// The dirty list as last read, with this writer's hours since; `None`: read it again.
     dirty: Option<BTreeSet<Micros>>,
     read_at: Option<Instant>,
+    /// No rebuild step before this while writes come in (see `ROLLUP_SHARE`).
+    not_before: Option<Instant>,
+    last_write: Option<Instant>,
 }
 
 impl RollupWork {
     fn touched(&mut self, hours: BTreeSet<Micros>) {
         let now = Instant::now();
+        self.last_write = Some(now);
         if self.read_at.is_some_and(|t| t.elapsed() > ROLLUP_REREAD) {
             self.dirty = None;
         }
@@ -113,9 +121,19 @@ impl RollupWork {
         self.recent.get(&hour).is_none_or(|t| t.elapsed() >= ROLLUP_SETTLE)
     }
 
-    /// How long until the next hour written into settles.
+    /// How long until the next rebuild step may run: an hour written into settles, and the
+    /// last step's share of time has passed.
     fn next_settled_in(&self) -> Duration {
-        self.recent.values().map(|t| ROLLUP_SETTLE.saturating_sub(t.elapsed())).min().unwrap_or(ROLLUP_SETTLE).max(Duration::from_millis(1))
+        let settle = self.recent.values().map(|t| ROLLUP_SETTLE.saturating_sub(t.elapsed())).min().unwrap_or(ROLLUP_SETTLE);
+        settle.max(self.pause()).max(Duration::from_millis(1))
+    }
+
+    /// What is left of the pause after the last rebuild step; none once writes have stopped.
+    fn pause(&self) -> Duration {
+        if self.last_write.is_none_or(|t| t.elapsed() >= ROLLUP_SETTLE) {
+            return Duration::ZERO;
+        }
+        self.not_before.map(|t| t.saturating_duration_since(Instant::now())).unwrap_or_default()
     }
 }
 
@@ -280,6 +298,9 @@ impl Writer {
         if !one_step {
             self.rollups.dirty = None;
         }
+        if one_step && !self.rollups.pause().is_zero() {
+            return Ok(false);
+        }
         let mut did = false;
         loop {
             let dirty = match self.rollups.dirty.take() {
@@ -307,8 +328,10 @@ impl Writer {
                 }
                 return Ok(did);
             };
+            let started = Instant::now();
             rollup::rebuild(&self.conn, first, last + rollup::HOUR_US)?;
             did = true;
+            self.rollups.not_before = Some(Instant::now() + started.elapsed().mul_f64(1.0 / ROLLUP_SHARE - 1.0));
             for h in &run {
                 self.rollups.recent.remove(h);
                 if let Some(d) = self.rollups.dirty.as_mut() {
