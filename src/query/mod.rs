@@ -183,7 +183,7 @@ pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext, settings
 
 fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError> {
     match &parsed.query {
-        Query::Sessions(q) => r.snapshot(|| r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"])),
+        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"]),
         Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(r, q)?, &["attributes"]),
         Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(r, q)?),
         Query::CostByModel(q) => usage::cost_by_model(r, q),

@@ -37,17 +37,6 @@ impl Runner<'_> {
     /// SQL of one `events` row's list cost (NULL for a model without a price); notes a notice
     /// naming the models without one.
     pub fn list_cost_row_sql(&self, p: &mut Params) -> Result<String, QueryError> {
-        self.list_cost_sql(p, None)
-    }
-
-    /// As `list_cost_row_sql`, over a rollup's token sums of one model, speed and context tier
-    /// (`long_context`): prices are linear in the tokens, so the sum of these is the sum over
-    /// the calls.
-    pub fn list_cost_summary_sql(&self, p: &mut Params) -> Result<String, QueryError> {
-        self.list_cost_sql(p, Some("long_context"))
-    }
-
-    fn list_cost_sql(&self, p: &mut Params, long_context: Option<&str>) -> Result<String, QueryError> {
         let prices = &self.settings.prices;
         let mut branches = Vec::new();
         let mut unpriced = Vec::new();
@@ -58,16 +47,11 @@ impl Runner<'_> {
             };
             let base = rates_sql(&price.base, p);
             let tiered = match &price.above_200k {
-                Some(long) => {
-                    let tier = match long_context {
-                        Some(column) => column.to_string(),
-                        None => format!(
-                            "coalesce(input_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0) > {}",
-                            p.bind(LONG_CONTEXT_TOKENS)
-                        ),
-                    };
-                    format!("CASE WHEN {tier} THEN {long} ELSE {base} END", long = rates_sql(long, p))
-                }
+                Some(long) => format!(
+                    "CASE WHEN coalesce(input_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0) > {limit} THEN {long} ELSE {base} END",
+                    limit = p.bind(LONG_CONTEXT_TOKENS),
+                    long = rates_sql(long, p),
+                ),
                 None => base,
             };
             let fast = match price.fast_multiplier {

@@ -7,16 +7,10 @@ use super::sql::Sql;
 use super::Runner;
 
 pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
-    // the rollup parts bind their own intervals; the rows' CTEs use the range as $1 and $2
-    let (mut p, ctes) = if r.rollups() {
-        let mut p = super::sql::Params::empty();
-        let ctes = session_rollup_ctes(r, &mut p, SessionParts { vcs: true, prompts: true, list_cost: true, described: false })?;
-        (p, ctes)
-    } else {
-        let mut p = r.params();
-        let ctes = row_ctes(r, &mut p)?;
-        (p, ctes)
-    };
+    // the rows: in the rollups' form, the distinct prompts and resources of every session at
+    // once ran out of the 256 MB pool at 10M events (see BENCHMARKS.md)
+    let mut p = r.params();
+    let ctes = row_ctes(r, &mut p)?;
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
@@ -138,10 +132,6 @@ fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
 pub struct SessionParts {
     /// `vcs`: the session's latest repository keys (records up to a day outside the range).
     pub vcs: bool,
-    /// `prompts` in `ev`: distinct prompts.
-    pub prompts: bool,
-    /// `list_cost_usd` in `ev`.
-    pub list_cost: bool,
     /// `described`: provider, custom base URL, OS, architecture and version (records up to a day
     /// outside the range).
     pub described: bool,
@@ -151,7 +141,7 @@ pub struct SessionParts {
 /// per session (what its events and metric points sum to), plus the `parts` asked for.
 pub fn session_rollup_ctes(r: &Runner, p: &mut super::sql::Params, parts: SessionParts) -> Result<String, String> {
     use crate::store::rollup::{
-        Rollup, SESSION_DESCRIBED_EVENTS, SESSION_DESCRIBED_METRICS, SESSION_EVENTS, SESSION_METRICS, SESSION_PROMPTS, SESSION_VCS_EVENTS,
+        Rollup, SESSION_DESCRIBED_EVENTS, SESSION_DESCRIBED_METRICS, SESSION_EVENTS, SESSION_METRICS, SESSION_VCS_EVENTS,
         SESSION_VCS_METRICS,
     };
     let margin = chrono::Duration::days(1);
@@ -178,36 +168,18 @@ pub fn session_rollup_ctes(r: &Runner, p: &mut super::sql::Params, parts: Sessio
     if parts.described {
         ctes.push_str(&both("described", &SESSION_DESCRIBED_EVENTS, &SESSION_DESCRIBED_METRICS, p));
     }
-    let list_cost = if parts.list_cost {
-        let per_part = r.list_cost_summary_sql(p).map_err(|e| e.to_string())?;
-        // per model, speed and tier; NULL where a part had no call, as over the rows
-        format!(",\n        sum(CASE WHEN api_calls > 0 THEN {per_part} END) AS list_cost_usd")
-    } else {
-        String::new()
-    };
     let ev_parts = rollup::parts_sql(&SESSION_EVENTS, &range, p);
     ctes.push_str(&format!(
         "ev_sums AS (
     SELECT session_id,
         {ev_merged},
         sum(CASE WHEN api_calls > 0 THEN coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0)
-            + coalesce(cache_creation_tokens, 0) END) AS tokens{list_cost}
+            + coalesce(cache_creation_tokens, 0) END) AS tokens
     FROM ({ev_parts}) GROUP BY session_id
 ), ",
         ev_merged = merged(&SESSION_EVENTS),
     ));
-    if parts.prompts {
-        let prompt_parts = rollup::parts_sql(&SESSION_PROMPTS, &range, p);
-        ctes.push_str(&format!(
-            "prompts AS (
-    SELECT session_id, count(DISTINCT prompt_id) AS prompts FROM ({prompt_parts}) GROUP BY session_id
-), ev AS (
-    SELECT ev_sums.*, coalesce(prompts.prompts, 0) AS prompts FROM ev_sums LEFT JOIN prompts USING (session_id)
-), "
-        ));
-    } else {
-        ctes.push_str("ev AS (SELECT * FROM ev_sums), ");
-    }
+    ctes.push_str("ev AS (SELECT * FROM ev_sums), ");
     let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
     ctes.push_str(&format!(
         "m AS (
@@ -288,9 +260,7 @@ mod tests {
         let conn = duckdb::Connection::open_in_memory().unwrap();
         crate::store::schema::migrations().iter().for_each(|m| conn.execute_batch(m).unwrap());
         let _ = state;
-        // SQL over rollups holds the dirty hours of the snapshot it was built in, this empty
-        // database's: the rows' SQL here (`query::rollup` shows both give the same answers)
-        let (ctx, settings) = (ctx(), crate::query::QuerySettings { rollups: false, ..Default::default() });
+        let (ctx, settings) = (ctx(), crate::query::QuerySettings::default());
         let r = Runner::new(&conn, &ctx, filters, &settings);
         f(&r).unwrap()
     }

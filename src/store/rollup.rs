@@ -18,7 +18,6 @@ use duckdb::{params, Connection};
 
 use super::rows::Micros;
 use crate::ingest::transcript::TRANSCRIPT_SCOPE;
-use crate::prices::LONG_CONTEXT_TOKENS;
 
 pub const HOUR_US: Micros = 3_600_000_000;
 
@@ -101,26 +100,14 @@ fn vcs_present() -> String {
     format!("coalesce({}) IS NOT NULL", VCS_KEYS.map(|(_, c)| c).join(", "))
 }
 
-/// Per session and hour, what the sessions table sums over events. Keyed by model, speed and
-/// context tier as well, so list cost (linear in the tokens per model and tier) comes out exact.
+/// Per session and hour, what the repositories and fleet tables sum over its events.
 pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
     let api = |agg: &str| format!("{agg} FILTER (WHERE {API_REQUEST})");
     Rollup {
         table: "rollup_session_events",
         source: "events".into(),
         filter: "session_id IS NOT NULL".into(),
-        keys: vec![
-            ("session_id", "VARCHAR", "session_id".into()),
-            ("model", "VARCHAR", "model".into()),
-            ("speed", "VARCHAR", "speed".into()),
-            (
-                "long_context",
-                "BOOLEAN",
-                format!(
-                    "({API_REQUEST} AND coalesce(input_tokens, 0) + coalesce(cache_read_tokens, 0) + coalesce(cache_creation_tokens, 0) > {LONG_CONTEXT_TOKENS})"
-                ),
-            ),
-        ],
+        keys: vec![("session_id", "VARCHAR", "session_id".into())],
         values: vec![
             any("user_id", "VARCHAR"),
             value("first_seen", "TIMESTAMP", "min(time)", "min(first_seen)"),
@@ -137,12 +124,6 @@ pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
             sum("output_tokens", "BIGINT", api("sum(output_tokens)")),
             sum("cache_read_tokens", "BIGINT", api("sum(cache_read_tokens)")),
             sum("cache_creation_tokens", "BIGINT", api("sum(cache_creation_tokens)")),
-            // list cost takes the 1-hour writes as at most all writes, per call
-            sum(
-                "cache_creation_1h_tokens",
-                "BIGINT",
-                api("sum(least(coalesce(cache_creation_1h_tokens, 0), coalesce(cache_creation_tokens, 0)))"),
-            ),
             sum("tool_calls", "BIGINT", "count(*) FILTER (WHERE event_name = 'tool_result')"),
             sum("tool_failures", "BIGINT", "count(*) FILTER (WHERE event_name = 'tool_result' AND success = false)"),
             sum("api_errors", "BIGINT", "count(*) FILTER (WHERE event_name = 'api_error')"),
@@ -154,16 +135,7 @@ pub static SESSION_EVENTS: LazyLock<Rollup> = LazyLock::new(|| {
     }
 });
 
-/// Per session and hour, the prompts seen (their distinct count is not a sum).
-pub static SESSION_PROMPTS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
-    table: "rollup_session_prompts",
-    source: "events".into(),
-    filter: "session_id IS NOT NULL AND prompt_id IS NOT NULL".into(),
-    keys: vec![("session_id", "VARCHAR", "session_id".into()), ("prompt_id", "VARCHAR", "prompt_id".into())],
-    values: vec![sum("events", "BIGINT", "count(*)")],
-});
-
-/// Per session and hour, what the sessions table sums over metric points.
+/// Per session and hour, what the repositories and fleet tables sum over its metric points.
 pub static SESSION_METRICS: LazyLock<Rollup> = LazyLock::new(|| {
     let metric = |name: &str, extra: &str| format!("sum(increment) FILTER (WHERE metric_name = 'claude_code.{name}'{extra})");
     let tokens = |t: &str| metric("token.usage", &format!(" AND type = '{t}'"));
@@ -462,10 +434,9 @@ pub fn looked_up(event_name: &str) -> bool {
 }
 
 /// Every rollup, in the order they are built.
-pub fn all() -> [&'static Rollup; 18] {
+pub fn all() -> [&'static Rollup; 17] {
     [
         &SESSION_EVENTS,
-        &SESSION_PROMPTS,
         &SESSION_METRICS,
         &SESSION_VCS_EVENTS,
         &SESSION_VCS_METRICS,
