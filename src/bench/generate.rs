@@ -106,6 +106,8 @@ pub struct Generator {
     rng: Rng,
     population: Population,
     users: Vec<User>,
+    /// Where in the population's span the next sessions start: (offset, length) in seconds.
+    window: (u64, u64),
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -133,7 +135,17 @@ impl Generator {
                 terminal: TERMINALS[rng.below(TERMINALS.len() as u64) as usize],
             })
             .collect();
-        Generator { rng, population, users }
+        let window = (0, population.span_seconds);
+        Generator { rng, population, users, window }
+    }
+
+    /// Makes the next sessions start within `[offset, offset + length)` seconds of the span
+    /// (clamped to it). Telemetry arrives in about the order it happens; a loader that walks the
+    /// span window by window stores rows in that order, as a live receiver does.
+    pub fn set_window(&mut self, offset_seconds: u64, length_seconds: u64) {
+        let span = self.population.span_seconds.max(1);
+        let offset = offset_seconds.min(span - 1);
+        self.window = (offset, length_seconds.clamp(1, span - offset));
     }
 
     /// The next session: a user, a start time, prompts with model calls and tool calls.
@@ -141,7 +153,7 @@ impl Generator {
         let rng = &mut self.rng;
         let user = &self.users[rng.below(self.users.len() as u64) as usize];
         let session_id = rng.uuid();
-        let start = self.population.start_unix_nanos + rng.below(self.population.span_seconds.max(1)) * 1_000_000_000;
+        let start = self.population.start_unix_nanos + (self.window.0 + rng.below(self.window.1.max(1))) * 1_000_000_000;
         // most sessions use one model; some switch to a cheaper one for part of the work
         let main_model = if rng.chance(0.5) {
             0

@@ -290,7 +290,14 @@ async fn load_dataset(plugin: &PluginProcess, generator: &mut Generator, events:
     }
     let started = Instant::now();
     let mut sent = 0;
+    // each load walks the 30 days in time order, one slice per export batch, so the file holds
+    // rows in about the order a live receiver stores them (and every size spans all 30 days)
+    let span = Population::default().span_seconds;
+    let slices = events.div_ceil(LOAD_BATCH).max(1) as u64;
+    let mut slice = 0;
     while sent < events {
+        generator.set_window(span * slice / slices, span.div_ceil(slices));
+        slice += 1;
         let sessions = generator.sessions_with_events(LOAD_BATCH.min(events - sent).max(1));
         if loaded.ids.session_id.is_empty() {
             loaded.ids = sample_ids(&sessions[0].logs);
@@ -437,16 +444,18 @@ fn raw_comparison(db: &Path, sets: &QuerySets, runs: usize, dataset: &mut Datase
         limits: crate::query::raw::Limits::default(),
     };
     let all = sets.all();
-    for (row, raw) in dataset.queries.iter_mut().zip(queries::raw_timings(&conn, &all, &ctx(start_ms), runs)) {
-        row.set_raw(raw);
-    }
-    let raws = [
-        queries::raw_dashboard(&conn, &sets.overview, &ctx(start_ms), runs),
-        queries::raw_dashboard(&conn, &sets.overview, &ctx(end_ms - 86_400_000), runs),
-        queries::raw_dashboard(&conn, &sets.sessions, &ctx(start_ms), runs),
-    ];
-    for (row, raw) in dataset.dashboards.iter_mut().zip(raws) {
-        row.set_raw(raw);
+    for raw in [queries::Raw::AsRun, queries::Raw::Rows] {
+        for (row, t) in dataset.queries.iter_mut().zip(queries::raw_timings(&conn, &all, &ctx(start_ms), runs, raw)) {
+            row.set_raw(raw, t);
+        }
+        let dashboards = [
+            queries::raw_dashboard(&conn, &sets.overview, &ctx(start_ms), runs, raw),
+            queries::raw_dashboard(&conn, &sets.overview, &ctx(end_ms - 86_400_000), runs, raw),
+            queries::raw_dashboard(&conn, &sets.sessions, &ctx(start_ms), runs, raw),
+        ];
+        for (row, t) in dataset.dashboards.iter_mut().zip(dashboards) {
+            row.set_raw(raw, t);
+        }
     }
     Ok(())
 }

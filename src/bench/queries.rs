@@ -109,10 +109,20 @@ impl Timing {
     }
 }
 
+/// Which SQL of a query the comparison runs straight in DuckDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raw {
+    /// What the query layer ran (rollups where they answer).
+    AsRun,
+    /// The same question over the rows alone (rollups off).
+    Rows,
+}
+
 /// The SQL a query runs, captured by running it once through the query layer on `conn`.
-pub fn captured_sql(conn: &Connection, q: &Value, ctx: &QueryContext) -> Result<Vec<Sql>, String> {
+pub fn captured_sql(conn: &Connection, q: &Value, ctx: &QueryContext, raw: Raw) -> Result<Vec<Sql>, String> {
     let parsed = query::model::parse(q, "")?;
-    let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx, &query::QuerySettings::default()));
+    let settings = query::QuerySettings { rollups: raw == Raw::AsRun, ..query::QuerySettings::default() };
+    let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx, &settings));
     result.map_err(|e| e.to_string())?;
     Ok(sqls)
 }
@@ -141,11 +151,11 @@ pub fn open_raw(db: &Path) -> Result<Connection, String> {
 }
 
 /// Times each query's SQL `runs` times (after one warm-up run).
-pub fn raw_timings(conn: &Connection, queries: &[NamedQuery], ctx: &QueryContext, runs: usize) -> Vec<Result<Timing, String>> {
+pub fn raw_timings(conn: &Connection, queries: &[NamedQuery], ctx: &QueryContext, runs: usize, raw: Raw) -> Vec<Result<Timing, String>> {
     queries
         .iter()
         .map(|q| {
-            let sqls = captured_sql(conn, &q.json, ctx)?;
+            let sqls = captured_sql(conn, &q.json, ctx, raw)?;
             run_raw(conn, &sqls)?;
             let mut t = Timing::default();
             for _ in 0..runs {
@@ -159,8 +169,8 @@ pub fn raw_timings(conn: &Connection, queries: &[NamedQuery], ctx: &QueryContext
 }
 
 /// All panels' SQL at once, one connection and thread per panel, as a dashboard refresh runs.
-pub fn raw_dashboard(conn: &Connection, panels: &[NamedQuery], ctx: &QueryContext, runs: usize) -> Result<Timing, String> {
-    let sqls = panels.iter().map(|q| captured_sql(conn, &q.json, ctx)).collect::<Result<Vec<_>, _>>()?;
+pub fn raw_dashboard(conn: &Connection, panels: &[NamedQuery], ctx: &QueryContext, runs: usize, raw: Raw) -> Result<Timing, String> {
+    let sqls = panels.iter().map(|q| captured_sql(conn, &q.json, ctx, raw)).collect::<Result<Vec<_>, _>>()?;
     let mut t = Timing::default();
     for run in 0..=runs {
         let conns = sqls.iter().map(|_| conn.try_clone().map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
