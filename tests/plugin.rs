@@ -114,7 +114,7 @@ async fn fixtures_over_every_protocol_give_exact_numbers() {
     assert_eq!(health.status, 1, "OK: {}", health.message);
     let details = plugin.health_details().await;
     let store = &details["store"];
-    assert_eq!(store["schema_version"], 5);
+    assert_eq!(store["schema_version"], 6);
     assert_eq!(store["events"], 35 * 3 + 3 + 6 + 3);
     assert_eq!(store["metric_points"], 18 + 18 + 13 + 2 + 14 + 7);
     assert_eq!(store["spans"], 26 * 3 + 2 + 6 + 2);

@@ -8,7 +8,7 @@ use super::Runner;
 
 /// One row per query class and agent: API calls, cost and its share, tokens by type, call
 /// durations; for subagents also their runs, tool uses and run durations.
-pub fn agents_sql(r: &Runner) -> Result<Sql, String> {
+pub fn agents_sql(r: &Runner) -> Result<Sql, super::QueryError> {
     if r.rollups() {
         return agents_from_rollups(r);
     }
@@ -61,21 +61,21 @@ ORDER BY cost_usd DESC, query_class, agent"
 }
 
 /// The same from the rollups; percentiles from their sketches (within 1 %).
-fn agents_from_rollups(r: &Runner) -> Result<Sql, String> {
+fn agents_from_rollups(r: &Runner) -> Result<Sql, super::QueryError> {
     use crate::store::rollup::{AGENT_CALLS, AGENT_CALL_DURATIONS, AGENT_RUNS, AGENT_RUN_DURATIONS};
     let mut p = super::sql::Params::empty();
-    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
-    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let cov = rollup::coverage(r)?;
     let calls = rollup::parts_sql(&AGENT_CALLS, &cov, &mut p);
-    let call_quantiles = rollup::quantiles_sql(
-        &rollup::parts_sql(&AGENT_CALL_DURATIONS, &cov, &mut p),
+    let call_quantiles = rollup::quantiles_select(
+        r,
+        &AGENT_CALL_DURATIONS,
+        &cov,
         &["query_class", "agent"],
         &[(0.5, "p50_duration_ms"), (0.95, "p95_duration_ms")],
         &mut p,
-    );
+    )?;
     let runs = rollup::parts_sql(&AGENT_RUNS, &cov, &mut p);
-    let run_quantiles =
-        rollup::quantiles_sql(&rollup::parts_sql(&AGENT_RUN_DURATIONS, &cov, &mut p), &["agent"], &[(0.5, "p50_run_duration_ms")], &mut p);
+    let run_quantiles = rollup::quantiles_select(r, &AGENT_RUN_DURATIONS, &cov, &["agent"], &[(0.5, "p50_run_duration_ms")], &mut p)?;
     let text = format!(
         "
 WITH calls AS (

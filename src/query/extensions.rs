@@ -23,7 +23,7 @@ fn attr_int(key: &str) -> String {
 /// One row per hook event and hook name (e.g. `PreToolUse`, `PreToolUse:Bash`): executions, the
 /// hooks they ran and their outcomes (success, blocking, non-blocking error, cancelled), total
 /// and p95 duration, the output they fed back, and how many hooks are registered for the event.
-pub fn hooks_sql(r: &Runner) -> Result<Sql, String> {
+pub fn hooks_sql(r: &Runner) -> Result<Sql, super::QueryError> {
     if r.rollups() {
         return hooks_from_rollups(r);
     }
@@ -74,11 +74,10 @@ FROM runs FULL OUTER JOIN registered USING (hook_event)
 ORDER BY executions DESC, hook_event, hook_name";
 
 /// The same from the rollups; the p95 from their sketch (within 1 %).
-fn hooks_from_rollups(r: &Runner) -> Result<Sql, String> {
+fn hooks_from_rollups(r: &Runner) -> Result<Sql, super::QueryError> {
     use crate::store::rollup::{HOOK_DURATIONS, HOOK_REGISTRATIONS, HOOK_RUNS, HOOK_SESSIONS};
     let mut p = super::sql::Params::empty();
-    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
-    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let cov = rollup::coverage(r)?;
     let runs = rollup::parts_sql(&HOOK_RUNS, &cov, &mut p);
     let sums = HOOK_RUNS
         .values
@@ -90,12 +89,7 @@ fn hooks_from_rollups(r: &Runner) -> Result<Sql, String> {
         })
         .collect::<Vec<_>>()
         .join(",\n        ");
-    let quantiles = rollup::quantiles_sql(
-        &rollup::parts_sql(&HOOK_DURATIONS, &cov, &mut p),
-        &["hook_event", "hook_name"],
-        &[(0.95, "p95_duration_ms")],
-        &mut p,
-    );
+    let quantiles = rollup::quantiles_select(r, &HOOK_DURATIONS, &cov, &["hook_event", "hook_name"], &[(0.95, "p95_duration_ms")], &mut p)?;
     let sessions = rollup::parts_sql(&HOOK_SESSIONS, &cov, &mut p);
     let registered = rollup::parts_sql(&HOOK_REGISTRATIONS, &cov, &mut p);
     let text = format!(

@@ -61,6 +61,11 @@ pub struct Filters {
     pub teams: Vec<String>,
     #[serde(default)]
     pub adhoc_filters: Vec<AdhocFilter>,
+    /// The time span (µs, inclusive) that holds every event and metric point of `sessions`,
+    /// when known (`Runner::session_span`): their scans read only that span, which changes no
+    /// answer.
+    #[serde(skip)]
+    pub session_span: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -321,6 +326,9 @@ impl Filters {
         let mut parts = Vec::new();
         if !self.sessions.is_empty() {
             parts.push(format!("session_id IN ({})", params.bind_list(&self.sessions)));
+            if let (Some(span), Table::Events | Table::Metrics) = (self.session_span, table) {
+                parts.push(span_condition(span, params));
+            }
         }
         if !self.users.is_empty() {
             let list = params.bind_list(&self.users);
@@ -340,6 +348,11 @@ impl Filters {
         }
         Ok(parts.iter().map(|p| format!(" AND {p}")).collect())
     }
+}
+
+/// `time` within a span of µs (inclusive).
+pub fn span_condition((from_us, to_us): (i64, i64), params: &mut Params) -> String {
+    format!("time BETWEEN make_timestamp({}) AND make_timestamp({})", params.bind(from_us), params.bind(to_us))
 }
 
 /// `claude-opus-4-8[1m]` → `claude-opus-4-8`, as `model_name` does in SQL.

@@ -7,12 +7,12 @@ use super::Runner;
 
 /// One row per Claude Code version, provider (`anthropic.provider`: firstParty, bedrock,
 /// vertex, foundry), custom base URL, OS and architecture: users, sessions, cost, last seen.
-pub fn fleet_sql(r: &Runner) -> Result<Sql, String> {
+pub fn fleet_sql(r: &Runner) -> Result<Sql, super::QueryError> {
     let (p, ctes) = if r.rollups() {
         let mut p = super::sql::Params::empty();
-        let parts = super::sessions::SessionParts { described: true, ..Default::default() };
-        let ctes = super::sessions::session_rollup_ctes(r, &mut p, parts)?;
-        (p, ctes)
+        let described = super::sessions::described_rollup_cte(r, &mut p)?;
+        let ctes = super::sessions::session_rollup_ctes(r, &mut p)?;
+        (p, format!("{described}, {ctes}"))
     } else {
         let mut p = r.params();
         let ctes = row_ctes(r, &mut p)?;

@@ -1,13 +1,17 @@
 //! Measures (what a stat or breakdown sums or counts) and the two query types built on them:
 //! `stat` (one number, optionally against the previous period) and `breakdown` (by any
 //! attribute, as wide time series or table, top N plus "other").
-use super::filters::{key_expr, Table};
+use chrono::{DateTime, Utc};
+
+use super::filters::{canonical_key, key_expr, Table};
 use super::model::{BreakdownQuery, Measure, Source, StatOutput, StatQuery};
+use super::rollup;
 use super::series::{Fill, Grid};
-use super::sql::timestamp;
+use super::sql::{Params, Sql};
 use super::table::{unit_for, Units};
 use super::{QueryError, Runner};
 use crate::frame::{Field, Frame, FrameType, Meta, VisType};
+use crate::store::rollup::Rollup;
 
 /// How a measure is computed: rows of `table` matching `filter`, aggregated by `agg`.
 #[derive(Debug, Clone)]
@@ -171,6 +175,135 @@ impl MeasureDef {
     }
 }
 
+/// A rollup that holds what a measure and its group read, under the names of the measure's
+/// table, so the measure's own SQL runs over it unchanged (`store::rollup::METRIC_SUMS`).
+#[derive(Debug, Clone, Copy)]
+enum Standing {
+    /// The rollup's rows; the group is its key column.
+    Rollup(&'static Rollup, Option<&'static str>),
+    /// Cost and token points per session, each under the repository (or project) it counts
+    /// under: its own, else its session's latest.
+    SessionKeys { project: bool },
+}
+
+/// What can stand in for the rows of `m` (measure `measure`) grouped by `group_by` in an
+/// unfiltered query; `None`: only the rows can answer.
+fn standing_in(measure: Measure, m: &MeasureDef, group_by: Option<&str>) -> Option<Standing> {
+    use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS};
+    let key = group_by.map(canonical_key);
+    if measure == Measure::ActiveSessions {
+        let sessions = match m.table {
+            Table::Metrics => &*SESSION_METRICS,
+            Table::Events => &*SESSION_EVENTS,
+            Table::Spans => return None,
+        };
+        return key.is_none().then_some(Standing::Rollup(sessions, None));
+    }
+    // metric measures sum `increment` over points picked by metric name, type and query source
+    if m.table != Table::Metrics || !m.agg.contains("increment") || m.agg.contains("DISTINCT") {
+        return None;
+    }
+    metric_standing(key, matches!(measure, Measure::Cost | Measure::Tokens))
+}
+
+/// What can stand in for metric points summed (`sum(increment)`, picked by metric name, type
+/// and query source) per `key`. `cost_or_tokens`: only cost and token points are summed.
+fn metric_standing(key: Option<&str>, cost_or_tokens: bool) -> Option<Standing> {
+    use crate::store::rollup::{METRIC_SUMS, METRIC_TEAMS};
+    let sums = |column| Some(Standing::Rollup(&METRIC_SUMS, column));
+    match key {
+        None => sums(None),
+        Some("model") => sums(Some("model")),
+        Some("type") => sums(Some("type")),
+        Some("query_class" | "query_source") => sums(Some("query_source")),
+        Some("metric.name" | "metric_name") => sums(Some("metric_name")),
+        Some("team") => Some(Standing::Rollup(&METRIC_TEAMS, Some("team"))),
+        Some(k @ ("vcs.repository.name" | "project")) if cost_or_tokens => Some(Standing::SessionKeys { project: k == "project" }),
+        _ => None,
+    }
+}
+
+/// Metric points to sum per `group_by` (an expression in `group`): the table over the range with
+/// the query's filters, or, unfiltered, a rollup standing in for it. `sql` adds `from`, then
+/// `WHERE {conditions} AND …`.
+pub struct MetricSums {
+    pub params: Params,
+    pub from: String,
+    pub conditions: String,
+    pub group: Option<String>,
+}
+
+impl MetricSums {
+    pub fn read(r: &Runner, group_by: Option<&str>) -> Result<MetricSums, QueryError> {
+        if let Some(standing) = metric_standing(group_by.map(canonical_key), false).filter(|_| r.rollups()) {
+            let mut params = Params::empty();
+            let span = (r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros());
+            let (from, group) = standing.from_sql(r, Table::Metrics, span, false, &mut params)?;
+            return Ok(MetricSums { params, from, conditions: "true".into(), group });
+        }
+        let mut params = r.params();
+        let group = group_by.map(|key| key_expr(Table::Metrics, key, &mut params)).transpose()?;
+        let filter = r.filters.clause(Table::Metrics, &mut params)?;
+        Ok(MetricSums { params, from: "metric_points".into(), conditions: format!("time BETWEEN $1 AND $2{filter}"), group })
+    }
+}
+
+impl Standing {
+    /// The FROM item over `[from_us, to_us]` (named as the measure's table) and the group column.
+    /// `hourly`: each row keeps its hour as `time`, for buckets of whole hours.
+    fn from_sql(
+        self,
+        r: &Runner,
+        table: Table,
+        (from_us, to_us): (i64, i64),
+        hourly: bool,
+        p: &mut Params,
+    ) -> Result<(String, Option<String>), QueryError> {
+        let cov = rollup::coverage_of(r, from_us, to_us)?;
+        let parts = |rollup: &Rollup, p: &mut Params| {
+            if hourly {
+                rollup::hourly_parts_sql(rollup, &cov, p)
+            } else {
+                rollup::parts_sql(rollup, &cov, p)
+            }
+        };
+        Ok(match self {
+            Standing::Rollup(rollup, group) => (format!("({}) {}", parts(rollup, p), table.name()), group.map(str::to_string)),
+            Standing::SessionKeys { project } => {
+                let vcs = super::sessions::vcs_rollup_cte(r, p)?;
+                let parts = parts(&crate::store::rollup::METRIC_SESSION_KEYS, p);
+                let repository = "coalesce(k.vcs_repository, vcs.repository)";
+                let key = if project { format!("coalesce({repository}, k.folder)") } else { repository.to_string() };
+                (
+                    format!("(WITH {vcs} SELECT k.*, {key} AS __key FROM ({parts}) k LEFT JOIN vcs USING (session_id)) {}", table.name()),
+                    Some("__key".to_string()),
+                )
+            }
+        })
+    }
+}
+
+/// The SQL of a stat's number over `[from, to]`.
+fn stat_sql(r: &Runner, q: &StatQuery, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Sql, QueryError> {
+    let m = q.measure.def(q.source);
+    if let Some(standing) = standing_in(q.measure, &m, None).filter(|_| r.rollups()) {
+        let mut p = Params::empty();
+        let (from, _) = standing.from_sql(r, m.table, (from.timestamp_micros(), to.timestamp_micros()), false, &mut p)?;
+        return Ok(p.into_sql(format!("SELECT {value} AS value FROM {from} WHERE ({filter})", value = m.value_sql(), filter = m.filter)));
+    }
+    let mut p = Params::with_range(from, to);
+    let m = r.measure(q.measure, q.source, &mut p)?;
+    let clause = r.filters.clause(m.table, &mut p)?;
+    let text = format!(
+        "SELECT {value} AS value FROM {table} WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}",
+        value = m.value_sql(),
+        table = m.table.name(),
+        time = m.table.time_column(),
+        filter = m.filter,
+    );
+    Ok(p.into_sql(text))
+}
+
 /// One row of numbers (`numeric-wide`): `value`, and with a comparison `previous`, `change` and
 /// `change_ratio`; each with the measure's unit (the ratio as a percentage).
 pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, QueryError> {
@@ -184,26 +317,13 @@ pub fn stat(r: &Runner, q: &StatQuery) -> Result<Vec<Frame>, QueryError> {
     if let Some(keep) = keep.filter(|k| *k != "value" && q.compare.is_none()) {
         return Err(format!("output {keep:?} needs \"compare\": \"previous_period\"").into());
     }
-    let mut p = r.params();
-    let m = r.measure(q.measure, q.source, &mut p)?;
-    let clause = r.filters.clause(m.table, &mut p)?;
-    let text = format!(
-        "SELECT {value} AS value FROM {table} WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}",
-        value = m.value_sql(),
-        table = m.table.name(),
-        time = m.table.time_column(),
-        filter = m.filter,
-    );
-    let sql = p.into_sql(text);
+    let sql = stat_sql(r, q, r.ctx.from, r.ctx.to)?;
     let value = single_number(&sql.run(r.conn)?);
     let mut fields: Vec<(String, Option<f64>)> = vec![("value".into(), value)];
     let mut described = sql.describe();
     if q.compare.is_some() {
         let span = r.ctx.to - r.ctx.from;
-        let prev_to = r.ctx.from - chrono::Duration::microseconds(1);
-        let mut prev = sql.clone();
-        prev.params[0] = timestamp(r.ctx.from - span);
-        prev.params[1] = timestamp(prev_to);
+        let prev = stat_sql(r, q, r.ctx.from - span, r.ctx.from - chrono::Duration::microseconds(1))?;
         let previous = single_number(&prev.run(r.conn)?);
         let change = value.zip(previous).map(|(v, p)| v - p);
         let ratio = change.zip(previous).and_then(|(c, p)| (p != 0.0).then(|| c / p));
@@ -233,11 +353,29 @@ fn single_number(t: &super::table::Table) -> Option<f64> {
 }
 
 pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, QueryError> {
-    let mut p = r.params();
-    let m = r.measure(q.measure, q.source, &mut p)?;
-    let group = key_expr(m.table, &q.group_by, &mut p)?;
-    let clause = r.filters.clause(m.table, &mut p)?;
     let series = q.format.is_series()?;
+    let def = q.measure.def(q.source);
+    let standing =
+        standing_in(q.measure, &def, Some(&q.group_by)).filter(|_| r.rollups() && (!series || rollup::whole_hours(r.ctx.bucket_us())));
+    // the FROM item, the group, and the conditions on its rows (range and filters)
+    let (mut p, m, from, group, conditions) = match standing {
+        Some(standing) => {
+            let mut p = Params::empty();
+            let span = (r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros());
+            let (from, group) = standing.from_sql(r, def.table, span, series, &mut p)?;
+            let group = group.ok_or_else(|| QueryError::Failed(format!("no rollup column for {:?}", q.group_by)))?;
+            let conditions = format!("({})", def.filter);
+            (p, def, from, group, conditions)
+        }
+        None => {
+            let mut p = r.params();
+            let m = r.measure(q.measure, q.source, &mut p)?;
+            let group = key_expr(m.table, &q.group_by, &mut p)?;
+            let clause = r.filters.clause(m.table, &mut p)?;
+            let conditions = format!("{} BETWEEN $1 AND $2 AND ({}){clause}", m.table.time_column(), m.filter);
+            (p, m.clone(), m.table.name().to_string(), group, conditions)
+        }
+    };
     let bucket = if series { Some(p.bind(r.ctx.bucket_us())) } else { None };
     let (top_cte, group_out) = if q.limit > 0 {
         let n = p.bind(i64::from(q.limit));
@@ -254,16 +392,13 @@ pub fn breakdown(r: &Runner, q: &BreakdownQuery) -> Result<Vec<Frame>, QueryErro
         // NOT MATERIALIZED: inlined into both uses, so each scan reads only the columns it needs
         "WITH base AS NOT MATERIALIZED (
     SELECT *, coalesce({group}, '(none)') AS __group
-    FROM {table}
-    WHERE {time} BETWEEN $1 AND $2 AND ({filter}){clause}
+    FROM {from}
+    WHERE {conditions}
 ){top_cte}
 SELECT {time_out}{group_out} AS __group, {value} AS value
 FROM base
 GROUP BY ALL
 ORDER BY {order}",
-        table = m.table.name(),
-        time = m.table.time_column(),
-        filter = m.filter,
         value = m.value_sql(),
     );
     let sql = p.into_sql(text);

@@ -77,12 +77,43 @@ pub struct QueryContext {
 
 impl QueryContext {
     /// The bucket width in µs: Grafana's interval, widened so at most `max_data_points` (≤ 10 000)
-    /// buckets cover the range, and at least one second.
+    /// buckets cover the range, and at least one second. A widened bucket is rounded up to a
+    /// round width, as Grafana rounds its own intervals: over days these are whole hours, which
+    /// the rollups can answer (43.2 min buckets for 30 days on 1 000 points become 1 h).
     pub fn bucket_us(&self) -> i64 {
         let range_us = (self.to - self.from).num_microseconds().unwrap_or(i64::MAX).max(1);
         let points = if self.max_data_points > 0 { self.max_data_points.min(10_000) } else { 1_000 };
+        let interval_us = self.interval_ms.max(0).saturating_mul(1_000).max(1_000_000);
         let min_for_points = range_us / points;
-        (self.interval_ms.max(0).saturating_mul(1_000)).max(min_for_points).max(1_000_000)
+        if min_for_points <= interval_us {
+            return interval_us;
+        }
+        const S: i64 = 1_000_000;
+        const ROUND: [i64; 20] = [
+            S,
+            2 * S,
+            5 * S,
+            10 * S,
+            15 * S,
+            30 * S,
+            60 * S,
+            2 * 60 * S,
+            5 * 60 * S,
+            10 * 60 * S,
+            15 * 60 * S,
+            30 * 60 * S,
+            3_600 * S,
+            2 * 3_600 * S,
+            3 * 3_600 * S,
+            6 * 3_600 * S,
+            12 * 3_600 * S,
+            86_400 * S,
+            7 * 86_400 * S,
+            30 * 86_400 * S,
+        ];
+        // past the list: whole multiples of 30 days
+        let month = ROUND[ROUND.len() - 1];
+        ROUND.iter().copied().find(|w| *w >= min_for_points).unwrap_or_else(|| (min_for_points / month + 1).saturating_mul(month))
     }
 }
 
@@ -111,11 +142,13 @@ pub struct Runner<'a> {
     pub settings: &'a QuerySettings,
     /// Warnings for the user (a model without a price), added to the first frame.
     notices: std::cell::RefCell<Vec<String>>,
+    /// Whether a snapshot (`snapshot`) is open on the connection already.
+    in_snapshot: std::cell::Cell<bool>,
 }
 
 impl<'a> Runner<'a> {
     pub fn new(conn: &'a Connection, ctx: &'a QueryContext, filters: &'a Filters, settings: &'a QuerySettings) -> Runner<'a> {
-        Runner { conn, ctx, filters, value_field: None, settings, notices: Default::default() }
+        Runner { conn, ctx, filters, value_field: None, settings, notices: Default::default(), in_snapshot: Default::default() }
     }
 
     /// Adds a warning shown with the result (once).
@@ -134,15 +167,38 @@ impl<'a> Runner<'a> {
     /// Runs `f` in one snapshot of the database (a transaction, unless already in one), so a
     /// query's statements, the dirty rollup hours among them, see the same commits.
     pub fn snapshot<T>(&self, f: impl FnOnce() -> Result<T, QueryError>) -> Result<T, QueryError> {
-        if !self.conn.is_autocommit() {
+        if self.in_snapshot.get() || !self.conn.is_autocommit() {
             return f();
         }
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(|e| QueryError::Failed(format!("starting the query's transaction: {e}")))?;
+        self.in_snapshot.set(true);
         let result = f();
+        self.in_snapshot.set(false);
         if let Err(e) = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" }) {
             tracing::warn!(error = %e, "ending a query's read transaction");
         }
         result
+    }
+
+    /// The span (µs, inclusive) holding every event and metric point of `sessions`, from the
+    /// rollups of settled hours and the rows of the others; `(1, 0)` (nothing) when they have
+    /// none. Scans of those sessions read only it (`Filters::session_span`).
+    pub fn session_span(&self, sessions: &[String]) -> Result<Option<(i64, i64)>, QueryError> {
+        use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS};
+        /// 9999-12-31T24:00Z: every time a record can have, in whole hours.
+        const END_US: i64 = 253_402_300_800_000_000;
+        let cov = rollup::coverage_of(self, 0, END_US - 1)?;
+        let mut p = Params::empty();
+        let parts = [&*SESSION_EVENTS, &*SESSION_METRICS]
+            .map(|r| format!("SELECT session_id, first_seen, last_seen FROM ({})", rollup::parts_sql(r, &cov, &mut p)));
+        let ids = p.bind_list(sessions);
+        let sql = p.into_sql(format!(
+            "SELECT epoch_us(min(first_seen)) AS first_us, epoch_us(max(last_seen)) AS last_us FROM ({}) WHERE session_id IN ({ids})",
+            parts.join("\nUNION ALL ")
+        ));
+        let t = sql.run(self.conn)?;
+        let at = |name: &str| t.column(name).and_then(|f| f.number(0)).map(|x| x as i64);
+        Ok(Some(at("first_us").zip(at("last_us")).unwrap_or((1, 0))))
     }
 
     /// Parameters starting with the time range as `$1`, `$2`.
@@ -172,26 +228,44 @@ impl<'a> Runner<'a> {
 
 /// Runs a query on a reader connection and returns its frames (blocking).
 pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext, settings: &QuerySettings) -> Result<Vec<Frame>, QueryError> {
-    let r =
-        Runner { conn, ctx, filters: &parsed.filters, value_field: parsed.value_field.as_deref(), settings, notices: Default::default() };
-    let mut frames = run_query(&r, parsed)?;
-    if let Some(first) = frames.first_mut() {
-        first.meta.notices.extend(r.notices.take().into_iter().map(crate::frame::Notice::warning));
+    let run_with = |filters: &Filters, in_snapshot: bool| {
+        let r = Runner {
+            conn,
+            ctx,
+            filters,
+            value_field: parsed.value_field.as_deref(),
+            settings,
+            notices: Default::default(),
+            in_snapshot: in_snapshot.into(),
+        };
+        let mut frames = run_query(&r, parsed)?;
+        if let Some(first) = frames.first_mut() {
+            first.meta.notices.extend(r.notices.take().into_iter().map(crate::frame::Notice::warning));
+        }
+        Ok(frames)
+    };
+    if !settings.rollups || parsed.filters.sessions.is_empty() {
+        return run_with(&parsed.filters, false);
     }
-    Ok(frames)
+    // a few sessions' rows: only the span that holds them is read (one snapshot for both)
+    let probe = Runner::new(conn, ctx, &parsed.filters, settings);
+    probe.snapshot(|| {
+        let session_span = probe.session_span(&parsed.filters.sessions)?;
+        run_with(&Filters { session_span, ..parsed.filters.clone() }, true)
+    })
 }
 
 fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError> {
     match &parsed.query {
-        Query::Sessions(q) => r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"]),
-        Query::SessionTimeline(q) => r.table_with_json("session_timeline", sessions::timeline_sql(r, q)?, &["attributes"]),
+        Query::Sessions(q) => r.snapshot(|| r.table_with_json("sessions", sessions::sessions_sql(r, q)?, &["resource"])),
+        Query::SessionTimeline(q) => r.snapshot(|| r.table_with_json("session_timeline", sessions::timeline_sql(r, q)?, &["attributes"])),
         Query::Prompts(q) => r.table("prompts", sessions::prompts_sql(r, q)?),
-        Query::CostByModel(q) => usage::cost_by_model(r, q),
-        Query::Stat(q) => measures::stat(r, q),
-        Query::Breakdown(q) => measures::breakdown(r, q),
-        Query::ApiLatency(q) => usage::api_latency(r, q),
-        Query::ApiErrors(q) => usage::api_errors(r, q),
-        Query::Productivity(q) => usage::productivity(r, q),
+        Query::CostByModel(q) => r.snapshot(|| usage::cost_by_model(r, q)),
+        Query::Stat(q) => r.snapshot(|| measures::stat(r, q)),
+        Query::Breakdown(q) => r.snapshot(|| measures::breakdown(r, q)),
+        Query::ApiLatency(q) => r.snapshot(|| usage::api_latency(r, q)),
+        Query::ApiErrors(q) => r.snapshot(|| usage::api_errors(r, q)),
+        Query::Productivity(q) => r.snapshot(|| usage::productivity(r, q)),
         Query::ToolSuccessRate(_) => r.snapshot(|| r.table("tool_success_rate", tools::success_sql(r)?)),
         Query::ToolErrors(_) => r.table("tool_errors", tools::errors_sql(r)?),
         Query::ToolDecisions(_) => r.table("tool_decisions", tools::decisions_sql(r)?),

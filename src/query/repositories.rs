@@ -37,12 +37,12 @@ vcs_records AS (
 /// One row per repository and branch: sessions, users, cost, tokens, API calls, commits, pull
 /// requests and lines; the latest commit seen on the branch. Sessions without repository
 /// attributes are one row of "(none)".
-pub fn repositories_sql(r: &Runner, q: &LimitOnly) -> Result<Sql, String> {
+pub fn repositories_sql(r: &Runner, q: &LimitOnly) -> Result<Sql, super::QueryError> {
     let (mut p, ctes) = if r.rollups() {
         let mut p = super::sql::Params::empty();
-        let parts = super::sessions::SessionParts { vcs: true, ..Default::default() };
-        let ctes = super::sessions::session_rollup_ctes(r, &mut p, parts)?;
-        (p, ctes)
+        let vcs = super::sessions::vcs_rollup_cte(r, &mut p)?;
+        let ctes = super::sessions::session_rollup_ctes(r, &mut p)?;
+        (p, format!("{vcs}, {ctes}"))
     } else {
         let mut p = r.params();
         let ctes = row_ctes(r, &mut p)?;

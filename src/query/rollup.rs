@@ -6,7 +6,7 @@ use chrono::Duration;
 
 use super::sql::Params;
 use super::{QueryError, Runner};
-use crate::store::rollup::{bin_value_sql, Rollup, HOUR_US};
+use crate::store::rollup::{Rollup, HOUR_US};
 
 /// Most separate runs of summarised hours one query reads; past it, the shortest are read from
 /// the rows (each run is one more range condition).
@@ -86,62 +86,163 @@ impl Coverage {
 /// The parts of `rollup` covering `cov`: its summary rows of the summarised hours, then the rows'
 /// summary of the rest (one row per key). Columns: the rollup's keys and values, unmerged.
 pub fn parts_sql(rollup: &Rollup, cov: &Coverage, p: &mut Params) -> String {
+    parts(rollup, cov, false, p)
+}
+
+/// As `parts_sql`, each row with its hour as `time` (the rows' summaries one row per hour and
+/// key too): what a time series with buckets of whole hours groups.
+pub fn hourly_parts_sql(rollup: &Rollup, cov: &Coverage, p: &mut Params) -> String {
+    parts(rollup, cov, true, p)
+}
+
+fn parts(rollup: &Rollup, cov: &Coverage, hourly: bool, p: &mut Params) -> String {
     let mut parts = Vec::new();
     let interval = |column: &str, (a, b): (i64, i64), p: &mut Params| {
         format!("{column} >= make_timestamp({}) AND {column} < make_timestamp({})", p.bind(a), p.bind(b))
     };
+    let columns = if hourly { format!("hour AS time, {}", rollup.columns()) } else { rollup.columns() };
     if !cov.summarised.is_empty() {
         let hours: Vec<String> = cov.summarised.iter().map(|r| format!("({})", interval("hour", *r, p))).collect();
-        parts.push(format!("SELECT {} FROM {} WHERE {}", rollup.columns(), rollup.table, hours.join(" OR ")));
+        parts.push(format!("SELECT {columns} FROM {} WHERE {}", rollup.table, hours.join(" OR ")));
     }
     // one scan per interval, so each is pruned by the time order of the rows
     for &(a, b) in &cov.rows {
         let (a, b) = (format!("make_timestamp({})", p.bind(a)), format!("make_timestamp({})", p.bind(b)));
-        parts.push(rollup.partial_select((&a, &b)));
+        parts.push(if hourly {
+            format!("SELECT {columns} FROM ({})", rollup.build_select(Some((&a, &b))))
+        } else {
+            rollup.partial_select((&a, &b))
+        });
     }
     if parts.is_empty() {
-        parts.push(format!("SELECT {} FROM {} WHERE false", rollup.columns(), rollup.table));
+        parts.push(format!("SELECT {columns} FROM {} WHERE false", rollup.table));
     }
     parts.join("\nUNION ALL ")
 }
 
-/// Percentiles per `keys` from the histogram parts of a sketch rollup (`store::rollup::sketch`):
-/// as `quantile_cont`, interpolating between the two order statistics around each rank, each
-/// taken as its bin's value. `quantiles`: (q in [0, 1], result column).
-pub fn quantiles_sql(parts: &str, keys: &[&str], quantiles: &[(f64, &str)], p: &mut Params) -> String {
-    let keys = keys.join(", ");
-    let columns: Vec<String> = quantiles
-        .iter()
-        .map(|(q, name)| {
-            let q = p.bind(*q);
-            let rank = format!("{q} * (total - 1)");
-            // the bin holding the order statistic at rank floor / ceil, its value kept within
-            // the values the bin holds
-            let at = |edge: &str| {
-                let holding = format!("FILTER (WHERE upto > {edge}({rank}))");
-                format!(
-                    "greatest(arg_min(lo, bin) {holding}, least(arg_min(hi, bin) {holding}, {}))",
-                    bin_value_sql(&format!("min(bin) {holding}"))
-                )
-            };
-            format!(
-                "{lo} + ({q} * (any_value(total) - 1) - floor({q} * (any_value(total) - 1))) * ({hi} - {lo}) AS {name}",
-                lo = at("floor"),
-                hi = at("ceil"),
-            )
+/// Whether time series buckets of `bucket_us` can be summed from whole hours (the buckets are
+/// aligned to the epoch, so each hour falls into exactly one).
+pub fn whole_hours(bucket_us: i64) -> bool {
+    bucket_us > 0 && bucket_us % HOUR_US == 0
+}
+
+/// The coverage of the query's range (read inside its snapshot).
+pub fn coverage(r: &Runner) -> Result<Coverage, QueryError> {
+    coverage_of(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros())
+}
+
+/// The coverage of `[from_us, to_us]`.
+pub fn coverage_of(r: &Runner, from_us: i64, to_us: i64) -> Result<Coverage, QueryError> {
+    let dirty = Dirty::read(r, from_us, to_us)?;
+    Ok(Coverage::new(from_us, to_us, &dirty))
+}
+
+/// Percentiles per `keys` (text key columns) of a sketch rollup (`store::rollup::sketch`) over
+/// `cov`: its histograms merged per key in SQL, the percentiles computed from them here
+/// (`histogram_quantiles`), given back as a SELECT of literal rows bound into `p` (columns: the
+/// keys, then the quantiles' names). `quantiles`: (q in [0, 1], result column).
+pub fn quantiles_select(
+    r: &Runner,
+    sketch: &Rollup,
+    cov: &Coverage,
+    keys: &[&str],
+    quantiles: &[(f64, &str)],
+    p: &mut Params,
+) -> Result<String, QueryError> {
+    let mut hp = Params::empty();
+    let parts = parts_sql(sketch, cov, &mut hp);
+    let k = keys.join(", ");
+    let sql = hp.into_sql(format!(
+        "SELECT {k}, bin, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi FROM ({parts}) GROUP BY ALL ORDER BY {k}, bin"
+    ));
+    let t = sql.run(r.conn)?;
+    let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("{}: no column {name}", sketch.table)));
+    let key_fields = keys.iter().map(|k| col(k)).collect::<Result<Vec<_>, _>>()?;
+    let (bin, n, lo, hi) = (col("bin")?, col("n")?, col("lo")?, col("hi")?);
+    let key = |i: usize| key_fields.iter().map(|f| f.text(i).map(str::to_string)).collect::<Vec<_>>();
+    let qs: Vec<f64> = quantiles.iter().map(|(q, _)| *q).collect();
+    let mut rows = Vec::new();
+    let mut start = 0;
+    while start < t.rows() {
+        let k = key(start);
+        let mut end = start;
+        let mut bins = Vec::new();
+        while end < t.rows() && key(end) == k {
+            bins.push(Bin {
+                bin: bin.number(end).unwrap_or(0.0) as i32,
+                n: n.number(end).unwrap_or(0.0) as i64,
+                lo: lo.number(end).unwrap_or(f64::NAN),
+                hi: hi.number(end).unwrap_or(f64::NAN),
+            });
+            end += 1;
+        }
+        let values = histogram_quantiles(&bins, &qs);
+        let mut cells = Vec::new();
+        for v in &k {
+            cells.push(format!("{}::VARCHAR", v.as_deref().map_or("NULL".to_string(), |v| p.bind(v))));
+        }
+        for v in &values {
+            cells.push(format!("{}::DOUBLE", v.map_or("NULL".to_string(), |v| p.bind(v))));
+        }
+        rows.push(format!("({})", cells.join(", ")));
+        start = end;
+    }
+    let names: Vec<&str> = keys.iter().copied().chain(quantiles.iter().map(|(_, name)| *name)).collect();
+    if rows.is_empty() {
+        let nulls: Vec<String> = keys
+            .iter()
+            .map(|k| format!("NULL::VARCHAR AS {k}"))
+            .chain(quantiles.iter().map(|(_, name)| format!("NULL::DOUBLE AS {name}")))
+            .collect();
+        return Ok(format!("SELECT {} WHERE false", nulls.join(", ")));
+    }
+    Ok(format!("SELECT * FROM (VALUES {}) AS q({})", rows.join(", "), names.join(", ")))
+}
+
+/// The value a sketch bin stands for: `2γ^bin / (γ + 1)` (see `store::rollup::SKETCH_ALPHA`).
+pub fn bin_value(bin: i32) -> f64 {
+    if bin == crate::store::rollup::ZERO_BIN {
+        return 0.0;
+    }
+    let gamma = (1.0 + crate::store::rollup::SKETCH_ALPHA) / (1.0 - crate::store::rollup::SKETCH_ALPHA);
+    2.0 * (f64::from(bin) * gamma.ln()).exp() / (gamma + 1.0)
+}
+
+/// One bin of a merged histogram: its count and the smallest and largest value it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Bin {
+    pub bin: i32,
+    pub n: i64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// The percentiles `qs` (in [0, 1]) of one merged histogram with its bins in ascending order,
+/// as `quantiles_sql` computes them (interpolating between the order statistics around each
+/// rank, each its bin's value kept within the values the bin holds); `None` when it is empty.
+pub fn histogram_quantiles(bins: &[Bin], qs: &[f64]) -> Vec<Option<f64>> {
+    let total: i64 = bins.iter().map(|b| b.n).sum();
+    if total <= 0 {
+        return vec![None; qs.len()];
+    }
+    // the value of the order statistic at `rank` (0-based)
+    let at = |rank: i64| {
+        let mut upto = 0;
+        for b in bins {
+            upto += b.n;
+            if upto > rank {
+                return bin_value(b.bin).min(b.hi).max(b.lo);
+            }
+        }
+        bins.last().map_or(f64::NAN, |b| b.hi)
+    };
+    qs.iter()
+        .map(|q| {
+            let rank = q * (total - 1) as f64;
+            let (below, above) = (at(rank.floor() as i64), at(rank.ceil() as i64));
+            Some(below + (rank - rank.floor()) * (above - below))
         })
-        .collect();
-    format!(
-        "SELECT {keys}, {columns}
-    FROM (
-        SELECT {keys}, bin, lo, hi,
-            sum(n) OVER (PARTITION BY {keys} ORDER BY bin ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
-            sum(n) OVER (PARTITION BY {keys}) AS total
-        FROM (SELECT {keys}, bin, sum(n) AS n, min(lo) AS lo, max(hi) AS hi FROM ({parts}) GROUP BY ALL)
-    )
-    GROUP BY {keys}",
-        columns = columns.join(",\n        ")
-    )
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,6 +250,37 @@ mod tests {
     use super::*;
 
     const H: i64 = HOUR_US;
+
+    /// Percentiles from a histogram are within α of `quantile_cont` over the values (relative),
+    /// and exact where the bins around a rank hold one value each; the zero bin gives 0.
+    #[test]
+    fn histogram_quantiles_are_within_alpha_of_the_exact_ones() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let alpha = crate::store::rollup::SKETCH_ALPHA;
+        let values = [0.0, 0.0, 3.0, 7.5, 7.6, 7.7, 120.0, 5000.0, 5001.0, 5002.0, 5003.0, 1e6];
+        let list = values.iter().map(|v| format!("({v})")).collect::<Vec<_>>().join(", ");
+        let bin = crate::store::rollup::bin_sql("x");
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {bin} AS bin, count(*) AS n, min(x) AS lo, max(x) AS hi FROM (VALUES {list}) t(x) GROUP BY ALL ORDER BY bin"
+            ))
+            .unwrap();
+        let bins: Vec<Bin> = stmt
+            .query_map([], |r| Ok(Bin { bin: r.get(0)?, n: r.get(1)?, lo: r.get(2)?, hi: r.get(3)? }))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let qs = [0.0, 0.1, 0.2, 0.5, 0.77, 0.95, 0.99, 1.0];
+        let estimates = histogram_quantiles(&bins, &qs);
+        for (q, estimate) in qs.iter().zip(&estimates) {
+            let exact: f64 = conn.query_row(&format!("SELECT quantile_cont(x, {q}) FROM (VALUES {list}) t(x)"), [], |r| r.get(0)).unwrap();
+            let estimate = estimate.unwrap();
+            assert!((estimate - exact).abs() <= alpha * exact.abs() + 1e-12, "q {q}: {estimate} against {exact}");
+        }
+        // ranks 0 and 1 fall in the zero bin; the top rank in a bin of one value
+        assert_eq!((estimates[0], estimates[7]), (Some(0.0), Some(1e6)));
+        assert_eq!(histogram_quantiles(&[], &[0.5]), [None]);
+    }
 
     #[test]
     fn whole_clean_hours_come_from_the_rollup_and_the_rest_from_the_rows() {
@@ -169,15 +301,21 @@ mod tests {
     fn sketch_bins_stand_for_their_values_within_alpha() {
         let conn = duckdb::Connection::open_in_memory().unwrap();
         let sql = format!(
-            "SELECT max(abs({value} - x) / x), count(*) FROM (SELECT pow(10, i / 1000.0) AS x FROM range(-3000, 8000) t(i))",
-            value = bin_value_sql(&crate::store::rollup::bin_sql("x"))
+            "SELECT x, {bin} FROM (SELECT pow(10, i / 1000.0) AS x FROM range(-3000, 8000) t(i)) UNION ALL SELECT 0.0, {zero}",
+            bin = crate::store::rollup::bin_sql("x"),
+            zero = crate::store::rollup::bin_sql("0.0")
         );
-        let (worst, n): (f64, i64) = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-        assert_eq!(n, 11_000);
-        assert!(worst <= crate::store::rollup::SKETCH_ALPHA * (1.0 + 1e-9), "{worst}");
-        let zero: f64 =
-            conn.query_row(&format!("SELECT {}", bin_value_sql(&crate::store::rollup::bin_sql("0.0"))), [], |r| r.get(0)).unwrap();
-        assert_eq!(zero, 0.0);
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let bins: Vec<(f64, i32)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        assert_eq!(bins.len(), 11_001);
+        for (x, bin) in bins {
+            let value = bin_value(bin);
+            if x == 0.0 {
+                assert_eq!(value, 0.0);
+            } else {
+                assert!((value - x).abs() / x <= crate::store::rollup::SKETCH_ALPHA * (1.0 + 1e-9), "{x}: {value}");
+            }
+        }
     }
 
     #[test]
@@ -200,18 +338,76 @@ mod equal_to_rows {
     use serde_json::{json, Value};
 
     use crate::app::AppState;
-    use crate::query::testing::{columns, frames_with};
+    use crate::query::testing::frames_with;
     use crate::query::{QueryContext, QuerySettings};
     use crate::store::rollup::HOUR_US;
 
-    /// Every query that reads rollups, as the dashboards make them.
+    /// Every query that reads rollups, as the dashboards make them and beyond.
     fn queries() -> Vec<Value> {
-        vec![
+        let mut all = vec![
             json!({"queryType": "repositories", "limit": 100000}),
             json!({"queryType": "fleet"}),
             json!({"queryType": "agents"}),
             json!({"queryType": "hooks"}),
             json!({"queryType": "tool_success_rate"}),
+            json!({"queryType": "sessions", "limit": 100000}),
+            json!({"queryType": "sessions", "limit": 2}),
+            json!({"queryType": "cost_by_model", "format": "table"}),
+            json!({"queryType": "cost_by_model"}),
+            json!({"queryType": "productivity"}),
+            json!({"queryType": "productivity", "groupBy": "model"}),
+            json!({"queryType": "productivity", "groupBy": "team"}),
+            json!({"queryType": "productivity", "groupBy": "query_class"}),
+            json!({"queryType": "api_latency", "percentiles": [50, 95], "latencies": ["duration", "ttft"]}),
+            json!({"queryType": "api_latency", "percentiles": [50, 95, 99], "latencies": ["duration", "ttft"], "groupBy": "model"}),
+            json!({"queryType": "api_errors", "byStatusCode": false}),
+            json!({"queryType": "api_errors", "byStatusCode": true}),
+            json!({"queryType": "api_errors", "format": "table"}),
+        ];
+        for measure in ["cost", "active_sessions", "tokens", "cache_hit_ratio", "sessions", "subagent_cost", "lines_added", "active_time"] {
+            all.push(json!({"queryType": "stat", "measure": measure, "compare": "previous_period"}));
+        }
+        all.push(json!({"queryType": "stat", "measure": "active_sessions", "source": "events"}));
+        for (measure, group) in [
+            ("cost", "model"),
+            ("cost", "team"),
+            ("cost", "project"),
+            ("cost", "repository"),
+            ("tokens", "repository"),
+            ("cost", "query_class"),
+            ("tokens", "type"),
+            ("input_tokens", "model"),
+            ("cache_hit_ratio", "team"),
+            ("commits", "metric.name"),
+        ] {
+            for (format, limit) in [("table", 8), ("time_series", 0), ("time_series", 1)] {
+                all.push(json!({"queryType": "breakdown", "measure": measure, "groupBy": group, "format": format, "limit": limit}));
+            }
+        }
+        all
+    }
+
+    /// Whether a query answers with time series (its buckets follow the interval).
+    fn series(q: &Value) -> bool {
+        let typed = matches!(q["queryType"].as_str(), Some("breakdown" | "cost_by_model" | "api_latency" | "api_errors"));
+        typed && q["format"].as_str() != Some("table")
+    }
+
+    /// Queries of one session (a dashboard's session variable): the span holding its rows is
+    /// looked up in the rollups.
+    fn session_queries(session: &str) -> Vec<Value> {
+        let sessions = json!([session]);
+        vec![
+            json!({"queryType": "session_timeline", "sessionId": session}),
+            json!({"queryType": "breakdown", "measure": "events", "source": "events", "groupBy": "event.name", "limit": 0, "sessions": sessions}),
+            json!({"queryType": "cost_by_model", "source": "events", "format": "table", "sessions": sessions}),
+            json!({"queryType": "prompts", "limit": 100, "sessions": sessions}),
+            json!({"queryType": "logs", "limit": 1000, "sessions": sessions}),
+            json!({"queryType": "tool_decisions", "sessions": sessions}),
+            json!({"queryType": "tool_success_rate", "sessions": sessions}),
+            json!({"queryType": "sessions", "sessions": sessions}),
+            json!({"queryType": "stat", "measure": "cost", "sessions": sessions}),
+            json!({"queryType": "productivity", "sessions": sessions}),
         ]
     }
 
@@ -220,17 +416,24 @@ mod equal_to_rows {
         column.starts_with('p') && column.ends_with("_ms") && column[1..].starts_with(|c: char| c.is_ascii_digit())
     }
 
-    fn ctx(from_us: i64, to_us: i64) -> QueryContext {
+    fn ctx(from_us: i64, to_us: i64, interval_ms: i64) -> QueryContext {
         QueryContext {
             from: DateTime::from_timestamp_micros(from_us).unwrap(),
             to: DateTime::from_timestamp_micros(to_us).unwrap(),
-            interval_ms: 0,
+            interval_ms,
             max_data_points: 1000,
             limits: Default::default(),
         }
     }
 
+    /// A frame's values per field, each field named with its labels (series have one field per
+    /// label set under the same name).
+    fn labelled(frame: &crate::frame::Frame) -> std::collections::BTreeMap<String, Vec<Value>> {
+        frame.fields.iter().map(|f| (format!("{}{:?}", f.name, f.labels), crate::query::testing::values(f))).collect()
+    }
+
     fn same(column: &str, a: &Value, b: &Value) -> bool {
+        let column = column.split('{').next().unwrap_or(column);
         match (a.as_f64(), b.as_f64()) {
             (Some(x), Some(y)) if estimated(column) => (x - y).abs() <= crate::store::rollup::SKETCH_ALPHA * y.abs() + 1e-9,
             // sums of doubles in another order: equal to the last bits
@@ -268,27 +471,42 @@ mod equal_to_rows {
         ]
     }
 
-    /// Asserts both paths agree on every query and range; returns how many values were compared
-    /// and how many answers read summary rows.
+    /// The first session of the data (by id).
+    async fn a_session(state: &AppState) -> String {
+        let store = state.store().unwrap();
+        store.read(|c| Ok(c.query_row("SELECT min(session_id) FROM events WHERE session_id IS NOT NULL", [], |r| r.get(0))?)).await.unwrap()
+    }
+
+    /// Asserts both paths agree on every query and range (with buckets of minutes and of whole
+    /// hours); returns how many values were compared and how many answers read summary rows.
     async fn assert_same(state: &AppState, what: &str) -> (usize, usize) {
         let (min, max) = time_span(state).await;
+        let session = a_session(state).await;
         let (mut compared, mut summarised) = (0, 0);
         for (from, to) in ranges(min, max) {
-            for q in queries() {
-                let run =
-                    |rollups: bool| frames_with(state, q.clone(), ctx(from, to), QuerySettings { rollups, ..QuerySettings::default() });
-                let (with, without) = (run(true).await.unwrap(), run(false).await.unwrap());
-                let sql = |f: &[crate::frame::Frame]| f[0].meta.executed_query_string.clone().unwrap_or_default();
-                assert_ne!(sql(&with), sql(&without), "{what}: not the rollups' SQL");
-                summarised += usize::from(sql(&with).contains(" WHERE (hour >= make_timestamp("));
-                let (a, b) = (columns(&with[0]), columns(&without[0]));
-                assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what} {q}");
-                for (name, values) in &a {
-                    let rows = &b[name];
-                    assert_eq!(values.len(), rows.len(), "{what} {q} [{from}, {to}] {name}");
-                    for (i, (x, y)) in values.iter().zip(rows).enumerate() {
-                        assert!(same(name, x, y), "{what} {q} [{from}, {to}] {name}[{i}]: rollups {x}, rows {y}");
-                        compared += 1;
+            for interval_ms in [0, 3_600_000] {
+                // tables do not depend on the interval; series read rollups with whole hours only
+                let wanted = |q: &Value| series(q) == (interval_ms > 0);
+                for q in queries().into_iter().chain(session_queries(&session)).filter(wanted) {
+                    let run = |rollups: bool| {
+                        frames_with(state, q.clone(), ctx(from, to, interval_ms), QuerySettings { rollups, ..QuerySettings::default() })
+                    };
+                    let (with, without) = (run(true).await.unwrap(), run(false).await.unwrap());
+                    assert_eq!(with.len(), without.len(), "{what} {q}");
+                    let Some(first) = with.first() else { continue };
+                    let sql = first.meta.executed_query_string.clone().unwrap_or_default();
+                    summarised += usize::from(sql.contains(" WHERE (hour >= make_timestamp("));
+                    for (with, without) in with.iter().zip(&without) {
+                        let (a, b) = (labelled(with), labelled(without));
+                        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what} {q} [{from}, {to}]");
+                        for (name, values) in &a {
+                            let rows = &b[name];
+                            assert_eq!(values.len(), rows.len(), "{what} {q} [{from}, {to}] {name}");
+                            for (i, (x, y)) in values.iter().zip(rows).enumerate() {
+                                assert!(same(name, x, y), "{what} {q} [{from}, {to}] {name}[{i}]: rollups {x}, rows {y}");
+                                compared += 1;
+                            }
+                        }
                     }
                 }
             }
@@ -392,7 +610,7 @@ mod equal_to_rows {
             let conn = duckdb::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
             let drop_all: String = crate::store::rollup::all().iter().map(|r| format!("DROP TABLE {};", r.table)).collect();
             conn.execute_batch(&format!(
-                "{drop_all} DROP TABLE rollup_dirty; DROP TABLE rollup_lock; DELETE FROM schema_version WHERE version = 5;"
+                "{drop_all} DROP TABLE rollup_dirty; DROP TABLE rollup_lock; DELETE FROM schema_version WHERE version >= 5;"
             ))
             .unwrap();
         }

@@ -3,14 +3,26 @@ use super::filters::Table;
 use super::model::{LimitOnly, SessionTimelineQuery, SessionsQuery};
 use super::repositories::SESSION_VCS_CTE;
 use super::rollup;
-use super::sql::Sql;
-use super::Runner;
+use super::sql::{Params, Sql};
+use super::{QueryError, Runner};
 
-pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, String> {
-    // the rows: in the rollups' form, the distinct prompts and resources of every session at
-    // once ran out of the 256 MB pool at 10M events (see BENCHMARKS.md)
+/// The sessions of the range, latest first. Unfiltered, the rollups pick the latest `limit`
+/// sessions and only their rows are read (every session's distinct prompts and resources at
+/// once ran out of the 256 MB pool at 10M events); otherwise every session's rows.
+pub fn sessions_sql(r: &Runner, q: &SessionsQuery) -> Result<Sql, QueryError> {
     let mut p = r.params();
-    let ctes = row_ctes(r, &mut p)?;
+    let (vcs, scope) = if r.rollups() {
+        let latest = latest_sessions(r, q.limit)?;
+        let scope = match latest.first_seen_us {
+            Some(first) => format!(" AND session_id IN ({}) AND time >= make_timestamp({})", p.bind_list(&latest.ids), p.bind(first)),
+            None => " AND false".to_string(),
+        };
+        let only = (!latest.ids.is_empty()).then(|| p.bind_list(&latest.ids));
+        (vcs_cte(r, only.as_deref(), &mut p)?, scope)
+    } else {
+        (SESSION_VCS_CTE.to_string(), String::new())
+    };
+    let ctes = row_ctes(r, &mut p, &vcs, &scope)?;
     let limit = p.bind(i64::from(q.limit));
     let text = format!(
         "
@@ -67,15 +79,51 @@ LIMIT {limit}"
     Ok(p.into_sql(text))
 }
 
-/// `vcs`, `ev` and `m` (per session: repository keys, what its events and its metric points
-/// sum to) from the rows.
-fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
-    let list_cost = r.list_cost_row_sql(p).map_err(|e| e.to_string())?;
+/// The latest sessions of the range by their last record, from the rollups, and the earliest
+/// time any of them has a record in the range (a metric point's series start counts).
+struct Latest {
+    ids: Vec<String>,
+    first_seen_us: Option<i64>,
+}
+
+fn latest_sessions(r: &Runner, limit: u32) -> Result<Latest, QueryError> {
+    use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS};
+    let cov = rollup::coverage(r)?;
+    let mut p = Params::empty();
+    let parts = [&*SESSION_EVENTS, &*SESSION_METRICS]
+        .map(|rollup| format!("SELECT session_id, first_seen, last_seen FROM ({})", rollup::parts_sql(rollup, &cov, &mut p)));
+    let limit = p.bind(i64::from(limit));
+    let sql = p.into_sql(format!(
+        "SELECT session_id, epoch_us(min(first_seen)) AS first_us FROM ({}) GROUP BY session_id ORDER BY max(last_seen) DESC, session_id LIMIT {limit}",
+        parts.join("\nUNION ALL ")
+    ));
+    let t = sql.run(r.conn)?;
+    let (ids, firsts) = match (t.column("session_id"), t.column("first_us")) {
+        (Some(ids), Some(firsts)) => (ids, firsts),
+        _ => return Err(QueryError::Failed("latest sessions: missing columns".into())),
+    };
+    Ok(Latest {
+        ids: (0..t.rows()).filter_map(|i| ids.text(i).map(str::to_string)).collect(),
+        first_seen_us: (0..t.rows()).filter_map(|i| firsts.number(i)).map(|x| x as i64).min(),
+    })
+}
+
+/// `vcs` from the rollups, for the sessions in the bound list `only` (none: no session).
+fn vcs_cte(r: &Runner, only: Option<&str>, p: &mut Params) -> Result<String, QueryError> {
+    use crate::store::rollup::{SESSION_VCS_EVENTS, SESSION_VCS_METRICS};
+    let only = format!("session_id IN ({})", only.unwrap_or("NULL"));
+    Ok(merged_cte("vcs", &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS, &wide_coverage(r)?, Some(&only), p))
+}
+
+/// `vcs` (`vcs_cte`), `ev` and `m` (per session: what its events and its metric points sum to)
+/// from the rows matching `scope` too.
+fn row_ctes(r: &Runner, p: &mut Params, vcs: &str, scope: &str) -> Result<String, QueryError> {
+    let list_cost = r.list_cost_row_sql(p)?;
     let transcript = p.bind(crate::ingest::transcript::TRANSCRIPT_SCOPE);
     let ev_filter = r.filters.clause(Table::Events, p)?;
     let m_filter = r.filters.clause(Table::Metrics, p)?;
     Ok(format!(
-        "{SESSION_VCS_CTE}, ev AS (
+        "{vcs}, ev AS (
     SELECT session_id,
         any_value(user_id) AS user_id,
         min(time) AS first_seen,
@@ -99,7 +147,7 @@ fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
         any_value(terminal_type) AS terminal_type,
         any_value(resource) AS resource
     FROM events
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{ev_filter}{scope}
     GROUP BY session_id
 ), m AS (
     SELECT session_id,
@@ -121,81 +169,93 @@ fn row_ctes(r: &Runner, p: &mut super::sql::Params) -> Result<String, String> {
         any_value(terminal_type) AS terminal_type,
         any_value(resource) AS resource
     FROM metric_points
-    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}
+    WHERE time BETWEEN $1 AND $2 AND session_id IS NOT NULL{m_filter}{scope}
     GROUP BY session_id
 )"
     ))
 }
 
-/// Which per-session CTEs `session_rollup_ctes` adds besides `ev` and `m`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SessionParts {
-    /// `vcs`: the session's latest repository keys (records up to a day outside the range).
-    pub vcs: bool,
-    /// `described`: provider, custom base URL, OS, architecture and version (records up to a day
-    /// outside the range).
-    pub described: bool,
+/// The margin around the range within which a session's repository keys and descriptors count
+/// (`filters::ATTRIBUTION_MARGIN`).
+const MARGIN: chrono::Duration = chrono::Duration::days(1);
+
+/// The coverage of the range widened by `MARGIN`.
+fn wide_coverage(r: &Runner) -> Result<rollup::Coverage, QueryError> {
+    let (from, to) = ((r.ctx.from - MARGIN).timestamp_micros(), (r.ctx.to + MARGIN).timestamp_micros());
+    rollup::coverage_of(r, from, to)
+}
+
+fn merged_values(rollup: &crate::store::rollup::Rollup) -> String {
+    rollup.values.iter().map(|v| format!("CAST({} AS {}) AS {}", v.merge, v.sql_type, v.name)).collect::<Vec<_>>().join(",\n        ")
+}
+
+/// One CTE `name` per session merging two rollups of the same columns (from events and from
+/// metric points), of the sessions matching `only`.
+fn merged_cte(
+    name: &str,
+    events: &crate::store::rollup::Rollup,
+    metrics: &crate::store::rollup::Rollup,
+    cov: &rollup::Coverage,
+    only: Option<&str>,
+    p: &mut Params,
+) -> String {
+    format!(
+        "{name} AS (\n    SELECT session_id,\n        {}\n    FROM ({}\nUNION ALL {}){} GROUP BY session_id\n)",
+        merged_values(events),
+        rollup::parts_sql(events, cov, p),
+        rollup::parts_sql(metrics, cov, p),
+        only.map(|o| format!(" WHERE {o}")).unwrap_or_default(),
+    )
+}
+
+/// `vcs` from the rollups: per session, its latest repository keys (records up to a day outside
+/// the range), as `repositories::SESSION_VCS_CTE` reads them from the rows.
+pub fn vcs_rollup_cte(r: &Runner, p: &mut Params) -> Result<String, QueryError> {
+    use crate::store::rollup::{SESSION_VCS_EVENTS, SESSION_VCS_METRICS};
+    Ok(merged_cte("vcs", &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS, &wide_coverage(r)?, None, p))
+}
+
+/// `described` from the rollups: per session, provider, custom base URL, OS, architecture and
+/// version (records up to a day outside the range).
+pub fn described_rollup_cte(r: &Runner, p: &mut Params) -> Result<String, QueryError> {
+    use crate::store::rollup::{SESSION_DESCRIBED_EVENTS, SESSION_DESCRIBED_METRICS};
+    Ok(merged_cte("described", &SESSION_DESCRIBED_EVENTS, &SESSION_DESCRIBED_METRICS, &wide_coverage(r)?, None, p))
 }
 
 /// The sessions table's CTEs from the rollups (no filters: see `Runner::rollups`): `ev` and `m`
-/// per session (what its events and metric points sum to), plus the `parts` asked for.
-pub fn session_rollup_ctes(r: &Runner, p: &mut super::sql::Params, parts: SessionParts) -> Result<String, String> {
-    use crate::store::rollup::{
-        Rollup, SESSION_DESCRIBED_EVENTS, SESSION_DESCRIBED_METRICS, SESSION_EVENTS, SESSION_METRICS, SESSION_VCS_EVENTS,
-        SESSION_VCS_METRICS,
-    };
-    let margin = chrono::Duration::days(1);
-    let dirty = rollup::Dirty::read(r, (r.ctx.from - margin).timestamp_micros(), (r.ctx.to + margin).timestamp_micros())
-        .map_err(|e| e.to_string())?;
-    let range = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
-    let wide = rollup::Coverage::around(r, &dirty, margin);
-    let merged = |rollup: &Rollup| {
-        rollup.values.iter().map(|v| format!("CAST({} AS {}) AS {}", v.merge, v.sql_type, v.name)).collect::<Vec<_>>().join(",\n        ")
-    };
-    // one CTE merging two rollups of the same columns (from events and from metric points)
-    let both = |name: &str, events: &Rollup, metrics: &Rollup, p: &mut super::sql::Params| {
-        format!(
-            "{name} AS (\n    SELECT session_id,\n        {}\n    FROM ({}\nUNION ALL {}) GROUP BY session_id\n), ",
-            merged(events),
-            rollup::parts_sql(events, &wide, p),
-            rollup::parts_sql(metrics, &wide, p)
-        )
-    };
-    let mut ctes = String::new();
-    if parts.vcs {
-        ctes.push_str(&both("vcs", &SESSION_VCS_EVENTS, &SESSION_VCS_METRICS, p));
-    }
-    if parts.described {
-        ctes.push_str(&both("described", &SESSION_DESCRIBED_EVENTS, &SESSION_DESCRIBED_METRICS, p));
-    }
+/// per session, what its events and metric points sum to.
+pub fn session_rollup_ctes(r: &Runner, p: &mut Params) -> Result<String, QueryError> {
+    use crate::store::rollup::{SESSION_EVENTS, SESSION_METRICS};
+    let range = rollup::coverage(r)?;
     let ev_parts = rollup::parts_sql(&SESSION_EVENTS, &range, p);
-    ctes.push_str(&format!(
-        "ev_sums AS (
+    let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
+    Ok(format!(
+        "ev AS (
     SELECT session_id,
         {ev_merged},
         sum(CASE WHEN api_calls > 0 THEN coalesce(input_tokens, 0) + coalesce(output_tokens, 0) + coalesce(cache_read_tokens, 0)
             + coalesce(cache_creation_tokens, 0) END) AS tokens
     FROM ({ev_parts}) GROUP BY session_id
-), ",
-        ev_merged = merged(&SESSION_EVENTS),
-    ));
-    ctes.push_str("ev AS (SELECT * FROM ev_sums), ");
-    let m_parts = rollup::parts_sql(&SESSION_METRICS, &range, p);
-    ctes.push_str(&format!(
-        "m AS (
+), m AS (
     SELECT session_id,
         {m_merged}
     FROM ({m_parts}) GROUP BY session_id
 )",
-        m_merged = merged(&SESSION_METRICS),
-    ));
-    Ok(ctes)
+        ev_merged = merged_values(&SESSION_EVENTS),
+        m_merged = merged_values(&SESSION_METRICS),
+    ))
 }
 
-pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, String> {
+pub fn timeline_sql(r: &Runner, q: &SessionTimelineQuery) -> Result<Sql, QueryError> {
     let mut p = r.params();
     let session = p.bind(q.session_id.as_str());
-    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let mut filter = r.filters.clause(Table::Events, &mut p)?;
+    if r.settings.rollups {
+        // read only the span that holds the session's rows
+        if let Some(span) = r.session_span(std::slice::from_ref(&q.session_id))? {
+            filter.push_str(&format!(" AND {}", super::filters::span_condition(span, &mut p)));
+        }
+    }
     let text = format!(
         "
 SELECT time, event_name, event_sequence, prompt_id, model, cost_usd,
@@ -255,21 +315,29 @@ mod tests {
     use crate::query::testing::*;
     use crate::test_fixtures::run as fixture_run;
 
-    fn runner_sql(state: &crate::app::AppState, f: impl FnOnce(&Runner) -> Result<Sql, String>, filters: &Filters) -> Sql {
-        // the schema, for the SQL builders that look up the models to price
-        let conn = duckdb::Connection::open_in_memory().unwrap();
-        crate::store::schema::migrations().iter().for_each(|m| conn.execute_batch(m).unwrap());
-        let _ = state;
-        let (ctx, settings) = (ctx(), crate::query::QuerySettings::default());
-        let r = Runner::new(&conn, &ctx, filters, &settings);
-        f(&r).unwrap()
+    /// Builds a query's SQL with `filters` on the store's own connection (the rollups it reads
+    /// are there) and runs it.
+    async fn run_sql(
+        state: &crate::app::AppState,
+        f: impl FnOnce(&Runner) -> Result<Sql, QueryError> + Send + 'static,
+        filters: Filters,
+    ) -> crate::query::table::Table {
+        state
+            .store()
+            .unwrap()
+            .read(move |c| {
+                let (ctx, settings) = (ctx(), crate::query::QuerySettings::default());
+                let r = Runner::new(c, &ctx, &filters, &settings);
+                Ok(f(&r)?.run(c)?)
+            })
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
     async fn sessions_match_the_tools_fixture() {
         let (state, _dir) = state_with(&fixture_run("tools", "http/protobuf")).await;
-        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &Filters::default());
-        let t = table(&state, sql).await;
+        let t = run_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), Filters::default()).await;
         assert_eq!(texts(&t, "session_id"), ["4a513f9f-1086-4ca5-adf4-9dcd94af912f"]);
         assert_eq!(texts(&t, "team"), ["platform"]);
         assert_eq!(ints(&t, "prompts"), [1]);
@@ -292,18 +360,16 @@ mod tests {
 
         // filtered out by session and by team
         let other: Filters = serde_json::from_value(serde_json::json!({"sessions": ["x"]})).unwrap();
-        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &other);
-        assert_eq!(table(&state, sql).await.rows(), 0);
+        assert_eq!(run_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), other).await.rows(), 0);
         let team: Filters = serde_json::from_value(serde_json::json!({"teams": ["platform"]})).unwrap();
-        let sql = runner_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), &team);
-        assert_eq!(table(&state, sql).await.rows(), 1);
+        assert_eq!(run_sql(&state, |r| sessions_sql(r, &SessionsQuery { limit: 10 }), team).await.rows(), 1);
     }
 
     #[tokio::test]
     async fn timeline_is_ordered_by_sequence() {
         let (state, _dir) = state_with(&fixture_run("tools", "http/json")).await;
         let q = SessionTimelineQuery { session_id: "66d7c442-7dcc-40ef-ad40-14021ab26796".into() };
-        let t = table(&state, runner_sql(&state, |r| timeline_sql(r, &q), &Filters::default())).await;
+        let t = run_sql(&state, move |r| timeline_sql(r, &q), Filters::default()).await;
         assert_eq!(t.rows(), 35);
         assert_eq!(ints(&t, "event_sequence"), (0..35).collect::<Vec<i64>>());
         let names = texts(&t, "event_name");
@@ -311,13 +377,13 @@ mod tests {
         let cost: f64 = floats(&t, "cost_usd").iter().filter(|c| !c.is_nan()).sum();
         assert!((cost - 0.048449).abs() < 1e-12, "{cost}");
         let unknown = SessionTimelineQuery { session_id: "nope".into() };
-        assert_eq!(table(&state, runner_sql(&state, |r| timeline_sql(r, &unknown), &Filters::default())).await.rows(), 0);
+        assert_eq!(run_sql(&state, move |r| timeline_sql(r, &unknown), Filters::default()).await.rows(), 0);
     }
 
     #[tokio::test]
     async fn one_prompt_with_its_calls_and_cost() {
         let (state, _dir) = state_with(&fixture_run("tools", "grpc")).await;
-        let t = table(&state, runner_sql(&state, |r| prompts_sql(r, &LimitOnly { limit: 100 }), &Filters::default())).await;
+        let t = run_sql(&state, |r| Ok(prompts_sql(r, &LimitOnly { limit: 100 })?), Filters::default()).await;
         assert_eq!(t.rows(), 1);
         assert_eq!(ints(&t, "api_calls"), [7]);
         assert_eq!(ints(&t, "tool_calls"), [6]);

@@ -6,7 +6,7 @@ use super::sql::Sql;
 use super::Runner;
 use crate::store::rollup::LOOKUP_HOURS;
 
-pub fn success_sql(r: &Runner) -> Result<Sql, String> {
+pub fn success_sql(r: &Runner) -> Result<Sql, super::QueryError> {
     if r.rollups() {
         return success_from_rollups(r);
     }
@@ -63,18 +63,19 @@ FROM r FULL OUTER JOIN dd USING (tool_name, tool_source)
 ORDER BY calls DESC, tool_name, tool_source";
 
 /// The same from the rollups; percentiles from their sketch (within 1 %).
-fn success_from_rollups(r: &Runner) -> Result<Sql, String> {
+fn success_from_rollups(r: &Runner) -> Result<Sql, super::QueryError> {
     use crate::store::rollup::{TOOL_DECISIONS, TOOL_RESULTS, TOOL_RESULT_DURATIONS};
     let mut p = super::sql::Params::empty();
-    let dirty = rollup::Dirty::read(r, r.ctx.from.timestamp_micros(), r.ctx.to.timestamp_micros()).map_err(|e| e.to_string())?;
-    let cov = rollup::Coverage::around(r, &dirty, chrono::Duration::zero());
+    let cov = rollup::coverage(r)?;
     let results = rollup::parts_sql(&TOOL_RESULTS, &cov, &mut p);
-    let quantiles = rollup::quantiles_sql(
-        &rollup::parts_sql(&TOOL_RESULT_DURATIONS, &cov, &mut p),
+    let quantiles = rollup::quantiles_select(
+        r,
+        &TOOL_RESULT_DURATIONS,
+        &cov,
         &["tool_name", "tool_source"],
         &[(0.5, "p50_duration_ms"), (0.95, "p95_duration_ms"), (0.99, "p99_duration_ms")],
         &mut p,
-    );
+    )?;
     let decisions = rollup::parts_sql(&TOOL_DECISIONS, &cov, &mut p);
     let text = format!(
         "

@@ -1,13 +1,15 @@
 //! Cost by model, API performance (latency percentiles, errors) and productivity.
-use super::filters::{key_expr, Table};
-use super::measures::breakdown;
+use super::filters::{canonical_key, key_expr, Table};
+use super::measures::{breakdown, MetricSums};
 use super::model::{
     ApiErrorsQuery, ApiLatencyQuery, BreakdownQuery, CostByModelQuery, Format, Latency, LatencySource, Measure, ProductivityQuery, Source,
 };
+use super::rollup;
 use super::series::{pivot, Fill, Grid};
-use super::table::Units;
+use super::sql::Params;
+use super::table::{Table as ResultTable, Units};
 use super::{series_frame, QueryError, Runner};
-use crate::frame::Frame;
+use crate::frame::{Field, Frame};
 
 /// Cost per model: as wide time series (one field per model, label `model`), or as a table of
 /// totals with tokens by type.
@@ -21,17 +23,19 @@ pub fn cost_by_model(r: &Runner, q: &CostByModelQuery) -> Result<Vec<Frame>, Que
     let mut p = r.params();
     let text = match q.source {
         Source::Metrics => {
-            let filter = r.filters.clause(Table::Metrics, &mut p)?;
+            let MetricSums { params, from, conditions, group } = MetricSums::read(r, Some("model"))?;
+            p = params;
+            let model = group.unwrap_or_else(|| "model".into());
             format!(
                 "
-SELECT coalesce(model, '(none)') AS model,
+SELECT coalesce({model}, '(none)') AS model,
     coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.cost.usage'), 0) AS cost_usd,
     round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'input'), 0))::BIGINT AS input_tokens,
     round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'output'), 0))::BIGINT AS output_tokens,
     round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheRead'), 0))::BIGINT AS cache_read_tokens,
     round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.token.usage' AND type = 'cacheCreation'), 0))::BIGINT AS cache_creation_tokens
-FROM metric_points
-WHERE metric_name IN ('claude_code.cost.usage', 'claude_code.token.usage') AND time BETWEEN $1 AND $2{filter}
+FROM {from}
+WHERE metric_name IN ('claude_code.cost.usage', 'claude_code.token.usage') AND {conditions}
 GROUP BY 1 ORDER BY cost_usd DESC, model"
             )
         }
@@ -82,6 +86,16 @@ pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, QueryE
     if q.latencies.is_empty() {
         return Err("latencies: give at least one of duration, ttft, first_content".into());
     }
+    for latency in &q.latencies {
+        latency.sql(q.source)?;
+    }
+    let series = q.format.is_series()?;
+    let bucket = r.ctx.bucket_us();
+    let by_model = q.group_by.as_deref().map(canonical_key).is_none_or(|k| k == "model");
+    if r.rollups() && series && q.source == LatencySource::Events && by_model && rollup::whole_hours(bucket) {
+        let (long, executed) = latency_from_rollups(r, q, bucket)?;
+        return latency_frames(r, q, long, executed, series);
+    }
     let table = match q.source {
         LatencySource::Events => Table::Events,
         LatencySource::Spans => Table::Spans,
@@ -99,7 +113,6 @@ pub fn api_latency(r: &Runner, q: &ApiLatencyQuery) -> Result<Vec<Frame>, QueryE
             cols.push(format!("quantile_cont({column}, {}) AS p{pct}_{}_ms", quantile(*pct)?, latency.name()));
         }
     }
-    let series = q.format.is_series()?;
     let mut select = Vec::new();
     let time = table.time_column();
     if series {
@@ -130,16 +143,94 @@ GROUP BY ALL {order}",
         table.name()
     );
     let sql = p.into_sql(text);
-    let mut long = sql.run(r.conn)?;
+    let long = sql.run(r.conn)?;
+    latency_frames(r, q, long, sql.describe(), series)
+}
+
+fn latency_frames(
+    r: &Runner,
+    q: &ApiLatencyQuery,
+    mut long: ResultTable,
+    executed: String,
+    series: bool,
+) -> Result<Vec<Frame>, QueryError> {
     if let Some(key) = &q.group_by {
         long.rename("__group", key);
     }
     if series {
         let grid = Grid::covering(r.ctx.from, r.ctx.to, r.ctx.bucket_us());
-        Ok(vec![series_frame("api_latency", pivot(&long, grid, Fill::Null, Units::ByName)?, sql.describe())])
+        Ok(vec![series_frame("api_latency", pivot(&long, grid, Fill::Null, Units::ByName)?, executed)])
     } else {
-        Ok(vec![r.reduce(long)?.into_frame("api_latency", sql.describe(), Units::ByName)])
+        Ok(vec![r.reduce(long)?.into_frame("api_latency", executed, Units::ByName)])
     }
+}
+
+/// Latency percentiles per bucket of whole hours (and model) from the duration and time to
+/// first token sketches: their histograms merged per bucket in SQL, the percentiles computed
+/// from them here (within the sketches' relative error, `store::rollup::SKETCH_ALPHA`).
+fn latency_from_rollups(r: &Runner, q: &ApiLatencyQuery, bucket_us: i64) -> Result<(ResultTable, String), QueryError> {
+    use crate::store::rollup::{API_DURATIONS, API_TTFT};
+    let cov = rollup::coverage(r)?;
+    let grouped = q.group_by.is_some();
+    let qs: Vec<f64> = q.percentiles.iter().map(|pct| quantile(*pct).map(|_| f64::from(*pct) / 100.0)).collect::<Result<_, _>>()?;
+    let width = q.latencies.len() * qs.len();
+    // per bucket and group, every percentile of every latency
+    let mut out: std::collections::BTreeMap<(i64, String), Vec<Option<f64>>> = Default::default();
+    let mut executed = Vec::new();
+    for (li, latency) in q.latencies.iter().enumerate() {
+        let sketch = match latency {
+            Latency::Duration => &*API_DURATIONS,
+            Latency::Ttft => &*API_TTFT,
+            // refused before: it is on spans only
+            Latency::FirstContent => return Err(QueryError::Failed("first_content latencies have no rollup".into())),
+        };
+        let mut p = Params::empty();
+        let hourly = rollup::hourly_parts_sql(sketch, &cov, &mut p);
+        let b = p.bind(bucket_us);
+        let group = if grouped { "coalesce(model, '(none)')" } else { "''" };
+        let sql = p.into_sql(format!(
+            "SELECT epoch_us(time) // {b} * {b} AS bucket_us, {group} AS grp, bin, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi
+FROM ({hourly})
+GROUP BY ALL ORDER BY 1, 2, 3"
+        ));
+        let t = sql.run(r.conn)?;
+        executed.push(sql.describe());
+        let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("latency histogram: no column {name}")));
+        let (bucket, grp, bin, n, lo, hi) = (col("bucket_us")?, col("grp")?, col("bin")?, col("n")?, col("lo")?, col("hi")?);
+        let key = |i: usize| (bucket.number(i).unwrap_or(0.0) as i64, grp.text(i).unwrap_or("").to_string());
+        let mut start = 0;
+        while start < t.rows() {
+            let k = key(start);
+            let mut end = start;
+            let mut bins = Vec::new();
+            while end < t.rows() && key(end) == k {
+                bins.push(rollup::Bin {
+                    bin: bin.number(end).unwrap_or(0.0) as i32,
+                    n: n.number(end).unwrap_or(0.0) as i64,
+                    lo: lo.number(end).unwrap_or(f64::NAN),
+                    hi: hi.number(end).unwrap_or(f64::NAN),
+                });
+                end += 1;
+            }
+            let values = out.entry(k).or_insert_with(|| vec![None; width]);
+            for (pi, v) in rollup::histogram_quantiles(&bins, &qs).into_iter().enumerate() {
+                values[li * qs.len() + pi] = v;
+            }
+            start = end;
+        }
+    }
+    executed.push(format!("-- percentiles {:?} of each bucket's merged histogram, computed by the plugin", q.percentiles));
+    let mut fields = vec![Field::times("time", out.keys().map(|(us, _)| us.saturating_mul(1000)).collect())];
+    if grouped {
+        fields.push(Field::texts("__group", out.keys().map(|(_, g)| Some(g.as_str()))));
+    }
+    for (li, latency) in q.latencies.iter().enumerate() {
+        for (pi, pct) in q.percentiles.iter().enumerate() {
+            let name = format!("p{pct}_{}_ms", latency.name());
+            fields.push(Field::numbers(name, out.values().map(|v| v[li * qs.len() + pi]).collect()));
+        }
+    }
+    Ok((ResultTable { fields, notices: Vec::new() }, executed.join("\n")))
 }
 
 impl Latency {
@@ -168,23 +259,35 @@ impl Latency {
 /// API errors: the error rate (api_error ÷ (api_request + api_error)) over time, per status code
 /// or overall, or a table per status code with retries exhausted.
 pub fn api_errors(r: &Runner, q: &ApiErrorsQuery) -> Result<Vec<Frame>, QueryError> {
-    let mut p = r.params();
-    let filter = r.filters.clause(Table::Events, &mut p)?;
+    let series = q.format.is_series()?;
     let status = "coalesce(CAST(status_code AS VARCHAR), 'network')";
-    let base = format!(
-        "base AS (
-    SELECT time, event_name, status_code FROM events
+    // `base`: the calls, errors and exhausted retries of the range, `n` records each; from the
+    // rows one each, or per hour from the rollup (unfiltered, whole-hour buckets)
+    let (mut p, base) = if r.rollups() && (!series || rollup::whole_hours(r.ctx.bucket_us())) {
+        let mut p = Params::empty();
+        let parts = rollup::hourly_parts_sql(&crate::store::rollup::API_OUTCOMES, &rollup::coverage(r)?, &mut p);
+        (p, format!("base AS (\n    SELECT time, event_name, status_code, n FROM ({parts})\n)"))
+    } else {
+        let mut p = r.params();
+        let filter = r.filters.clause(Table::Events, &mut p)?;
+        let base = format!(
+            "base AS (
+    SELECT time, event_name, status_code, 1 AS n FROM events
     WHERE event_name IN ('api_request', 'api_error', 'api_retries_exhausted') AND time BETWEEN $1 AND $2{filter}
 )"
-    );
-    if !q.format.is_series()? {
+        );
+        (p, base)
+    };
+    let count = |events: &str| format!("coalesce(sum(n) FILTER (WHERE event_name IN ({events})), 0)::BIGINT");
+    let (requests, errors, exhausted) = (count("'api_request', 'api_error'"), count("'api_error'"), count("'api_retries_exhausted'"));
+    if !series {
         let text = format!(
             "
-WITH {base}, total AS (SELECT count(*) FILTER (WHERE event_name IN ('api_request', 'api_error')) AS requests FROM base)
+WITH {base}, total AS (SELECT {requests} AS requests FROM base)
 SELECT {status} AS status_code,
-    count(*) FILTER (WHERE event_name = 'api_error') AS errors,
-    count(*) FILTER (WHERE event_name = 'api_retries_exhausted') AS retries_exhausted,
-    (count(*) FILTER (WHERE event_name = 'api_error'))::DOUBLE / nullif(any_value(total.requests), 0) AS error_rate
+    {errors} AS errors,
+    {exhausted} AS retries_exhausted,
+    {errors}::DOUBLE / nullif(any_value(total.requests), 0) AS error_rate
 FROM base, total
 WHERE event_name IN ('api_error', 'api_retries_exhausted')
 GROUP BY 1 ORDER BY errors DESC, status_code"
@@ -197,8 +300,8 @@ GROUP BY 1 ORDER BY errors DESC, status_code"
         format!(
             "
 WITH {base},
-totals AS (SELECT {bucket} AS time, count(*) AS requests FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1),
-errs AS (SELECT {bucket} AS time, {status} AS status_code, count(*) AS errors FROM base WHERE event_name = 'api_error' GROUP BY ALL)
+totals AS (SELECT {bucket} AS time, sum(n) AS requests FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1),
+errs AS (SELECT {bucket} AS time, {status} AS status_code, sum(n) AS errors FROM base WHERE event_name = 'api_error' GROUP BY ALL)
 SELECT time, status_code, errors::DOUBLE / requests AS error_rate
 FROM errs JOIN totals USING (time) ORDER BY 1, 2"
         )
@@ -206,7 +309,7 @@ FROM errs JOIN totals USING (time) ORDER BY 1, 2"
         format!(
             "
 WITH {base}
-SELECT {bucket} AS time, (count(*) FILTER (WHERE event_name = 'api_error'))::DOUBLE / count(*) AS error_rate
+SELECT {bucket} AS time, ({errors})::DOUBLE / sum(n) AS error_rate
 FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1 ORDER BY 1"
         )
     };
@@ -221,12 +324,12 @@ FROM base WHERE event_name IN ('api_request', 'api_error') GROUP BY 1 ORDER BY 1
 
 /// Lines added/removed, commits, PRs and active time (total, cli, user), optionally per group.
 pub fn productivity(r: &Runner, q: &ProductivityQuery) -> Result<Vec<Frame>, QueryError> {
-    let mut p = r.params();
-    let group = match &q.group_by {
-        Some(key) => format!("coalesce({}, '(none)') AS __group,\n    ", key_expr(Table::Metrics, key, &mut p)?),
-        None => String::new(),
+    let MetricSums { params: p, from, conditions, group } = MetricSums::read(r, q.group_by.as_deref())?;
+    // groups with equal lines in a stable order
+    let (group, ties) = match group {
+        Some(expr) => (format!("coalesce({expr}, '(none)') AS __group,\n    "), ", __group"),
+        None => (String::new(), ""),
     };
-    let filter = r.filters.clause(Table::Metrics, &mut p)?;
     let text = format!(
         "
 SELECT {group}round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.lines_of_code.count' AND type = 'added'), 0))::BIGINT AS lines_added,
@@ -236,11 +339,11 @@ SELECT {group}round(coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_
     coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total'), 0) AS active_time_s,
     coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total' AND type = 'cli'), 0) AS active_time_cli_s,
     coalesce(sum(increment) FILTER (WHERE metric_name = 'claude_code.active_time.total' AND type = 'user'), 0) AS active_time_user_s
-FROM metric_points
+FROM {from}
 WHERE metric_name IN ('claude_code.lines_of_code.count', 'claude_code.commit.count', 'claude_code.pull_request.count',
-    'claude_code.active_time.total') AND time BETWEEN $1 AND $2{filter}
+    'claude_code.active_time.total') AND {conditions}
 GROUP BY ALL
-ORDER BY lines_added DESC"
+ORDER BY lines_added DESC{ties}"
     );
     let sql = p.into_sql(text);
     let mut t = sql.run(r.conn)?;

@@ -234,12 +234,6 @@ pub fn bin_sql(x: &str) -> String {
     format!("(CASE WHEN {x} > 0 THEN CAST(ceil(ln({x}) / {:?}) AS INTEGER) WHEN {x} <= 0 THEN {ZERO_BIN} END)", ln_gamma())
 }
 
-/// The value bin `bin` stands for.
-pub fn bin_value_sql(bin: &str) -> String {
-    let gamma = (1.0 + SKETCH_ALPHA) / (1.0 - SKETCH_ALPHA);
-    format!("(CASE WHEN {bin} = {ZERO_BIN} THEN 0.0 ELSE 2.0 * exp({bin} * {:?}) / {:?} END)", ln_gamma(), gamma + 1.0)
-}
-
 /// A histogram of `value` per `keys` over the source rows matching `filter`: per `bin`, its
 /// count `n` and the smallest and largest value in it (`lo`, `hi`; an estimate is kept between
 /// them, so a bin of one value gives it exactly).
@@ -427,14 +421,99 @@ pub static TOOL_DECISIONS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
     ],
 });
 
+/// The `team` of a record as `query::filters` resolves the key: the record's attribute, else
+/// its resource's (Claude Code takes it from `OTEL_RESOURCE_ATTRIBUTES`).
+pub const TEAM_SQL: &str = "coalesce(json_extract_string(attributes, 'team'), json_extract_string(resource, 'team'))";
+
+/// The folder a record's `cwd` ends in (the `project` of imported history without a repository).
+pub const FOLDER_SQL: &str =
+    "nullif(regexp_extract(coalesce(json_extract_string(attributes, 'cwd'), json_extract_string(resource, 'cwd')), '[^/\\\\]+$'), '')";
+
+/// The metric keys stats, productivity and breakdowns filter on (`metric_name`, `type`,
+/// `query_source`), with one group-by key.
+fn metric_keys(group: (&'static str, &'static str, String)) -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("metric_name", "VARCHAR", "metric_name".into()),
+        ("type", "VARCHAR", "\"type\"".into()),
+        ("query_source", "VARCHAR", "query_source".into()),
+        group,
+    ]
+}
+
+/// Metric points per metric, type, query source and model, summed as `increment`: a measure's
+/// own SQL (`sum(increment) FILTER (WHERE type = …)`) reads these rows unchanged. Stats,
+/// productivity, cost by model and breakdowns by model, type or query class.
+pub static METRIC_SUMS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_metric_sums",
+    source: "metric_points".into(),
+    filter: "true".into(),
+    keys: metric_keys(("model", "VARCHAR", "model".into())),
+    values: vec![sum("increment", "DOUBLE", "sum(increment)")],
+});
+
+/// The same per team instead of model (breakdowns by team).
+pub static METRIC_TEAMS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_metric_teams",
+    source: "metric_points".into(),
+    filter: "true".into(),
+    keys: metric_keys(("team", "VARCHAR", TEAM_SQL.into())),
+    values: vec![sum("increment", "DOUBLE", "sum(increment)")],
+});
+
+/// Cost and token points per session with their own repository and `cwd` folder: breakdowns
+/// by repository or project, which take a record's repository from its session when it has none.
+pub static METRIC_SESSION_KEYS: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_metric_session_keys",
+    source: "metric_points".into(),
+    filter: "metric_name IN ('claude_code.cost.usage', 'claude_code.token.usage')".into(),
+    keys: vec![
+        ("session_id", "VARCHAR", "session_id".into()),
+        ("metric_name", "VARCHAR", "metric_name".into()),
+        ("vcs_repository", "VARCHAR", "vcs_repository".into()),
+        ("folder", "VARCHAR", FOLDER_SQL.into()),
+    ],
+    values: vec![sum("increment", "DOUBLE", "sum(increment)")],
+});
+
+const API_OUTCOME: &str = "event_name IN ('api_request', 'api_error', 'api_retries_exhausted')";
+
+/// Model calls, API errors and exhausted retries per status code and model (API error rates).
+pub static API_OUTCOMES: LazyLock<Rollup> = LazyLock::new(|| Rollup {
+    table: "rollup_api_outcomes",
+    source: "events".into(),
+    filter: API_OUTCOME.into(),
+    keys: vec![
+        ("event_name", "VARCHAR", "event_name".into()),
+        ("status_code", "BIGINT", "status_code".into()),
+        ("model", "VARCHAR", "model".into()),
+    ],
+    values: vec![sum("n", "BIGINT", "count(*)")],
+});
+
+/// Durations of model calls per model (API latency).
+pub static API_DURATIONS: LazyLock<Rollup> = LazyLock::new(|| {
+    sketch("rollup_api_durations", "events".into(), API_REQUEST.into(), vec![("model", "VARCHAR", "model".into())], "duration_ms")
+});
+
+/// Their times to first token (of calls with a duration, as the latency query reads them).
+pub static API_TTFT: LazyLock<Rollup> = LazyLock::new(|| {
+    sketch(
+        "rollup_api_ttft",
+        "events".into(),
+        format!("{API_REQUEST} AND duration_ms IS NOT NULL"),
+        vec![("model", "VARCHAR", "model".into())],
+        "ttft_ms",
+    )
+});
+
 /// Whether an event, written or deleted, changes the summaries of the hours around its own
 /// (rollups that look it up from there).
 pub fn looked_up(event_name: &str) -> bool {
     event_name == "tool_decision"
 }
 
-/// Every rollup, in the order they are built.
-pub fn all() -> [&'static Rollup; 17] {
+/// The rollups of schema v5.
+fn v5() -> [&'static Rollup; 17] {
     [
         &SESSION_EVENTS,
         &SESSION_METRICS,
@@ -454,6 +533,16 @@ pub fn all() -> [&'static Rollup; 17] {
         &TOOL_RESULT_DURATIONS,
         &TOOL_DECISIONS,
     ]
+}
+
+/// The rollups schema v6 added.
+fn v6() -> [&'static Rollup; 6] {
+    [&METRIC_SUMS, &METRIC_TEAMS, &METRIC_SESSION_KEYS, &API_OUTCOMES, &API_DURATIONS, &API_TTFT]
+}
+
+/// Every rollup, in the order they are built.
+pub fn all() -> Vec<&'static Rollup> {
+    v5().into_iter().chain(v6()).collect()
 }
 
 impl Rollup {
@@ -511,6 +600,10 @@ impl Rollup {
     }
 }
 
+fn create_and_fill(rollups: &[&Rollup]) -> String {
+    rollups.iter().map(|r| format!("{}INSERT INTO {} {};\n", r.create_sql(), r.table, r.build_select(None))).collect()
+}
+
 /// Schema v5: the rollup tables, filled from the rows already stored.
 pub fn migration_v5() -> String {
     let mut sql = String::from(
@@ -519,11 +612,14 @@ pub fn migration_v5() -> String {
          CREATE TABLE rollup_lock (generation BIGINT NOT NULL);\n\
          INSERT INTO rollup_lock VALUES (0);\n",
     );
-    for r in all() {
-        sql.push_str(&r.create_sql());
-        sql.push_str(&format!("INSERT INTO {} {};\n", r.table, r.build_select(None)));
-    }
+    sql.push_str(&create_and_fill(&v5()));
     sql
+}
+
+/// Schema v6: rollups for the Overview's stats, breakdowns, cost by model, productivity, API
+/// latency and errors, filled from the rows already stored.
+pub fn migration_v6() -> String {
+    create_and_fill(&v6())
 }
 
 /// Adds `hours` (µs) to the dirty hours, inside the caller's transaction.

@@ -363,7 +363,7 @@ fn migration_v4() -> String {
 const _: () = assert!(EVENT_COLUMNS.len() <= 64 && METRIC_COLUMNS.len() <= 64 && SPAN_COLUMNS.len() <= 64);
 
 /// The schema version this binary writes. Bump it and append a migration for every change.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Migration `i` (1-based) brings a file from version `i - 1` to `i`.
 pub fn migrations() -> Vec<String> {
@@ -384,8 +384,8 @@ pub fn migrations() -> Vec<String> {
     let v2 = TABLES.iter().map(|(t, c)| view(t, c)).collect::<Vec<_>>().concat();
     // v3: keys of stored export requests, to drop identical re-sends (a retry after a lost ack)
     let v3 = "CREATE TABLE ingest_batches (key HUGEINT NOT NULL, received_at TIMESTAMP NOT NULL);".to_string();
-    // v5: hourly rollups (see `rollup`), built from the rows already stored
-    vec![v1, v2, v3, migration_v4(), super::rollup::migration_v5()]
+    // v5, v6: hourly rollups (see `rollup`), built from the rows already stored
+    vec![v1, v2, v3, migration_v4(), super::rollup::migration_v5(), super::rollup::migration_v6()]
 }
 
 pub const VERSION_TABLE: &str =
