@@ -223,9 +223,10 @@ fn metric_standing(key: Option<&str>, cost_or_tokens: bool) -> Option<Standing> 
     }
 }
 
-/// Metric points to sum per `group_by` (an expression in `group`): the table over the range with
-/// the query's filters, or, unfiltered, a rollup standing in for it. `sql` adds `from`, then
-/// `WHERE {conditions} AND …`.
+/// Metric points to sum (`sum(increment) FILTER …`) per `group_by`, for SQL of the form
+/// `SELECT … FROM {from} WHERE … AND {conditions}` with `params`: the table over the range with
+/// the query's filters, or, unfiltered, a rollup standing in for it. `group` is the group's
+/// expression there.
 pub struct MetricSums {
     pub params: Params,
     pub from: String,

@@ -28,7 +28,18 @@ impl Runner<'_> {
     /// previous period) to `to`.
     fn request_models(&self) -> Result<Vec<String>, QueryError> {
         let span = self.ctx.to - self.ctx.from;
-        let sql = Params::with_range(self.ctx.from - span, self.ctx.to).into_sql("SELECT DISTINCT model FROM events WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2 AND model IS NOT NULL ORDER BY 1");
+        let (from, to) = (self.ctx.from - span, self.ctx.to);
+        let sql = if self.settings.rollups {
+            // the models of the API outcomes rollup: hours, not every call of the range
+            let cov = super::rollup::coverage_of(self, from.timestamp_micros(), to.timestamp_micros())?;
+            let mut p = Params::empty();
+            let parts = super::rollup::parts_sql(&crate::store::rollup::API_OUTCOMES, &cov, &mut p);
+            p.into_sql(format!("SELECT DISTINCT model FROM ({parts}) WHERE event_name = 'api_request' AND model IS NOT NULL ORDER BY 1"))
+        } else {
+            Params::with_range(from, to).into_sql(
+                "SELECT DISTINCT model FROM events WHERE event_name = 'api_request' AND time BETWEEN $1 AND $2 AND model IS NOT NULL ORDER BY 1",
+            )
+        };
         let t = sql.run(self.conn)?;
         let models = t.column("model").map(|f| (0..t.rows()).filter_map(|r| f.text(r).map(str::to_string)).collect()).unwrap_or_default();
         Ok(models)

@@ -2,9 +2,12 @@
 //! covers whole and that are not dirty, and from the rows for the rest (its partial first and
 //! last hours, hours being written). Both kinds of part have the rollup's columns; the caller
 //! merges them with the merge aggregates, so the answer is the one the rows alone give.
+use std::collections::BTreeMap;
+
 use chrono::Duration;
 
 use super::sql::Params;
+use super::table::Table;
 use super::{QueryError, Runner};
 use crate::store::rollup::{Rollup, HOUR_US};
 
@@ -152,30 +155,11 @@ pub fn quantiles_select(
     let mut hp = Params::empty();
     let parts = parts_sql(sketch, cov, &mut hp);
     let k = keys.join(", ");
-    let sql = hp.into_sql(format!(
-        "SELECT {k}, bin, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi FROM ({parts}) GROUP BY ALL ORDER BY {k}, bin"
-    ));
+    let sql = hp.into_sql(format!("SELECT {k}, bin, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi FROM ({parts}) GROUP BY ALL"));
     let t = sql.run(r.conn)?;
-    let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("{}: no column {name}", sketch.table)));
-    let key_fields = keys.iter().map(|k| col(k)).collect::<Result<Vec<_>, _>>()?;
-    let (bin, n, lo, hi) = (col("bin")?, col("n")?, col("lo")?, col("hi")?);
-    let key = |i: usize| key_fields.iter().map(|f| f.text(i).map(str::to_string)).collect::<Vec<_>>();
     let qs: Vec<f64> = quantiles.iter().map(|(q, _)| *q).collect();
     let mut rows = Vec::new();
-    let mut start = 0;
-    while start < t.rows() {
-        let k = key(start);
-        let mut end = start;
-        let mut bins = Vec::new();
-        while end < t.rows() && key(end) == k {
-            bins.push(Bin {
-                bin: bin.number(end).unwrap_or(0.0) as i32,
-                n: n.number(end).unwrap_or(0.0) as i64,
-                lo: lo.number(end).unwrap_or(f64::NAN),
-                hi: hi.number(end).unwrap_or(f64::NAN),
-            });
-            end += 1;
-        }
+    for (k, bins) in histograms(&t, keys)? {
         let values = histogram_quantiles(&bins, &qs);
         let mut cells = Vec::new();
         for v in &k {
@@ -185,7 +169,6 @@ pub fn quantiles_select(
             cells.push(format!("{}::DOUBLE", v.map_or("NULL".to_string(), |v| p.bind(v))));
         }
         rows.push(format!("({})", cells.join(", ")));
-        start = end;
     }
     let names: Vec<&str> = keys.iter().copied().chain(quantiles.iter().map(|(_, name)| *name)).collect();
     if rows.is_empty() {
@@ -197,6 +180,37 @@ pub fn quantiles_select(
         return Ok(format!("SELECT {} WHERE false", nulls.join(", ")));
     }
     Ok(format!("SELECT * FROM (VALUES {}) AS q({})", rows.join(", "), names.join(", ")))
+}
+
+/// Key of a merged histogram: its key columns' values as text (numbers as integers).
+pub type HistogramKey = Vec<Option<String>>;
+
+/// The merged histograms of a result with the key columns `keys`, `bin`, `n`, `lo` and `hi`
+/// (one row per key and bin, in any order): per key, its bins in ascending order.
+pub fn histograms(t: &Table, keys: &[&str]) -> Result<BTreeMap<HistogramKey, Vec<Bin>>, QueryError> {
+    let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("histogram: no column {name}")));
+    let key_fields = keys.iter().map(|k| col(k)).collect::<Result<Vec<_>, _>>()?;
+    let (bin, n, lo, hi) = (col("bin")?, col("n")?, col("lo")?, col("hi")?);
+    let mut out: BTreeMap<HistogramKey, Vec<Bin>> = BTreeMap::new();
+    for i in 0..t.rows() {
+        let key = key_fields
+            .iter()
+            .map(|f| match f.kind() {
+                crate::frame::Kind::Number => f.number(i).map(|x| (x as i64).to_string()),
+                _ => f.text(i).map(str::to_string),
+            })
+            .collect();
+        out.entry(key).or_default().push(Bin {
+            bin: bin.number(i).unwrap_or(0.0) as i32,
+            n: n.number(i).unwrap_or(0.0) as i64,
+            lo: lo.number(i).unwrap_or(f64::NAN),
+            hi: hi.number(i).unwrap_or(f64::NAN),
+        });
+    }
+    for bins in out.values_mut() {
+        bins.sort_unstable_by_key(|b| b.bin);
+    }
+    Ok(out)
 }
 
 /// The value a sketch bin stands for: `2γ^bin / (γ + 1)` (see `store::rollup::SKETCH_ALPHA`).

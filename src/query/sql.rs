@@ -36,14 +36,24 @@ impl Sql {
                 QueryError::Failed(message)
             }
         };
+        let started = std::time::Instant::now();
         let mut stmt = conn.prepare(&self.text).map_err(|e| failed("preparing query", e))?;
+        let prepared = started.elapsed();
         let schema = stmt.query_arrow(duckdb::params_from_iter(self.params.iter())).map_err(|e| failed("running query", e))?.get_schema();
         // stepped here rather than through the Arrow iterator, which panics on a failed fetch
         let mut batches = Vec::new();
         while let Some(chunk) = stmt.step().map_err(|e| failed("fetching the result", e))? {
             batches.push(duckdb::arrow::record_batch::RecordBatch::from(&chunk));
         }
-        Table::from_batches(&schema, &batches, names).map_err(QueryError::Failed)
+        let table = Table::from_batches(&schema, &batches, names).map_err(QueryError::Failed)?;
+        tracing::debug!(
+            prepare_ms = prepared.as_secs_f64() * 1000.0,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            rows = table.rows(),
+            sql = %self.describe(),
+            "query ran"
+        );
+        Ok(table)
     }
 
     /// SQL and parameter values as the query inspector shows them.

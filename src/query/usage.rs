@@ -191,32 +191,17 @@ fn latency_from_rollups(r: &Runner, q: &ApiLatencyQuery, bucket_us: i64) -> Resu
         let sql = p.into_sql(format!(
             "SELECT epoch_us(time) // {b} * {b} AS bucket_us, {group} AS grp, bin, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi
 FROM ({hourly})
-GROUP BY ALL ORDER BY 1, 2, 3"
+GROUP BY ALL"
         ));
         let t = sql.run(r.conn)?;
         executed.push(sql.describe());
-        let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("latency histogram: no column {name}")));
-        let (bucket, grp, bin, n, lo, hi) = (col("bucket_us")?, col("grp")?, col("bin")?, col("n")?, col("lo")?, col("hi")?);
-        let key = |i: usize| (bucket.number(i).unwrap_or(0.0) as i64, grp.text(i).unwrap_or("").to_string());
-        let mut start = 0;
-        while start < t.rows() {
-            let k = key(start);
-            let mut end = start;
-            let mut bins = Vec::new();
-            while end < t.rows() && key(end) == k {
-                bins.push(rollup::Bin {
-                    bin: bin.number(end).unwrap_or(0.0) as i32,
-                    n: n.number(end).unwrap_or(0.0) as i64,
-                    lo: lo.number(end).unwrap_or(f64::NAN),
-                    hi: hi.number(end).unwrap_or(f64::NAN),
-                });
-                end += 1;
-            }
-            let values = out.entry(k).or_insert_with(|| vec![None; width]);
+        for (key, bins) in rollup::histograms(&t, &["bucket_us", "grp"])? {
+            let bucket = key.first().cloned().flatten().and_then(|b| b.parse::<i64>().ok()).unwrap_or_default();
+            let group = key.get(1).cloned().flatten().unwrap_or_default();
+            let values = out.entry((bucket, group)).or_insert_with(|| vec![None; width]);
             for (pi, v) in rollup::histogram_quantiles(&bins, &qs).into_iter().enumerate() {
                 values[li * qs.len() + pi] = v;
             }
-            start = end;
         }
     }
     executed.push(format!("-- percentiles {:?} of each bucket's merged histogram, computed by the plugin", q.percentiles));
