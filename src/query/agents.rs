@@ -6,6 +6,21 @@ use super::rollup;
 use super::sql::Sql;
 use super::Runner;
 
+/// The agents table's columns from `calls` (with their percentiles) joined to `runs`, the same
+/// for the rows and the rollups.
+const AGENT_COLUMNS: &str = "query_class, agent,
+    coalesce(api_requests, 0) AS api_requests,
+    coalesce(cost_usd, 0) AS cost_usd,
+    coalesce(cost_usd, 0) / nullif(sum(coalesce(cost_usd, 0)) OVER (), 0) AS cost_ratio,
+    coalesce(input_tokens, 0) AS input_tokens,
+    coalesce(output_tokens, 0) AS output_tokens,
+    coalesce(cache_read_tokens, 0) AS cache_read_tokens,
+    coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
+    p50_duration_ms, p95_duration_ms,
+    coalesce(runs, 0) AS runs,
+    coalesce(tool_uses, 0) AS tool_uses,
+    p50_run_duration_ms";
+
 /// One row per query class and agent: API calls, cost and its share, tokens by type, call
 /// durations; for subagents also their runs, tool uses and run durations.
 pub fn agents_sql(r: &Runner) -> Result<Sql, super::QueryError> {
@@ -42,18 +57,7 @@ WITH calls AS (
     WHERE event_name = 'subagent_completed' AND time BETWEEN $1 AND $2{filter}
     GROUP BY 1, 2
 )
-SELECT query_class, agent,
-    coalesce(api_requests, 0) AS api_requests,
-    coalesce(cost_usd, 0) AS cost_usd,
-    coalesce(cost_usd, 0) / nullif(sum(coalesce(cost_usd, 0)) OVER (), 0) AS cost_ratio,
-    coalesce(input_tokens, 0) AS input_tokens,
-    coalesce(output_tokens, 0) AS output_tokens,
-    coalesce(cache_read_tokens, 0) AS cache_read_tokens,
-    coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
-    p50_duration_ms, p95_duration_ms,
-    coalesce(runs, 0) AS runs,
-    coalesce(tool_uses, 0) AS tool_uses,
-    p50_run_duration_ms
+SELECT {AGENT_COLUMNS}
 FROM calls FULL OUTER JOIN runs USING (query_class, agent)
 ORDER BY cost_usd DESC, query_class, agent"
     );
@@ -93,18 +97,7 @@ WITH calls AS (
     FROM ({runs}) GROUP BY 2
 ), run_q AS ({run_quantiles}
 )
-SELECT query_class, agent,
-    coalesce(api_requests, 0) AS api_requests,
-    coalesce(cost_usd, 0) AS cost_usd,
-    coalesce(cost_usd, 0) / nullif(sum(coalesce(cost_usd, 0)) OVER (), 0) AS cost_ratio,
-    coalesce(input_tokens, 0) AS input_tokens,
-    coalesce(output_tokens, 0) AS output_tokens,
-    coalesce(cache_read_tokens, 0) AS cache_read_tokens,
-    coalesce(cache_creation_tokens, 0) AS cache_creation_tokens,
-    p50_duration_ms, p95_duration_ms,
-    coalesce(runs, 0) AS runs,
-    coalesce(tool_uses, 0) AS tool_uses,
-    p50_run_duration_ms
+SELECT {AGENT_COLUMNS}
 FROM (calls LEFT JOIN call_q USING (query_class, agent))
     FULL OUTER JOIN (runs LEFT JOIN run_q USING (agent)) USING (query_class, agent)
 ORDER BY cost_usd DESC, query_class, agent"

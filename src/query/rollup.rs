@@ -188,29 +188,51 @@ pub type HistogramKey = Vec<Option<String>>;
 /// The merged histograms of a result with the key columns `keys`, `bin`, `n`, `lo` and `hi`
 /// (one row per key and bin, in any order): per key, its bins in ascending order.
 pub fn histograms(t: &Table, keys: &[&str]) -> Result<BTreeMap<HistogramKey, Vec<Bin>>, QueryError> {
+    /// One key cell, borrowed from the result: grouping allocates nothing per row.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Cell<'a> {
+        Number(i64),
+        Text(&'a str),
+        Null,
+    }
+    const MAX_KEYS: usize = 3;
+    if keys.len() > MAX_KEYS {
+        return Err(QueryError::Failed(format!("histogram: at most {MAX_KEYS} keys")));
+    }
     let col = |name: &str| t.column(name).ok_or_else(|| QueryError::Failed(format!("histogram: no column {name}")));
     let key_fields = keys.iter().map(|k| col(k)).collect::<Result<Vec<_>, _>>()?;
     let (bin, n, lo, hi) = (col("bin")?, col("n")?, col("lo")?, col("hi")?);
-    let mut out: BTreeMap<HistogramKey, Vec<Bin>> = BTreeMap::new();
+    let mut groups: std::collections::HashMap<[Cell; MAX_KEYS], Vec<Bin>> = Default::default();
     for i in 0..t.rows() {
-        let key = key_fields
-            .iter()
-            .map(|f| match f.kind() {
-                crate::frame::Kind::Number => f.number(i).map(|x| (x as i64).to_string()),
-                _ => f.text(i).map(str::to_string),
-            })
-            .collect();
-        out.entry(key).or_default().push(Bin {
+        let mut key = [Cell::Null; MAX_KEYS];
+        for (cell, f) in key.iter_mut().zip(&key_fields) {
+            *cell = match f.kind() {
+                crate::frame::Kind::Number => f.number(i).map_or(Cell::Null, |x| Cell::Number(x as i64)),
+                _ => f.text(i).map_or(Cell::Null, Cell::Text),
+            };
+        }
+        groups.entry(key).or_default().push(Bin {
             bin: bin.number(i).unwrap_or(0.0) as i32,
             n: n.number(i).unwrap_or(0.0) as i64,
             lo: lo.number(i).unwrap_or(f64::NAN),
             hi: hi.number(i).unwrap_or(f64::NAN),
         });
     }
-    for bins in out.values_mut() {
-        bins.sort_unstable_by_key(|b| b.bin);
-    }
-    Ok(out)
+    Ok(groups
+        .into_iter()
+        .map(|(key, mut bins)| {
+            bins.sort_unstable_by_key(|b| b.bin);
+            let key = key[..keys.len()]
+                .iter()
+                .map(|c| match c {
+                    Cell::Number(x) => Some(x.to_string()),
+                    Cell::Text(t) => Some(t.to_string()),
+                    Cell::Null => None,
+                })
+                .collect();
+            (key, bins)
+        })
+        .collect())
 }
 
 /// The value a sketch bin stands for: `2γ^bin / (γ + 1)` (see `store::rollup::SKETCH_ALPHA`).
