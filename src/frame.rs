@@ -28,6 +28,9 @@ pub enum FrameType {
     /// One time field, then number fields whose dimensions are labels.
     #[serde(rename = "timeseries-wide")]
     TimeSeriesWide,
+    /// One frame per series: a time field and one number field with the series' labels.
+    #[serde(rename = "timeseries-multi")]
+    TimeSeriesMulti,
     /// One row of number fields (a stat), dimensions in labels.
     #[serde(rename = "numeric-wide")]
     NumericWide,
@@ -46,7 +49,7 @@ impl FrameType {
     /// The contract version each type follows (`meta.typeVersion`).
     pub fn version(self) -> [u32; 2] {
         match self {
-            FrameType::TimeSeriesWide | FrameType::NumericWide | FrameType::NumericLong => [0, 1],
+            FrameType::TimeSeriesWide | FrameType::TimeSeriesMulti | FrameType::NumericWide | FrameType::NumericLong => [0, 1],
             FrameType::LogLines | FrameType::Table => [0, 0],
         }
     }
@@ -129,12 +132,33 @@ impl Meta {
 pub struct FieldConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<&'static str>,
+    /// Data links (sdk-go `DataLink`): Grafana offers them on every value of the field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<DataLink>,
 }
 
 impl FieldConfig {
     fn is_empty(&self) -> bool {
-        self.unit.is_none()
+        self.unit.is_none() && self.links.is_empty()
     }
+}
+
+/// A data link: a URL inside Grafana, or (`internal`) a query of a datasource that Grafana opens
+/// in Explore. Either may use Grafana's link variables (`${__value.raw}`, `${__data.fields.x}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataLink {
+    pub title: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal: Option<InternalLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalLink {
+    pub datasource_uid: String,
+    pub datasource_name: String,
+    pub query: serde_json::Value,
 }
 
 /// What a field holds, as Grafana's frontend types it.

@@ -21,10 +21,11 @@ fn expected_types(q: &Value) -> &'static [&'static str] {
         "breakdown" | "api_latency" | "api_errors" | "cost_by_model" if !table => &["timeseries-wide"],
         "sql" if q["format"] == "time_series" => &["timeseries-wide"],
         "sql" if q["format"] == "logs" => &["log-lines"],
-        "logs" => &["log-lines"],
+        "logs" | "log_context" => &["log-lines"],
+        "logs_volume" => &["timeseries-multi"],
         "trace" => &[""],
         // listings with times, JSON or only text
-        "sessions" | "session_timeline" | "prompts" | "annotations" | "variable" | "tool_errors" | "repositories" | "skills"
+        "sessions" | "session_timeline" | "prompts" | "traces" | "annotations" | "variable" | "tool_errors" | "repositories" | "skills"
         | "plugins" | "managed_settings" | "fleet" | "budget" | "usage_windows" | "usage_report" => &["table"],
         "sql" => &["numeric-long", "table"],
         _ => &["numeric-long"],
@@ -69,6 +70,12 @@ fn assert_frame(what: &str, q: &Value, frame: &DecodedFrame) {
             assert!(frame.fields[0].is_time() && frame.fields[1..].iter().all(DecodedField::is_number), "{what}");
             assert!(frame.fields[0].labels.as_object().is_none_or(|l| l.is_empty()), "{what}: the time field has no labels");
         }
+        "timeseries-multi" => {
+            // one series per frame: Explore's logs volume colours each frame by its `level` label
+            assert_eq!(frame.fields.len(), 2, "{what}");
+            assert!(frame.fields[0].is_time() && frame.fields[1].is_number(), "{what}");
+            assert!(frame.fields[1].labels["level"].is_string(), "{what}: a level label");
+        }
         "numeric-wide" => {
             assert_eq!(frame.rows(), 1, "{what}");
             assert!(frame.fields.iter().all(DecodedField::is_number), "{what}");
@@ -81,7 +88,7 @@ fn assert_frame(what: &str, q: &Value, frame: &DecodedFrame) {
             let types: Vec<(&str, &str)> = frame.fields.iter().take(2).map(|f| (f.name.as_str(), f.grafana_type.as_str())).collect();
             assert_eq!(types, [("timestamp", "time"), ("body", "string")], "{what}");
             assert!(frame.fields[0].values.iter().chain(&frame.fields[1].values).all(|v| !v.is_null()), "{what}: no null time or body");
-            if q["queryType"] == "logs" {
+            if q["queryType"] == "logs" || q["queryType"] == "log_context" {
                 assert_eq!(frame.field("severity").grafana_type, "string", "{what}");
                 assert_eq!(frame.field("id").grafana_type, "string", "{what}");
                 let labels = frame.field("labels");
@@ -145,13 +152,14 @@ async fn every_frame_decodes_as_grafana_shows_it() {
     plugin.ingest_http(&[transcript_run("tools-repo-2.1.332"), transcript_run("subagent-2.1.332")].concat()).await;
     let ids = plugin
         .query(
-            json!({"queryType": "sql", "rawSql": "SELECT any_value(session_id) AS s, any_value(prompt_id) AS p FROM events WHERE prompt_id IS NOT NULL"}),
+            json!({"queryType": "sql", "rawSql": "SELECT arg_max(session_id, time) AS s, arg_max(prompt_id, time) AS p, epoch_ms(max(time)) AS t FROM events WHERE prompt_id IS NOT NULL"}),
             FROM,
             TO,
         )
         .await;
     let session = ids.frames[0].field("s").strs()[0].clone();
     let prompt = ids.frames[0].field("p").strs()[0].clone();
+    let last_prompt_ms = ids.frames[0].field("t").f64s()[0];
 
     // the catalog example of every query type, from the resource the query editor reads
     let catalog = plugin.call_resource("GET", "query-types", &[], vec![]).await;
@@ -165,9 +173,12 @@ async fn every_frame_decodes_as_grafana_shows_it() {
         if q.get("promptId").is_some() {
             q["promptId"] = json!(prompt);
         }
+        if q["queryType"] == "log_context" {
+            q["time"] = json!(last_prompt_ms);
+        }
         examples.push((format!("example {}", entry["queryType"]), q));
     }
-    assert_eq!(examples.len(), 30);
+    assert_eq!(examples.len(), 33);
     let results = check_all(&plugin, &examples, FROM, TO).await;
     for ((what, _), r) in examples.iter().zip(&results) {
         // the fixtures have no failed tool call, no "timeout" in the logs example's search, and
@@ -180,7 +191,9 @@ async fn every_frame_decodes_as_grafana_shows_it() {
     // the same over a range without data: "no data" frames, still typed
     let empty = check_all(&plugin, &examples, 100_000, 200_000).await;
     for ((what, _), r) in examples.iter().zip(&empty) {
-        if !what.contains("trace") && !what.contains("stat") && !what.contains("\"sql\"") {
+        // a trace by id and a session's log context do not depend on the range
+        let ranged = !what.contains("\"trace\"") && !what.contains("log_context");
+        if ranged && !what.contains("stat") && !what.contains("\"sql\"") {
             assert!(r.frames.iter().all(|f| f.fields.is_empty()), "{what}: no data over an empty range");
         }
     }

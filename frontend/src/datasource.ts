@@ -5,13 +5,26 @@ import {
   DataQueryRequest,
   DataQueryResponse,
   DataSourceInstanceSettings,
+  DataSourceWithLogsContextSupport,
+  DataSourceWithQueryModificationSupport,
+  DataSourceWithSupplementaryQueriesSupport,
+  DataSourceWithToggleableQueryFiltersSupport,
+  dateTime,
+  LogRowContextOptions,
+  LogRowModel,
   MetricFindValue,
+  QueryFilterOptions,
+  QueryFixAction,
   ScopedVars,
+  SupplementaryQueryOptions,
+  SupplementaryQueryType,
+  ToggleFilterAction,
 } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv, TemplateSrv } from '@grafana/runtime';
-import { Observable } from 'rxjs';
+import { lastValueFrom, Observable } from 'rxjs';
 
 import { VariableQueryEditor } from './components/VariableQueryEditor';
+import * as explore from './explore';
 import { GROUP_KEYS } from './querySpec';
 import {
   AdhocFilter,
@@ -30,11 +43,29 @@ const SEPARATOR = '\u001f';
  * Fields holding one text value that may contain `$variables`. In raw SQL `${var:sqlstring}`
  * quotes values safely; a bare `$var` is replaced as written.
  */
-const TEXT_FIELDS = ['sessionId', 'promptId', 'traceId', 'search', 'groupBy', 'key', 'valueField', 'rawSql'] as const;
+const TEXT_FIELDS = [
+  'sessionId',
+  'promptId',
+  'traceId',
+  'spanId',
+  'tool',
+  'search',
+  'groupBy',
+  'key',
+  'valueField',
+  'rawSql',
+] as const;
 /** Filter fields: lists whose items may be multi-value variables. */
 const LIST_FIELDS = ['sessions', 'users', 'models', 'teams'] as const;
 
-export class DataSource extends DataSourceWithBackend<ClaudeCodeQuery, ClaudeCodeOptions> {
+export class DataSource
+  extends DataSourceWithBackend<ClaudeCodeQuery, ClaudeCodeOptions>
+  implements
+    DataSourceWithSupplementaryQueriesSupport<ClaudeCodeQuery>,
+    DataSourceWithLogsContextSupport<ClaudeCodeQuery>,
+    DataSourceWithQueryModificationSupport<ClaudeCodeQuery>,
+    DataSourceWithToggleableQueryFiltersSupport<ClaudeCodeQuery>
+{
   constructor(
     instanceSettings: DataSourceInstanceSettings<ClaudeCodeOptions>,
     private readonly templateSrv: TemplateSrv = getTemplateSrv()
@@ -74,6 +105,8 @@ export class DataSource extends DataSourceWithBackend<ClaudeCodeQuery, ClaudeCod
         return !!query.rawSql?.trim();
       case 'trace':
         return !!(query.traceId || query.promptId);
+      case 'log_context':
+        return !!(query.spanId || (query.sessionId && query.time !== undefined));
       case 'variable':
         return !!query.key;
       case 'stat':
@@ -136,6 +169,68 @@ export class DataSource extends DataSourceWithBackend<ClaudeCodeQuery, ClaudeCod
       )
       .map((v) => v.trim())
       .filter((v) => v !== '');
+  }
+
+  // Explore: the logs volume of a logs query
+  getSupportedSupplementaryQueryTypes(): SupplementaryQueryType[] {
+    return [SupplementaryQueryType.LogsVolume];
+  }
+
+  getSupplementaryQuery(options: SupplementaryQueryOptions, query: ClaudeCodeQuery): ClaudeCodeQuery | undefined {
+    return explore.supplementaryQuery(options, query);
+  }
+
+  getSupplementaryRequest(
+    type: SupplementaryQueryType,
+    request: DataQueryRequest<ClaudeCodeQuery>
+  ): DataQueryRequest<ClaudeCodeQuery> | undefined {
+    const targets = request.targets
+      .map((q) => explore.supplementaryQuery({ type } as SupplementaryQueryOptions, q))
+      .filter((q): q is ClaudeCodeQuery => q !== undefined);
+    return targets.length > 0 ? { ...request, targets, requestId: `${request.requestId}_log_volume` } : undefined;
+  }
+
+  // Explore: a log line's context, the events before and after it in its session
+  async getLogRowContextQuery(row: LogRowModel, options?: LogRowContextOptions): Promise<ClaudeCodeQuery | null> {
+    return explore.contextQuery(row, options) ?? null;
+  }
+
+  async getLogRowContext(row: LogRowModel, options?: LogRowContextOptions): Promise<DataQueryResponse> {
+    const target = explore.contextQuery(row, options);
+    if (!target) {
+      return { data: [] };
+    }
+    // the backend reads the whole session; the range only has to be valid
+    const at = dateTime(row.timeEpochMs);
+    const request = {
+      app: CoreApp.Explore,
+      requestId: `log-context-${row.uid}`,
+      targets: [target],
+      range: { from: at, to: at, raw: { from: at, to: at } },
+      interval: '1s',
+      intervalMs: 1000,
+      scopedVars: {},
+      timezone: 'utc',
+      startTime: Date.now(),
+    } as DataQueryRequest<ClaudeCodeQuery>;
+    return lastValueFrom(this.query(request));
+  }
+
+  // Explore: filter for / out a value from log details
+  modifyQuery(query: ClaudeCodeQuery, action: QueryFixAction): ClaudeCodeQuery {
+    return explore.modifyQuery(query, action);
+  }
+
+  getSupportedQueryModifications(): string[] {
+    return explore.QUERY_MODIFICATIONS;
+  }
+
+  toggleQueryFilter(query: ClaudeCodeQuery, filter: ToggleFilterAction): ClaudeCodeQuery {
+    return explore.toggleQueryFilter(query, filter);
+  }
+
+  queryHasFilter(query: ClaudeCodeQuery, filter: QueryFilterOptions): boolean {
+    return explore.queryHasFilter(query, { key: filter.key, value: filter.value });
   }
 
   /** The backend's catalog of query types, for the editor's picker. */

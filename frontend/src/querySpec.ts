@@ -2,6 +2,7 @@ import { SelectableValue } from '@grafana/data';
 import {
   AnnotationKind,
   ClaudeCodeQuery,
+  ContextDirection,
   Format,
   Latency,
   LatencySource,
@@ -27,6 +28,9 @@ export type QueryOption =
   | 'eventNames'
   | 'search'
   | 'trace'
+  | 'contextPoint'
+  | 'direction'
+  | 'traceSearch'
   | 'key'
   | 'kinds'
   | 'rawSql'
@@ -133,6 +137,24 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
     description: 'Events as log lines, filtered by event name and text.',
     options: ['eventNames', 'search', 'limit'],
     defaults: { limit: 1000 },
+  },
+  logs_volume: {
+    label: 'Logs volume',
+    description: 'Events of a logs query counted per level and interval (Explore adds it to logs queries).',
+    options: ['eventNames', 'search'],
+    defaults: {},
+  },
+  log_context: {
+    label: 'Log context',
+    description: 'The events of one session before and after a point in it (a time, or a span).',
+    options: ['contextPoint', 'direction', 'limit'],
+    defaults: { sessionId: '$session', direction: 'around', limit: 50 },
+  },
+  traces: {
+    label: 'Trace search',
+    description: 'Interactions with duration, prompt, model calls, tools, errors and cost; each opens its trace.',
+    options: ['traceSearch', 'limit'],
+    defaults: { limit: 100 },
   },
   trace: {
     label: 'Trace',
@@ -382,6 +404,13 @@ export function switchQueryType(query: ClaudeCodeQuery, queryType: QueryType): C
   ) as unknown as ClaudeCodeQuery;
   return { ...clean, queryType, ...QUERY_TYPES[queryType].defaults };
 }
+
+/** log_context: which side of the point. */
+export const CONTEXT_DIRECTIONS: Array<SelectableValue<ContextDirection>> = [
+  { value: 'before', label: 'Before' },
+  { value: 'around', label: 'Around' },
+  { value: 'after', label: 'After' },
+];
 
 /** usage_report periods. */
 export const REPORT_PERIODS: Array<SelectableValue<ReportPeriod>> = [

@@ -17,7 +17,10 @@ export type QueryType =
   | 'tool_costs'
   | 'productivity'
   | 'logs'
+  | 'logs_volume'
+  | 'log_context'
   | 'trace'
+  | 'traces'
   | 'event_counts'
   | 'repositories'
   | 'agents'
@@ -41,6 +44,7 @@ export type Latency = 'duration' | 'ttft' | 'first_content';
 export type LatencySource = 'events' | 'spans';
 export type ReportPeriod = 'day' | 'week' | 'month' | 'none';
 export type AnnotationKind = 'session_start' | 'api_error' | 'tool_reject';
+export type ContextDirection = 'before' | 'after' | 'around';
 
 export interface AdhocFilter {
   key: string;
@@ -79,6 +83,15 @@ export interface ClaudeCodeQuery extends DataQuery {
   search?: string;
   traceId?: string;
   promptId?: string;
+  /** log_context: a point in a session (epoch ms and the event's sequence) or a span. */
+  time?: number | string;
+  sequence?: number;
+  spanId?: string;
+  direction?: ContextDirection;
+  /** traces: search filters. */
+  minDurationMs?: number;
+  errorsOnly?: boolean;
+  tool?: string;
   key?: string;
   kinds?: AnnotationKind[];
   rawSql?: string;

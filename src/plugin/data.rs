@@ -81,12 +81,16 @@ impl ClaudeCodePlugin {
         });
         let instance = context.as_ref().and_then(|c| c.instance_settings.as_ref());
         self.learn_datasource_settings(instance);
-        let settings = self.query_settings(instance);
-        let settings = Arc::new(settings);
+        let scope = Arc::new(super::RequestScope {
+            settings: self.query_settings(instance),
+            datasource: instance
+                .filter(|i| !i.uid.is_empty())
+                .map(|i| super::links::Datasource { uid: i.uid.clone(), name: i.name.clone() }),
+        });
         let responses = futures::stream::iter(request.queries)
             .map(|q| {
-                let (this, settings) = (self.clone(), settings.clone());
-                async move { (q.ref_id.clone(), this.run_query(q, settings).await) }
+                let (this, scope) = (self.clone(), scope.clone());
+                async move { (q.ref_id.clone(), this.run_query(q, scope).await) }
             })
             .buffered(CONCURRENT_QUERIES)
             .collect()

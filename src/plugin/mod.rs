@@ -15,6 +15,7 @@ use crate::store::StoreError;
 use data::{DataResponse, DataServer, ErrorSource};
 
 pub mod data;
+pub mod links;
 
 #[derive(Clone, grafana_plugin_sdk::prelude::GrafanaPlugin)]
 #[grafana_plugin(plugin_type = "datasource")]
@@ -66,7 +67,7 @@ impl ClaudeCodePlugin {
     }
 
     /// One query's response: its frames, or the error with its status and source.
-    async fn run_query(&self, q: pluginv2::DataQuery, settings: Arc<Result<query::QuerySettings, String>>) -> DataResponse {
+    async fn run_query(&self, q: pluginv2::DataQuery, request: Arc<RequestScope>) -> DataResponse {
         let downstream = |m: String| DataResponse::error(StatusCode::BAD_REQUEST, ErrorSource::Downstream, m);
         let json: serde_json::Value = match serde_json::from_slice(&q.json) {
             Ok(json) => json,
@@ -93,11 +94,11 @@ impl ClaudeCodePlugin {
             max_data_points: q.max_data_points,
             limits: self.state.config.query_limits,
         };
-        let settings = match settings.as_ref() {
+        let settings = match &request.settings {
             Ok(s) => s.clone(),
             Err(e) => return downstream(e.clone()),
         };
-        let frames = match store.read(move |conn| query::run(conn, &parsed, &ctx, &settings).map_err(StoreError::from)).await {
+        let mut frames = match store.read(move |conn| query::run(conn, &parsed, &ctx, &settings).map_err(StoreError::from)).await {
             Ok(frames) => frames,
             Err(e) => {
                 let (status, source) = match &e {
@@ -109,11 +110,22 @@ impl ClaudeCodePlugin {
                 return DataResponse::error(status, source, e.to_string());
             }
         };
+        if let Some(ds) = &request.datasource {
+            links::add(&mut frames, ds);
+        }
         match frames.iter().map(|f| f.encode(&q.ref_id)).collect::<Result<Vec<_>, _>>() {
             Ok(bytes) => DataResponse::frames(bytes),
             Err(e) => DataResponse::error(StatusCode::INTERNAL_SERVER_ERROR, ErrorSource::Plugin, format!("building frames: {e}")),
         }
     }
+}
+
+/// What every query of one QueryData request shares: the datasource's query settings and who
+/// the datasource is (for data links back to it).
+#[derive(Debug)]
+pub struct RequestScope {
+    pub settings: Result<query::QuerySettings, String>,
+    pub datasource: Option<links::Datasource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,22 +325,37 @@ mod tests {
         let state = AppState::new(config);
         let plugin = ClaudeCodePlugin { state: state.clone() };
         // the query's fault, whatever the store's state
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "nope"})), Arc::new(Ok(Default::default()))).await;
+        let r = plugin
+            .run_query(
+                query(serde_json::json!({"queryType": "nope"})),
+                Arc::new(RequestScope { settings: Ok(Default::default()), datasource: None }),
+            )
+            .await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
         let r = plugin
             .run_query(
                 pluginv2::DataQuery { time_range: None, ..query(serde_json::json!({"queryType": "event_counts"})) },
-                Arc::new(Ok(Default::default())),
+                Arc::new(RequestScope { settings: Ok(Default::default()), datasource: None }),
             )
             .await;
         assert_eq!((r.status, r.error_source.as_str()), (400, "downstream"), "{}", r.error);
         // the plugin's: its store did not open within the wait
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"})), Arc::new(Ok(Default::default()))).await;
+        let r = plugin
+            .run_query(
+                query(serde_json::json!({"queryType": "event_counts"})),
+                Arc::new(RequestScope { settings: Ok(Default::default()), datasource: None }),
+            )
+            .await;
         assert_eq!((r.status, r.error_source.as_str(), r.frames.len()), (503, "plugin", 0), "{}", r.error);
         assert!(r.error.contains("still opening"), "{}", r.error);
         // once open: frames, no error, no source
         state.open_store().await.unwrap();
-        let r = plugin.run_query(query(serde_json::json!({"queryType": "event_counts"})), Arc::new(Ok(Default::default()))).await;
+        let r = plugin
+            .run_query(
+                query(serde_json::json!({"queryType": "event_counts"})),
+                Arc::new(RequestScope { settings: Ok(Default::default()), datasource: None }),
+            )
+            .await;
         assert_eq!((r.status, r.error.as_str(), r.error_source.as_str(), r.frames.len()), (200, "", "", 1));
     }
 }

@@ -84,6 +84,21 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
             json!({"queryType": "logs", "eventNames": ["api_error", "tool_result"], "search": "timeout", "limit": 500}),
         ),
         info(
+            "logs_volume",
+            "How many events of a logs query fall in each interval, one series per level (error, warning, info): Explore's logs volume histogram.",
+            json!({"queryType": "logs_volume", "eventNames": ["api_error", "tool_result"]}),
+        ),
+        info(
+            "log_context",
+            "The events of one session before and/or after a point in it (sessionId and time in epoch ms, with the event's sequence; or a spanId), direction before, after or around, limit per side, whatever the time range: Explore's log context and a span's events.",
+            json!({"queryType": "log_context", "sessionId": "0b6f9d4e-5f41-4c8a-9e1e-2d7c3b8a6f10", "time": 1_767_225_600_000_i64, "sequence": 12, "direction": "around", "limit": 20}),
+        ),
+        info(
+            "traces",
+            "Interactions (one root span per prompt) with start, duration, prompt, model calls, tools, errors and cost, newest first; filter by minimum duration, errors only, tool and session. Each trace id opens its trace.",
+            json!({"queryType": "traces", "minDurationMs": 1000, "errorsOnly": false, "tool": "Bash", "limit": 50}),
+        ),
+        info(
             "trace",
             "A prompt's spans (interaction → llm_request → tool) in Grafana's trace view, by prompt id or trace id.",
             json!({"queryType": "trace", "promptId": "b0f9a1f4-3c8e-4d5e-9a4b-1f2e3d4c5b6a"}),
@@ -202,7 +217,10 @@ mod tests {
             "productivity",
             "prompts",
             "logs",
+            "logs_volume",
+            "log_context",
             "trace",
+            "traces",
             "event_counts",
             "repositories",
             "agents",

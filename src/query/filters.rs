@@ -231,6 +231,7 @@ fn resolve(table: Table, key: &str, params: &mut Params, as_text: bool) -> Resul
     }
     let own = match (table, key) {
         (Table::Events, "event.name") => Some("event_name"),
+        (Table::Events, "severity" | "level") => Some(super::logs::SEVERITY_SQL),
         (Table::Metrics, "metric.name" | "metric_name") => Some("metric_name"),
         (Table::Spans, "span.name" | "name") => Some("name"),
         (Table::Spans | Table::Events, "trace_id" | "trace.id") => Some("trace_id"),

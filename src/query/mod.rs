@@ -5,6 +5,7 @@ pub mod explore;
 pub mod extensions;
 pub mod filters;
 pub mod fleet;
+pub mod logs;
 pub mod measures;
 pub mod model;
 pub mod plan;
@@ -19,6 +20,7 @@ pub mod sql;
 pub mod table;
 pub mod timezone;
 pub mod tools;
+pub mod traces;
 pub mod usage;
 
 use chrono::{DateTime, Utc};
@@ -270,8 +272,11 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::ToolErrors(_) => r.table("tool_errors", tools::errors_sql(r)?),
         Query::ToolDecisions(_) => r.table("tool_decisions", tools::decisions_sql(r)?),
         Query::ToolCosts(_) => r.table("tool_costs", tools::costs_sql(r)?),
-        Query::Logs(q) => explore::logs(r, q),
-        Query::Trace(q) => explore::trace(r, q),
+        Query::Logs(q) => logs::logs(r, q),
+        Query::LogsVolume(q) => logs::volume(r, q),
+        Query::LogContext(q) => logs::context(r, q),
+        Query::Trace(q) => traces::trace(r, q),
+        Query::Traces(q) => r.table("traces", traces::search_sql(r, q)?),
         Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(r)?),
         Query::Repositories(q) => r.snapshot(|| r.table("repositories", repositories::repositories_sql(r, q)?)),
         Query::Agents(_) => r.snapshot(|| r.table("agents", agents::agents_sql(r)?)),

@@ -21,7 +21,10 @@ pub enum Query {
     Productivity(ProductivityQuery),
     Prompts(LimitOnly),
     Logs(LogsQuery),
+    LogsVolume(LogsQuery),
+    LogContext(LogContextQuery),
     Trace(TraceQuery),
+    Traces(TracesQuery),
     EventCounts(NoOptions),
     Repositories(LimitOnly),
     Agents(NoOptions),
@@ -368,6 +371,100 @@ pub struct LogsQuery {
     pub search: Option<String>,
     #[serde(default = "default_limit")]
     pub limit: u32,
+}
+
+/// The events around a point of one session (`logs::context`): a time in the session, or a
+/// span (its session and start).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogContextQuery {
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Epoch milliseconds (fractions to the microsecond), a number or numeric text.
+    #[serde(default, deserialize_with = "optional_number")]
+    pub time: Option<f64>,
+    /// The event's `event.sequence`, when the point is an event.
+    #[serde(default, deserialize_with = "optional_integer")]
+    pub sequence: Option<i64>,
+    /// Instead of session and time: the span whose session's events around its start to give.
+    #[serde(default)]
+    pub span_id: Option<String>,
+    #[serde(default)]
+    pub direction: ContextDirection,
+    /// Events on each side.
+    #[serde(default = "default_context")]
+    pub limit: u32,
+}
+
+fn default_context() -> u32 {
+    50
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextDirection {
+    /// Earlier events, newest first (Grafana's `BACKWARD`).
+    #[serde(alias = "BACKWARD", alias = "backward")]
+    Before,
+    /// Later events, oldest first (Grafana's `FORWARD`).
+    #[serde(alias = "FORWARD", alias = "forward")]
+    After,
+    #[default]
+    Around,
+}
+
+/// A number sent as JSON number or text (Grafana's data links interpolate into strings).
+fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+    match N::deserialize(d)? {
+        N::Number(n) => Ok(Some(n)),
+        N::Text(t) if t.trim().is_empty() => Ok(None),
+        N::Text(t) => t.trim().parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
+        N::Null(()) => Ok(None),
+    }
+}
+
+fn optional_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Number(i64),
+        Text(String),
+        Null(()),
+    }
+    match N::deserialize(d)? {
+        N::Number(n) => Ok(Some(n)),
+        N::Text(t) if t.trim().is_empty() => Ok(None),
+        N::Text(t) => t.trim().parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not an integer"))),
+        N::Null(()) => Ok(None),
+    }
+}
+
+/// Interactions (root spans, one per prompt) to search traces by.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TracesQuery {
+    /// Only interactions that took at least this long.
+    #[serde(default)]
+    pub min_duration_ms: Option<f64>,
+    /// Only interactions with a failed span (model call, tool) or an API error.
+    #[serde(default)]
+    pub errors_only: bool,
+    /// Only interactions that called this tool.
+    #[serde(default)]
+    pub tool: Option<String>,
+    #[serde(default = "default_traces")]
+    pub limit: u32,
+}
+
+fn default_traces() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

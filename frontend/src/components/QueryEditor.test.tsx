@@ -142,6 +142,43 @@ describe('QueryEditor', () => {
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ format: 'logs' }));
   });
 
+  it('switches to trace search with its defaults', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'stat', measure: 'cost' });
+    await choose('Query type', 'Trace search');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ refId: 'A', queryType: 'traces', limit: 100 }));
+  });
+
+  it('edits the trace search filters', async () => {
+    const { onChange, onRunQuery } = await setup({ refId: 'A', queryType: 'traces', limit: 100 });
+    await userEvent.type(screen.getByLabelText('Minimum duration'), '5');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ minDurationMs: 5 }));
+    await userEvent.type(screen.getByLabelText('Tool'), 'B');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ tool: 'B' }));
+    await userEvent.click(screen.getByLabelText('Errors only'));
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ errorsOnly: true }));
+    expect(onRunQuery).toHaveBeenCalled();
+  });
+
+  it('asks the point of a log context: session and time, or a span, and the side', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'log_context', direction: 'around', limit: 50 });
+    await userEvent.type(screen.getByLabelText('Session id'), 's');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ sessionId: 's' }));
+    await userEvent.type(screen.getByLabelText('Time'), '1');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ time: '1' }));
+    await userEvent.type(screen.getByLabelText('Sequence'), '7');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ sequence: 7 }));
+    await userEvent.type(screen.getByLabelText('Span id'), 'a');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ spanId: 'a' }));
+    await userEvent.click(screen.getByText('Before'));
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ direction: 'before' }));
+  });
+
+  it('filters the logs volume like the logs query', async () => {
+    await setup({ refId: 'A', queryType: 'logs_volume', search: 'timeout' });
+    expect(screen.getByLabelText('Search')).toHaveValue('timeout');
+    expect(screen.queryByLabelText('Limit')).not.toBeInTheDocument();
+  });
+
   it('works without the backend catalog', async () => {
     const datasource = makeDataSource();
     jest.spyOn(datasource, 'getQueryTypes').mockRejectedValue(new Error('offline'));

@@ -15,6 +15,7 @@ import {
 import { DataSource } from '../datasource';
 import {
   ANNOTATION_KINDS,
+  CONTEXT_DIRECTIONS,
   EVENT_NAMES,
   FORMAT_LABELS,
   GROUP_KEYS,
@@ -34,6 +35,7 @@ import {
   AnnotationKind,
   ClaudeCodeOptions,
   ClaudeCodeQuery,
+  ContextDirection,
   Format,
   Latency,
   LatencySource,
@@ -329,6 +331,93 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
                 value={query.traceId ?? ''}
                 onChange={text('traceId')}
                 onBlur={run}
+              />
+            </InlineField>
+          </>
+        )}
+        {has('contextPoint') && (
+          <>
+            <InlineField label="Session" labelWidth={LABEL_WIDTH} tooltip="A session id or a variable such as $session">
+              <Input
+                id="cc-context-session"
+                aria-label="Session id"
+                width={40}
+                value={query.sessionId ?? ''}
+                onChange={text('sessionId')}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="Time" tooltip="Epoch milliseconds of the point in the session">
+              <Input
+                id="cc-context-time"
+                aria-label="Time"
+                width={18}
+                value={query.time ?? ''}
+                onChange={(e) => set({ time: e.currentTarget.value || undefined }, false)}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="Sequence" tooltip="The event's event.sequence, when the point is an event">
+              <Input
+                id="cc-context-sequence"
+                aria-label="Sequence"
+                type="number"
+                width={10}
+                value={query.sequence ?? ''}
+                onChange={number('sequence')}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="or span id" tooltip="The events around a span's start, in its session">
+              <Input
+                id="cc-context-span"
+                aria-label="Span id"
+                width={22}
+                value={query.spanId ?? ''}
+                onChange={text('spanId')}
+                onBlur={run}
+              />
+            </InlineField>
+          </>
+        )}
+        {has('direction') && (
+          <InlineField label="Events">
+            <RadioButtonGroup<ContextDirection>
+              options={CONTEXT_DIRECTIONS}
+              value={query.direction ?? 'around'}
+              onChange={(direction) => set({ direction })}
+            />
+          </InlineField>
+        )}
+        {has('traceSearch') && (
+          <>
+            <InlineField label="Min duration" labelWidth={LABEL_WIDTH} tooltip="Milliseconds; empty: any">
+              <Input
+                id="cc-min-duration"
+                aria-label="Minimum duration"
+                type="number"
+                min={0}
+                width={12}
+                value={query.minDurationMs ?? ''}
+                onChange={number('minDurationMs')}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="Tool" tooltip="Only interactions that called this tool">
+              <Input
+                id="cc-tool"
+                aria-label="Tool"
+                width={18}
+                value={query.tool ?? ''}
+                onChange={text('tool')}
+                onBlur={run}
+              />
+            </InlineField>
+            <InlineField label="Errors only" htmlFor="cc-errors-only">
+              <InlineSwitch
+                id="cc-errors-only"
+                value={query.errorsOnly ?? false}
+                onChange={(e) => set({ errorsOnly: e.currentTarget.checked || undefined })}
               />
             </InlineField>
           </>
