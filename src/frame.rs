@@ -102,6 +102,10 @@ pub struct Meta {
     /// Datasource-specific values (`meta.custom`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom: Option<serde_json::Value>,
+    /// A Grafana Live channel (`ds/<uid>/<path>`) whose packets continue the frame: the browser
+    /// subscribes to it and appends what arrives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 impl Meta {
@@ -234,6 +238,10 @@ impl Field {
 
     pub fn numbers(name: impl Into<String>, values: Vec<Option<f64>>) -> Field {
         Field::of(name, Arc::new(Float64Array::from(values)))
+    }
+
+    pub fn integers(name: impl Into<String>, values: Vec<Option<i64>>) -> Field {
+        Field::of(name, Arc::new(arrow::array::Int64Array::from(values)))
     }
 
     pub fn texts<S: AsRef<str>>(name: impl Into<String>, values: impl IntoIterator<Item = Option<S>>) -> Field {
@@ -450,7 +458,7 @@ impl Field {
     pub fn json_value(&self, row: usize) -> serde_json::Value {
         use serde_json::Value;
         match self.kind() {
-            Kind::Time => self.time_ns(row).map(|ns| Value::from(ns / 1_000_000)).unwrap_or(Value::Null),
+            Kind::Time => self.time_ns(row).map(|ns| Value::from(ns.div_euclid(1_000_000))).unwrap_or(Value::Null),
             Kind::Text => self.text(row).map(Value::from).unwrap_or(Value::Null),
             Kind::Json => self.text(row).map(|t| serde_json::from_str(t).unwrap_or_else(|_| Value::from(t))).unwrap_or(Value::Null),
             Kind::Bool => self.number(row).map(|b| Value::Bool(b != 0.0)).unwrap_or(Value::Null),
@@ -489,6 +497,109 @@ impl Frame {
                     .collect(),
             },
             data: DataJson { values: self.fields.iter().map(|f| (0..f.len()).map(|r| f.json_value(r)).collect()).collect() },
+        }
+    }
+}
+
+impl Frame {
+    /// The frame as the browser receives it (sdk-go `data.FrameToJSON`): `schema` (`name`,
+    /// `refId`, `meta`, fields with `type`, `typeInfo`, `labels`, `config`) when `with_schema`,
+    /// and `data.values`; times in ms, with their sub-millisecond part in `data.nanos`. Grafana
+    /// Live forwards stream packets in this form as they are.
+    pub fn to_grafana_json(&self, ref_id: &str, with_schema: bool) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let mut out = Map::new();
+        if with_schema {
+            let fields: Vec<Value> = self
+                .fields
+                .iter()
+                .map(|f| {
+                    let mut field = Map::new();
+                    field.insert("name".into(), f.name.clone().into());
+                    field.insert("type".into(), f.kind().browser_type().into());
+                    let mut type_info = json!({"frame": f.go_type()});
+                    if f.values.null_count() > 0 {
+                        type_info["nullable"] = true.into();
+                    }
+                    field.insert("typeInfo".into(), type_info);
+                    if !f.labels.is_empty() {
+                        field.insert("labels".into(), json!(f.labels));
+                    }
+                    if !f.config.is_empty() {
+                        field.insert("config".into(), serde_json::to_value(&f.config).unwrap_or_default());
+                    }
+                    Value::Object(field)
+                })
+                .collect();
+            let mut schema = Map::new();
+            if !self.name.is_empty() {
+                schema.insert("name".into(), self.name.clone().into());
+            }
+            if !ref_id.is_empty() {
+                schema.insert("refId".into(), ref_id.into());
+            }
+            schema.insert("meta".into(), serde_json::to_value(&self.meta).unwrap_or_default());
+            schema.insert("fields".into(), fields.into());
+            out.insert("schema".into(), Value::Object(schema));
+        }
+        let values: Vec<Value> = self.fields.iter().map(|f| (0..f.len()).map(|r| f.json_value(r)).collect()).collect();
+        let mut data = Map::new();
+        data.insert("values".into(), values.into());
+        // what a time's ms drop, per time field with any (null for the other fields)
+        let nanos: Vec<Value> = self
+            .fields
+            .iter()
+            .map(|f| match f.kind() {
+                Kind::Time => {
+                    let rest: Vec<i64> = (0..f.len()).map(|r| f.time_ns(r).map_or(0, |ns| ns.rem_euclid(1_000_000))).collect();
+                    if rest.iter().any(|n| *n != 0) {
+                        json!(rest)
+                    } else {
+                        Value::Null
+                    }
+                }
+                _ => Value::Null,
+            })
+            .collect();
+        if nanos.iter().any(|n| !n.is_null()) {
+            data.insert("nanos".into(), nanos.into());
+        }
+        out.insert("data".into(), Value::Object(data));
+        Value::Object(out)
+    }
+}
+
+impl Kind {
+    /// The browser's `FieldType`.
+    pub fn browser_type(self) -> &'static str {
+        match self {
+            Kind::Time => "time",
+            Kind::Number => "number",
+            Kind::Bool => "boolean",
+            Kind::Text => "string",
+            Kind::Json => "other",
+        }
+    }
+}
+
+impl Field {
+    /// The Go type sdk-go holds the values in (`typeInfo.frame`).
+    fn go_type(&self) -> &'static str {
+        match self.values.data_type() {
+            DataType::Timestamp(..) => "time.Time",
+            DataType::Int8 => "int8",
+            DataType::Int16 => "int16",
+            DataType::Int32 => "int32",
+            DataType::Int64 => "int64",
+            DataType::UInt8 => "uint8",
+            DataType::UInt16 => "uint16",
+            DataType::UInt32 => "uint32",
+            DataType::UInt64 => "uint64",
+            DataType::Float32 => "float32",
+            DataType::Float64 => "float64",
+            DataType::Boolean => "bool",
+            DataType::Binary => "json.RawMessage",
+            _ => "string",
         }
     }
 }

@@ -28,7 +28,7 @@ fn bench_smoke_run_reports_every_measure() {
     assert!(dataset["events"].as_u64() >= Some(3000));
     let queries = dataset["queries"].as_array().expect("query rows");
     // every query type of the catalog and every panel of both dashboards
-    assert_eq!(queries.len(), 30 + 22 + 10);
+    assert_eq!(queries.len(), 34 + 22 + 11);
     for q in queries.iter().chain(dataset["dashboards"].as_array().expect("dashboards")) {
         assert!(q["error"].is_null(), "{q}");
         assert!(q["plugin_median_ms"].as_f64().is_some() && q["raw_median_ms"].as_f64().is_some(), "{q}");

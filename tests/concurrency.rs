@@ -38,7 +38,7 @@ async fn full_speed_ingest_and_dashboards_in_a_loop_on_several_instances() {
         .await;
     let session = r.frames[0].field("s").strs()[0].clone();
     let queries = panels(&session);
-    assert_eq!(queries.len(), 32);
+    assert_eq!(queries.len(), 33);
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut exporters = Vec::new();

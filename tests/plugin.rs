@@ -453,7 +453,7 @@ async fn query_types_and_variable_values_are_resources() {
     let r = plugin.call_resource("GET", "query-types", &[], vec![]).await;
     assert_eq!(r.code, 200);
     let list: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(list.len(), 30);
+    assert_eq!(list.len(), 34);
     // every example runs through QueryData as it is
     for entry in &list {
         assert!(entry["description"].as_str().is_some_and(|d| !d.is_empty()));

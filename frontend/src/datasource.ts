@@ -89,6 +89,14 @@ export class DataSource
     };
   }
 
+  /** Explore's live mode turns logs queries into live tails; the backend answers with a Grafana Live channel. */
+  query(request: DataQueryRequest<ClaudeCodeQuery>): Observable<DataQueryResponse> {
+    if (request.liveStreaming) {
+      return super.query({ ...request, targets: request.targets.map(explore.liveQuery) });
+    }
+    return super.query(request);
+  }
+
   getDefaultQuery(_: CoreApp): Partial<ClaudeCodeQuery> {
     return DEFAULT_QUERY;
   }

@@ -8,6 +8,7 @@ import {
   LogRowModel,
   SupplementaryQueryType,
 } from '@grafana/data';
+import { DataSourceWithBackend } from '@grafana/runtime';
 import { of } from 'rxjs';
 
 import { makeDataSource } from './testUtils';
@@ -161,5 +162,27 @@ describe('filter for / out from log details', () => {
     const out = ds.toggleQueryFilter(on, { type: 'FILTER_OUT', options: { key: 'model', value: 'opus' } });
     expect(out.adhocFilters).toEqual([{ key: 'model', operator: '!=', value: 'opus' }]);
     expect(ds.queryHasFilter(out, { key: 'model', value: 'opus' })).toBe(false);
+  });
+});
+
+describe("Explore's live mode", () => {
+  const ds = makeDataSource();
+
+  it('follows new events of the logs query, of its session when it has one', async () => {
+    const backend = jest.spyOn(DataSourceWithBackend.prototype, 'query').mockReturnValue(of({ data: [] }));
+    ds.query({ ...request([logsQuery, { refId: 'B', queryType: 'stat', measure: 'cost' }]), liveStreaming: true });
+    const sent = backend.mock.calls[0][0] as DataQueryRequest<ClaudeCodeQuery>;
+    expect(sent.targets).toEqual([
+      { refId: 'A', queryType: 'live', sessionId: 's-1' },
+      { refId: 'B', queryType: 'stat', measure: 'cost' },
+    ]);
+    ds.query({ ...request([{ refId: 'A', queryType: 'logs', sessions: ['a', 'b'] }]), liveStreaming: true });
+    expect((backend.mock.calls[1][0] as DataQueryRequest<ClaudeCodeQuery>).targets).toEqual([
+      { refId: 'A', queryType: 'live' },
+    ]);
+    // without live mode the queries go as they are
+    ds.query(request([logsQuery]));
+    expect((backend.mock.calls[2][0] as DataQueryRequest<ClaudeCodeQuery>).targets).toEqual([logsQuery]);
+    backend.mockRestore();
   });
 });

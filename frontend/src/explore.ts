@@ -32,6 +32,22 @@ export function supplementaryQuery(
   return { ...rest, refId: `${VOLUME_REF_PREFIX}${query.refId}`, queryType: 'logs_volume' };
 }
 
+/**
+ * Explore's live mode: a `logs` query follows new events instead (`live`), of its session when
+ * it filters on exactly one.
+ */
+export function liveQuery(query: ClaudeCodeQuery): ClaudeCodeQuery {
+  if (query.queryType !== 'logs') {
+    return query;
+  }
+  const sessions = Array.isArray(query.sessions) ? query.sessions : query.sessions ? [query.sessions] : [];
+  return {
+    refId: query.refId,
+    queryType: 'live',
+    ...(sessions.length === 1 ? { sessionId: sessions[0] } : {}),
+  };
+}
+
 /** A field's value at a row of a log line's frame, as text. */
 function valueAt(frame: DataFrame, name: string, row: number): string | undefined {
   const value = frame.fields.find((f) => f.name === name)?.values[row];

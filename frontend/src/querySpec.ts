@@ -150,6 +150,12 @@ export const QUERY_TYPES: Record<QueryType, QueryTypeSpec> = {
     options: ['contextPoint', 'direction', 'limit'],
     defaults: { sessionId: '$session', direction: 'around', limit: 50 },
   },
+  live: {
+    label: 'Live',
+    description: 'Events as they arrive (Grafana Live), of one session or of all when the session is empty.',
+    options: ['sessionId'],
+    defaults: {},
+  },
   traces: {
     label: 'Trace search',
     description: 'Interactions with duration, prompt, model calls, tools, errors and cost; each opens its trace.',

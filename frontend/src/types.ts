@@ -19,6 +19,7 @@ export type QueryType =
   | 'logs'
   | 'logs_volume'
   | 'log_context'
+  | 'live'
   | 'trace'
   | 'traces'
   | 'event_counts'

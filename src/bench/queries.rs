@@ -207,7 +207,7 @@ mod tests {
         let ids = SampleIds { session_id: "s-1".into(), prompt_id: "p-1".into() };
         let overview = dashboard_panels(OVERVIEW, "overview panel", &ids).unwrap();
         let sessions = dashboard_panels(SESSIONS, "sessions panel", &ids).unwrap();
-        assert_eq!((overview.len(), sessions.len()), (22, 10));
+        assert_eq!((overview.len(), sessions.len()), (22, 11));
         let types = query_types(&ids);
         assert_eq!(types.len(), query::catalog::query_types().len());
         for q in overview.iter().chain(&sessions).chain(&types) {

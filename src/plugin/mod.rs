@@ -16,6 +16,7 @@ use data::{DataResponse, DataServer, ErrorSource};
 
 pub mod data;
 pub mod links;
+pub mod stream;
 
 #[derive(Clone, grafana_plugin_sdk::prelude::GrafanaPlugin)]
 #[grafana_plugin(plugin_type = "datasource")]
@@ -112,6 +113,12 @@ impl ClaudeCodePlugin {
         };
         if let Some(ds) = &request.datasource {
             links::add(&mut frames, ds);
+            // a live tail's channel, under this datasource
+            for frame in &mut frames {
+                if let Some(path) = frame.meta.channel.take() {
+                    frame.meta.channel = Some(format!("ds/{}/{path}", ds.uid));
+                }
+            }
         }
         match frames.iter().map(|f| f.encode(&q.ref_id)).collect::<Result<Vec<_>, _>>() {
             Ok(bytes) => DataResponse::frames(bytes),
@@ -292,11 +299,14 @@ pub async fn serve(
     reporter.set_serving::<DataServer>().await;
     reporter.set_serving::<pluginv2::diagnostics_server::DiagnosticsServer<ClaudeCodePlugin>>().await;
     reporter.set_serving::<pluginv2::resource_server::ResourceServer<ClaudeCodePlugin>>().await;
+    reporter.set_serving::<pluginv2::stream_server::StreamServer<stream::LiveTails>>().await;
+    let tails = stream::LiveTails::new(plugin.state.clone(), shutdown.clone());
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(DataServer::new(plugin.clone(), limit))
         .add_service(pluginv2::diagnostics_server::DiagnosticsServer::new(plugin.clone()))
         .add_service(pluginv2::resource_server::ResourceServer::new(plugin).max_decoding_message_size(limit))
+        .add_service(pluginv2::stream_server::StreamServer::new(tails))
         .serve_with_incoming_shutdown(crate::ingest::grpc::nodelay_incoming(listener)?, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

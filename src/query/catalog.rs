@@ -94,6 +94,11 @@ pub fn query_types() -> Vec<QueryTypeInfo> {
             json!({"queryType": "log_context", "sessionId": "0b6f9d4e-5f41-4c8a-9e1e-2d7c3b8a6f10", "time": 1_767_225_600_000_i64, "sequence": 12, "direction": "around", "limit": 20}),
         ),
         info(
+            "live",
+            "Events as they arrive, of one session or of all (Grafana Live): the log lines of each export from the moment the panel or Explore's live mode subscribes.",
+            json!({"queryType": "live", "sessionId": "0b6f9d4e-5f41-4c8a-9e1e-2d7c3b8a6f10"}),
+        ),
+        info(
             "traces",
             "Interactions (one root span per prompt) with start, duration, prompt, model calls, tools, errors and cost, newest first; filter by minimum duration, errors only, tool and session. Each trace id opens its trace.",
             json!({"queryType": "traces", "minDurationMs": 1000, "errorsOnly": false, "tool": "Bash", "limit": 50}),
@@ -219,6 +224,7 @@ mod tests {
             "logs",
             "logs_volume",
             "log_context",
+            "live",
             "trace",
             "traces",
             "event_counts",

@@ -4,12 +4,13 @@
 use chrono::{DateTime, Utc};
 
 use super::filters::Table;
-use super::model::{ContextDirection, LogContextQuery, LogsQuery};
+use super::model::{ContextDirection, LiveQuery, LogContextQuery, LogsQuery};
 use super::series::{pivot, Fill, Grid};
 use super::sql::{Params, Sql};
 use super::table::{unit_for, Units};
 use super::{QueryError, Runner};
 use crate::frame::{Field, Frame, FrameType, Kind, Meta, VisType};
+use crate::store::live::LiveEvent;
 
 /// An event's level: error for failed calls and tools, warning for refusals and rejections.
 /// Filters accept it as the key `severity` (or `level`), as Explore's "filter for" sends it.
@@ -210,6 +211,51 @@ pub fn context(r: &Runner, q: &LogContextQuery) -> Result<Vec<Frame>, QueryError
         ),
     };
     lines_frame(r, "log_context", p.into_sql(text))
+}
+
+/// The channel path of a live tail: `tail` (every event) or `tail/<session id>`.
+pub fn tail_path(session_id: Option<&str>) -> Result<String, QueryError> {
+    match session_id.map(str::trim).filter(|s| !s.is_empty() && *s != "$__all") {
+        None => Ok("tail".into()),
+        // Grafana Live channel paths allow these characters only
+        Some(s) if s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-=.".contains(c)) => Ok(format!("tail/{s}")),
+        Some(s) => Err(format!("sessionId {s:?}: a live tail follows a session id (letters, digits, '-', '_', '.', '=')").into()),
+    }
+}
+
+/// A live tail: no lines yet, the log-lines fields, and the channel (relative to the
+/// datasource) whose packets append the events committed from now on (`live_frame`).
+pub fn live(q: &LiveQuery) -> Result<Vec<Frame>, QueryError> {
+    let mut frame = live_frame(&[]);
+    frame.meta.channel = Some(tail_path(q.session_id.as_deref())?);
+    Ok(vec![frame])
+}
+
+/// Committed events as the `logs` query's lines, oldest first. `id` is the session, sequence
+/// and time (a live line has no row yet to name).
+pub fn live_frame(events: &[LiveEvent]) -> Frame {
+    let text = |f: fn(&LiveEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+    let fields = vec![
+        Field::times("timestamp", events.iter().map(|e| e.time_us.saturating_mul(1_000)).collect()),
+        Field::texts("body", text(|e| Some(&e.body))),
+        Field::texts("severity", text(|e| Some(e.severity))),
+        Field::texts(
+            "id",
+            events
+                .iter()
+                .map(|e| Some(format!("{}:{}:{}", e.session_id.as_deref().unwrap_or(""), e.event_sequence.unwrap_or(-1), e.time_us))),
+        ),
+        Field::json_documents("labels", &events.iter().map(|e| Some(e.labels.as_str())).collect::<arrow::array::StringArray>()),
+        Field::texts("event_name", text(|e| Some(&e.event_name))),
+        Field::texts("session_id", text(|e| e.session_id.as_deref())),
+        Field::texts("prompt_id", text(|e| e.prompt_id.as_deref())),
+        Field::texts("trace_id", text(|e| e.trace_id.as_deref())),
+        Field::texts("user_id", text(|e| e.user_id.as_deref())),
+        Field::texts("model", text(|e| e.model.as_deref())),
+        Field::texts("tool_name", text(|e| e.tool_name.as_deref())),
+        Field::integers("event_sequence", events.iter().map(|e| e.event_sequence).collect()).with_unit(Some(unit_for("event_sequence"))),
+    ];
+    Frame::new("live", Meta::new(Some(FrameType::LogLines), Some(VisType::Logs), Some("live tail".into())), fields)
 }
 
 #[cfg(test)]

@@ -275,6 +275,7 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::Logs(q) => logs::logs(r, q),
         Query::LogsVolume(q) => logs::volume(r, q),
         Query::LogContext(q) => logs::context(r, q),
+        Query::Live(q) => logs::live(q),
         Query::Trace(q) => traces::trace(r, q),
         Query::Traces(q) => r.table("traces", traces::search_sql(r, q)?),
         Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(r)?),

@@ -23,6 +23,7 @@ pub enum Query {
     Logs(LogsQuery),
     LogsVolume(LogsQuery),
     LogContext(LogContextQuery),
+    Live(LiveQuery),
     Trace(TraceQuery),
     Traces(TracesQuery),
     EventCounts(NoOptions),
@@ -381,10 +382,10 @@ pub struct LogContextQuery {
     #[serde(default)]
     pub session_id: Option<String>,
     /// Epoch milliseconds (fractions to the microsecond), a number or numeric text.
-    #[serde(default, deserialize_with = "optional_number")]
+    #[serde(default, deserialize_with = "number_or_text")]
     pub time: Option<f64>,
     /// The event's `event.sequence`, when the point is an event.
-    #[serde(default, deserialize_with = "optional_integer")]
+    #[serde(default, deserialize_with = "number_or_text")]
     pub sequence: Option<i64>,
     /// Instead of session and time: the span whose session's events around its start to give.
     #[serde(default)]
@@ -413,16 +414,21 @@ pub enum ContextDirection {
     Around,
 }
 
-/// A number sent as JSON number or text (Grafana's data links interpolate into strings).
-fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+/// A number sent as a JSON number or as text (Grafana's data links interpolate into strings);
+/// empty text and null are none.
+fn number_or_text<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum N {
-        Number(f64),
+    enum N<T> {
+        Number(T),
         Text(String),
         Null(()),
     }
-    match N::deserialize(d)? {
+    match N::<T>::deserialize(d)? {
         N::Number(n) => Ok(Some(n)),
         N::Text(t) if t.trim().is_empty() => Ok(None),
         N::Text(t) => t.trim().parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
@@ -430,20 +436,12 @@ fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>
     }
 }
 
-fn optional_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        Number(i64),
-        Text(String),
-        Null(()),
-    }
-    match N::deserialize(d)? {
-        N::Number(n) => Ok(Some(n)),
-        N::Text(t) if t.trim().is_empty() => Ok(None),
-        N::Text(t) => t.trim().parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not an integer"))),
-        N::Null(()) => Ok(None),
-    }
+/// Events as they arrive (Grafana Live), of one session or of all.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveQuery {
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 /// Interactions (root spans, one per prompt) to search traces by.

@@ -4,6 +4,7 @@
 //! run on a small pool of connections to the same database, on tokio's blocking threads.
 pub mod columnar;
 pub mod handle;
+pub mod live;
 pub mod retention;
 pub mod rollup;
 pub mod rows;
@@ -168,6 +169,8 @@ struct Inner {
     /// errors, while one per core left cores idle in single-threaded phases (BENCHMARKS.md).
     running: tokio::sync::Semaphore,
     stats: Arc<StoreStats>,
+    /// Committed events for live tails.
+    live: live::Live,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -189,6 +192,8 @@ pub struct StoreHealth {
     pub write_failure: Option<(String, String)>,
     /// Hours whose rollups wait to be rebuilt (read from the rows meanwhile).
     pub rollup_dirty_hours: i64,
+    /// Live tails (Grafana Live streams) following commits now.
+    pub live_tails: usize,
 }
 
 impl Store {
@@ -215,7 +220,8 @@ impl Store {
         let reader = conn.try_clone().map_err(open_err)?;
         let stats = Arc::new(StoreStats::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = Writer::new(conn, stats.clone()).map_err(open_err)?;
+        let live = live::Live::default();
+        let writer = Writer::new(conn, stats.clone(), live.clone()).map_err(open_err)?;
         let handle = std::thread::Builder::new()
             .name("duckdb-writer".into())
             .spawn(move || writer.run(rx))
@@ -231,6 +237,7 @@ impl Store {
                 readers: Mutex::new(vec![reader]),
                 running: tokio::sync::Semaphore::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
                 stats,
+                live,
                 writer_thread: Mutex::new(Some(handle)),
             }),
         })
@@ -238,6 +245,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Committed events as they come (`live`).
+    pub fn live(&self) -> &live::Live {
+        &self.inner.live
     }
 
     /// Stores a batch; resolves once it is committed (or failed, in which case nothing of it is).
@@ -326,6 +338,7 @@ impl Store {
             let refused = free_disk_bytes.and_then(|free| self.below_floor(free).err());
             refused.map(|e| (chrono::Utc::now().to_rfc3339(), e.to_string()))
         });
+        let live_tails = self.inner.live.listeners();
         self.read(move |conn| {
             let (events, metric_points, spans, sessions, newest, rollup_dirty_hours): (i64, i64, i64, i64, Option<i64>, i64) = conn.query_row(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM metric_points), (SELECT count(*) FROM spans),
@@ -348,6 +361,7 @@ impl Store {
                 free_disk_bytes,
                 write_failure,
                 rollup_dirty_hours,
+                live_tails,
             })
         })
         .await

@@ -11,6 +11,7 @@ use duckdb::{params, Connection, OptionalExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::columnar::{Row, TableLayout};
+use super::live::Live;
 use super::rollup;
 use super::rows::{Batch, EventRow, MetricRow, Micros};
 use super::{StoreError, StoreStats};
@@ -161,10 +162,12 @@ pub(super) struct Writer {
     rollups: RollupWork,
     /// For waiting on the queue with a timeout (rollup hours settling) from this plain thread.
     timer: Option<tokio::runtime::Runtime>,
+    /// Where committed telemetry events go to live tails.
+    live: Live,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, stats: Arc<StoreStats>) -> duckdb::Result<Self> {
+    pub fn new(conn: Connection, stats: Arc<StoreStats>, live: Live) -> duckdb::Result<Self> {
         let layouts = Layouts {
             events: TableLayout::read(&conn, "events")?,
             metric_points: TableLayout::read(&conn, "metric_points")?,
@@ -196,6 +199,7 @@ impl Writer {
             pause_file,
             rollups: RollupWork::default(),
             timer: None,
+            live,
         })
     }
 
@@ -353,6 +357,17 @@ impl Writer {
             Ok(results) => {
                 self.stats.mark_ingest();
                 self.stats.clear_write_failure();
+                // new telemetry to live tails before anyone hears it is stored (not re-sends,
+                // not imported history)
+                if self.live.listeners() > 0 {
+                    let fresh: Vec<&EventRow> = jobs
+                        .iter()
+                        .zip(&results)
+                        .filter(|(job, (duplicate, _))| !duplicate && !job.batch.transcript)
+                        .flat_map(|(job, _)| &job.batch.events)
+                        .collect();
+                    self.live.publish(&fresh);
+                }
                 for (job, (duplicate, plan)) in jobs.into_iter().zip(results) {
                     let outcome = if duplicate {
                         tracing::debug!("identical export re-sent; already stored");

@@ -173,6 +173,18 @@ describe('QueryEditor', () => {
     expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ direction: 'before' }));
   });
 
+  it('switches to a live tail', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'stat', measure: 'cost' });
+    await choose('Query type', 'Live');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'live' }));
+  });
+
+  it('follows one session live, or all when the session is empty', async () => {
+    const { onChange } = await setup({ refId: 'A', queryType: 'live' });
+    await userEvent.type(screen.getByLabelText('Session id'), 's');
+    expect(onChange).toHaveBeenLastCalledWith(expect.objectContaining({ queryType: 'live', sessionId: 's' }));
+  });
+
   it('filters the logs volume like the logs query', async () => {
     await setup({ refId: 'A', queryType: 'logs_volume', search: 'timeout' });
     expect(screen.getByLabelText('Search')).toHaveValue('timeout');

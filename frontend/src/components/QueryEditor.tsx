@@ -46,6 +46,37 @@ import {
 
 type Props = QueryEditorProps<DataSource, ClaudeCodeQuery, ClaudeCodeOptions>;
 
+interface TextOptionProps {
+  label: string;
+  /** The input's accessible name. */
+  name: string;
+  width: number;
+  value?: string | number;
+  tooltip?: string;
+  labelWidth?: number;
+  /** A non-negative number rather than text. */
+  numeric?: boolean;
+  onChange: (e: ChangeEvent<HTMLInputElement>) => void;
+  onBlur: () => void;
+}
+
+/** A labelled text (or number) input that stores as typed and runs the query on blur. */
+function TextOption({ label, name, width, value, tooltip, labelWidth, numeric, onChange, onBlur }: TextOptionProps) {
+  return (
+    <InlineField label={label} labelWidth={labelWidth} tooltip={tooltip}>
+      <Input
+        aria-label={name}
+        type={numeric ? 'number' : undefined}
+        min={numeric ? 0 : undefined}
+        width={width}
+        value={value ?? ''}
+        onChange={onChange}
+        onBlur={onBlur}
+      />
+    </InlineField>
+  );
+}
+
 const LABEL_WIDTH = 16;
 
 type ListField = 'sessions' | 'users' | 'models' | 'teams';
@@ -337,47 +368,44 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
         )}
         {has('contextPoint') && (
           <>
-            <InlineField label="Session" labelWidth={LABEL_WIDTH} tooltip="A session id or a variable such as $session">
-              <Input
-                id="cc-context-session"
-                aria-label="Session id"
-                width={40}
-                value={query.sessionId ?? ''}
-                onChange={text('sessionId')}
-                onBlur={run}
-              />
-            </InlineField>
-            <InlineField label="Time" tooltip="Epoch milliseconds of the point in the session">
-              <Input
-                id="cc-context-time"
-                aria-label="Time"
-                width={18}
-                value={query.time ?? ''}
-                onChange={(e) => set({ time: e.currentTarget.value || undefined }, false)}
-                onBlur={run}
-              />
-            </InlineField>
-            <InlineField label="Sequence" tooltip="The event's event.sequence, when the point is an event">
-              <Input
-                id="cc-context-sequence"
-                aria-label="Sequence"
-                type="number"
-                width={10}
-                value={query.sequence ?? ''}
-                onChange={number('sequence')}
-                onBlur={run}
-              />
-            </InlineField>
-            <InlineField label="or span id" tooltip="The events around a span's start, in its session">
-              <Input
-                id="cc-context-span"
-                aria-label="Span id"
-                width={22}
-                value={query.spanId ?? ''}
-                onChange={text('spanId')}
-                onBlur={run}
-              />
-            </InlineField>
+            <TextOption
+              label="Session"
+              labelWidth={LABEL_WIDTH}
+              tooltip="A session id or a variable such as $session"
+              name="Session id"
+              width={40}
+              value={query.sessionId}
+              onChange={text('sessionId')}
+              onBlur={run}
+            />
+            <TextOption
+              label="Time"
+              tooltip="Epoch milliseconds of the point in the session"
+              name="Time"
+              width={18}
+              value={query.time}
+              onChange={(e) => set({ time: e.currentTarget.value || undefined }, false)}
+              onBlur={run}
+            />
+            <TextOption
+              label="Sequence"
+              tooltip="The event's event.sequence, when the point is an event"
+              name="Sequence"
+              numeric
+              width={10}
+              value={query.sequence}
+              onChange={number('sequence')}
+              onBlur={run}
+            />
+            <TextOption
+              label="or span id"
+              tooltip="The events around a span's start, in its session"
+              name="Span id"
+              width={22}
+              value={query.spanId}
+              onChange={text('spanId')}
+              onBlur={run}
+            />
           </>
         )}
         {has('direction') && (
@@ -391,28 +419,26 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
         )}
         {has('traceSearch') && (
           <>
-            <InlineField label="Min duration" labelWidth={LABEL_WIDTH} tooltip="Milliseconds; empty: any">
-              <Input
-                id="cc-min-duration"
-                aria-label="Minimum duration"
-                type="number"
-                min={0}
-                width={12}
-                value={query.minDurationMs ?? ''}
-                onChange={number('minDurationMs')}
-                onBlur={run}
-              />
-            </InlineField>
-            <InlineField label="Tool" tooltip="Only interactions that called this tool">
-              <Input
-                id="cc-tool"
-                aria-label="Tool"
-                width={18}
-                value={query.tool ?? ''}
-                onChange={text('tool')}
-                onBlur={run}
-              />
-            </InlineField>
+            <TextOption
+              label="Min duration"
+              labelWidth={LABEL_WIDTH}
+              tooltip="Milliseconds; empty: any"
+              name="Minimum duration"
+              numeric
+              width={12}
+              value={query.minDurationMs}
+              onChange={number('minDurationMs')}
+              onBlur={run}
+            />
+            <TextOption
+              label="Tool"
+              tooltip="Only interactions that called this tool"
+              name="Tool"
+              width={18}
+              value={query.tool}
+              onChange={text('tool')}
+              onBlur={run}
+            />
             <InlineField label="Errors only" htmlFor="cc-errors-only">
               <InlineSwitch
                 id="cc-errors-only"
