@@ -34,7 +34,8 @@ cargo test --test package -- --ignored
 # the shipped amd64 binary (musl, its own DuckDB build) answers every protocol, frame, dashboard,
 # filter and edge test exactly as the development build does
 GPX_TEST_BINARY="$PWD/dist/gpx_claudecode_linux_amd64" cargo test --test plugin --test frames --test dashboards \
-  --test filters --test security --test hold --test serve --test retention --test durability --test disk_full
+  --test filters --test security --test hold --test serve --test retention --test durability --test disk_full \
+  --test explore --test live --test tls
 
 echo "==> go vet Magefile.go" >&2
 GO="$(command -v go || true)"

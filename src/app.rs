@@ -22,6 +22,8 @@ pub struct AppState {
     /// The `jsonData` of the datasource Grafana asked last (prices, budgets): the local API's
     /// queries use it, so a terminal report prices as the dashboards do.
     datasource_json: Mutex<Option<serde_json::Value>>,
+    /// TLS of both OTLP listeners: none, loaded, or why it cannot be (then they stay closed).
+    tls: Result<Option<Arc<crate::ingest::tls::Tls>>, String>,
 }
 
 /// Where each OTLP listener is, or why it is not.
@@ -29,6 +31,9 @@ pub struct AppState {
 pub struct Listeners {
     pub grpc: ListenerState,
     pub http: ListenerState,
+    /// Both listeners' TLS, when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::ingest::tls::TlsHealth>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -69,6 +74,11 @@ impl AppState {
         let store = StoreHandle::new(config.data_dir.clone(), config.store.clone());
         let auth = crate::ingest::auth::IngestAuth::new(config.ingest_token.clone(), config.data_dir.as_deref().ok());
         let ingest = Ingest::with_prices(store.clone(), auth, config.ingest.clone(), config.data_dir.clone().ok());
+        let tls = match &config.tls {
+            Ok(Some(settings)) => crate::ingest::tls::Tls::load(settings.clone()).map(Some).map_err(|e| format!("TLS: {e}")),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.clone()),
+        };
         Arc::new(AppState {
             config,
             store,
@@ -77,7 +87,13 @@ impl AppState {
             datasource_retention_days: Default::default(),
             datasource_retention_max_bytes: Default::default(),
             datasource_json: Mutex::new(None),
+            tls,
         })
+    }
+
+    /// The listeners' TLS, when configured and loaded.
+    fn tls(&self) -> Option<Arc<crate::ingest::tls::Tls>> {
+        self.tls.as_ref().ok().cloned().flatten()
     }
 
     /// The prices in effect for the process: the bundled table with the data directory's
@@ -130,7 +146,9 @@ impl AppState {
     }
 
     pub fn listeners(&self) -> Listeners {
-        self.listeners.lock().map(|l| l.clone()).unwrap_or_default()
+        let mut listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        listeners.tls = self.tls().map(|t| t.health());
+        listeners
     }
 
     fn set_listener(&self, which: Receiver, state: ListenerState) {
@@ -148,6 +166,12 @@ impl AppState {
             Receiver::Grpc => self.config.grpc_listen.clone(),
             Receiver::Http => self.config.http_listen.clone(),
         };
+        // TLS was asked for but cannot be served: no plaintext listener in its place
+        if let Err(e) = &self.tls {
+            tracing::error!(%address, error = %e, receiver = which.name(), "not listening");
+            self.set_listener(which, ListenerState::Failed { address: address.clone(), error: e.clone() });
+            return Err(format!("{} not listening on {address}: {e}", which.name()));
+        }
         match tokio::net::TcpListener::bind(&address).await {
             Ok(l) => {
                 let bound = l.local_addr().map(|a: SocketAddr| a.to_string()).unwrap_or(address);
@@ -176,9 +200,11 @@ impl AppState {
     ) -> Result<(), String> {
         let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let served = match which {
-            Receiver::Grpc => crate::ingest::grpc::serve(self.ingest.clone(), listener, shutdown).await,
+            Receiver::Grpc => crate::ingest::grpc::serve(self.ingest.clone(), listener, self.tls(), shutdown).await,
             // the local API (terminal commands, scripts) shares the OTLP/HTTP listener
-            Receiver::Http => crate::ingest::http::serve(self.ingest.clone(), crate::api::router(self.clone()), listener, shutdown).await,
+            Receiver::Http => {
+                crate::ingest::http::serve(self.ingest.clone(), crate::api::router(self.clone()), listener, self.tls(), shutdown).await
+            }
         };
         served.map_err(|e| {
             tracing::error!(address = %bound, error = %e, receiver = which.name(), "listener stopped");
@@ -329,6 +355,21 @@ impl AppState {
                 listener_text(&listeners.http),
             );
                 message.extend(waiting.map(|w| format!("; {w}")));
+                let mut failed = failed;
+                if let Some(tls) = &listeners.tls {
+                    let expires = tls.certificate_expires.get(..10).unwrap_or(&tls.certificate_expires);
+                    message.push_str(&format!(
+                        "; TLS: certificate {} expires {expires} ({} days), client certificates {}",
+                        tls.certificate_subject, tls.certificate_days_left, tls.client_certificates
+                    ));
+                    if let Some(e) = &tls.reload_error {
+                        message.push_str(&format!("; the TLS files changed but do not load ({e}): the previous ones are served"));
+                    }
+                    if tls.certificate_days_left < 0 {
+                        failed = true;
+                        message = format!("The TLS certificate expired on {expires}: clients refuse it; replace it. {message}");
+                    }
+                }
                 // exports refused now (a wrong token: Claude Code itself says nothing) come first
                 let refusing = ingest.refusing_now();
                 let message = match &refusals {

@@ -33,8 +33,34 @@ pub struct Config {
     pub retention_max_bytes: Option<u64>,
     /// The DuckDB file's own settings (memory, checkpoints, free-disk floor).
     pub store: crate::store::StoreOptions,
+    /// TLS on both OTLP listeners (`GF_PLUGIN_TLS_CERT_FILE`, `GF_PLUGIN_TLS_KEY_FILE`; mTLS with
+    /// `GF_PLUGIN_TLS_CLIENT_CA_FILE` and optionally `GF_PLUGIN_TLS_CLIENT_SUBJECTS`, a
+    /// `;`-separated list); `Err` when only half of it is set.
+    pub tls: Result<Option<crate::ingest::tls::TlsSettings>, String>,
     /// Settings that were set but could not be used, logged at start-up.
     pub ignored: Vec<String>,
+}
+
+/// TLS settings from their four values; a key without its certificate (or the reverse) is an
+/// error, so a listener never falls back to plaintext when TLS was meant.
+pub fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_subjects: Option<String>,
+) -> Result<Option<crate::ingest::tls::TlsSettings>, String> {
+    let client_subjects: Vec<String> =
+        client_subjects.iter().flat_map(|s| s.split(';')).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    match (cert, key) {
+        (Some(cert_file), Some(key_file)) => {
+            if !client_subjects.is_empty() && client_ca.is_none() {
+                return Err("TLS: client subjects are set but no client CA file (tls_client_ca_file) to check certificates with".into());
+            }
+            Ok(Some(crate::ingest::tls::TlsSettings { cert_file, key_file, client_ca_file: client_ca, client_subjects }))
+        }
+        (None, None) if client_ca.is_none() && client_subjects.is_empty() => Ok(None),
+        _ => Err("TLS needs both tls_cert_file and tls_key_file (GF_PLUGIN_TLS_CERT_FILE, GF_PLUGIN_TLS_KEY_FILE); the OTLP listeners stay closed until both are set".into()),
+    }
 }
 
 fn env(key: &str) -> Option<String> {
@@ -51,6 +77,12 @@ impl Config {
             http_listen: env("GF_PLUGIN_OTLP_HTTP_LISTEN").unwrap_or_else(|| DEFAULT_HTTP_LISTEN.into()),
             query_limits: query_limits(),
             ingest_token: env("GF_PLUGIN_INGEST_TOKEN"),
+            tls: tls_settings(
+                env("GF_PLUGIN_TLS_CERT_FILE").map(PathBuf::from),
+                env("GF_PLUGIN_TLS_KEY_FILE").map(PathBuf::from),
+                env("GF_PLUGIN_TLS_CLIENT_CA_FILE").map(PathBuf::from),
+                env("GF_PLUGIN_TLS_CLIENT_SUBJECTS"),
+            ),
             ingest: crate::ingest::IngestSettings {
                 limits: ingest_limits(),
                 max_body_bytes: max_body_bytes(),
@@ -83,6 +115,7 @@ impl Config {
             http_listen: http.unwrap_or(env_cfg.http_listen),
             query_limits: env_cfg.query_limits,
             ingest_token: env_cfg.ingest_token,
+            tls: env_cfg.tls,
             ingest: env_cfg.ingest,
             store_wait: env_cfg.store_wait,
             retention_days: env_cfg.retention_days,

@@ -33,6 +33,32 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// TLS on both OTLP listeners (flags replace the environment's settings when any is given).
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// Server certificate chain, PEM [env: GF_PLUGIN_TLS_CERT_FILE]
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// Its private key, PEM [env: GF_PLUGIN_TLS_KEY_FILE]
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates that client certificates must chain to: makes one mandatory (mTLS) [env: GF_PLUGIN_TLS_CLIENT_CA_FILE]
+    #[arg(long)]
+    tls_client_ca_file: Option<PathBuf>,
+    /// Client certificate subjects allowed, `;`-separated: common names or whole RFC 4514 subjects [env: GF_PLUGIN_TLS_CLIENT_SUBJECTS]
+    #[arg(long)]
+    tls_client_subjects: Option<String>,
+}
+
+impl TlsArgs {
+    fn given(&self) -> bool {
+        self.tls_cert_file.is_some()
+            || self.tls_key_file.is_some()
+            || self.tls_client_ca_file.is_some()
+            || self.tls_client_subjects.is_some()
+    }
+}
+
 #[derive(Subcommand)]
 enum PricesAction {
     /// Merge the Claude models of a LiteLLM model_prices_and_context_window.json into the data
@@ -56,6 +82,8 @@ enum Command {
         /// OTLP/HTTP listen address [env: GF_PLUGIN_OTLP_HTTP_LISTEN] [default: 127.0.0.1:4318]
         #[arg(long)]
         http: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Import Claude Code's local transcripts (history from before telemetry) into the store.
     Import(import::ImportArgs),
@@ -268,9 +296,13 @@ fn main() -> ExitCode {
     // servers log why they stop; terminal commands only print it
     let logs_errors = matches!(cli.command, None | Some(Command::Serve { .. }) | Some(Command::Bench(_)));
     let result = match cli.command {
-        Some(Command::Serve { data_dir, grpc, http }) => {
+        Some(Command::Serve { data_dir, grpc, http, tls }) => {
             terminal_logs();
-            runtime.block_on(standalone(Config::standalone(data_dir, grpc, http)))
+            let mut config = Config::standalone(data_dir, grpc, http);
+            if tls.given() {
+                config.tls = config::tls_settings(tls.tls_cert_file, tls.tls_key_file, tls.tls_client_ca_file, tls.tls_client_subjects);
+            }
+            runtime.block_on(standalone(config))
         }
         Some(Command::Import(args)) => {
             terminal_logs_quiet();

@@ -120,6 +120,72 @@ async fn real_claude_code_cli_over_grpc_http_protobuf_and_http_json() {
     assert!(details["store"]["spans"].as_i64().unwrap() > 0, "traces stored too");
 }
 
+/// The real CLI over gRPC and OTLP/HTTP protobuf against TLS, then mTLS: every session stored
+/// with the CLI's own numbers; without its client certificate nothing is, and health says why.
+/// Configured as Claude Code's monitoring documentation says (`OTEL_EXPORTER_OTLP_CERTIFICATE`,
+/// `OTEL_EXPORTER_OTLP_CLIENT_KEY`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`), which its gRPC
+/// exporter follows. Its OTLP/HTTP exporter (2.1.197 and 2.1.332 alike) ignores them and uses
+/// the CLI's own fetch settings: `NODE_EXTRA_CA_CERTS` to trust the server and
+/// `CLAUDE_CODE_CLIENT_CERT` / `CLAUDE_CODE_CLIENT_KEY` for its certificate (without them it sends
+/// nothing at all, or no certificate); the configuration page's snippet sets both.
+#[tokio::test]
+async fn real_claude_code_cli_over_tls_and_mtls() {
+    let pki = common::pki::Pki::new();
+    let work = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let ca = format!("OTEL_EXPORTER_OTLP_CERTIFICATE={}", pki.path("server-ca.pem").display());
+    let client_cert = format!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE={}", pki.path("client.pem").display());
+    let client_key = format!("OTEL_EXPORTER_OTLP_CLIENT_KEY={}", pki.path("client-key.pem").display());
+    let extra_ca = format!("NODE_EXTRA_CA_CERTS={}", pki.path("server-ca.pem").display());
+    let cc_cert = format!("CLAUDE_CODE_CLIENT_CERT={}", pki.path("client.pem").display());
+    let cc_key = format!("CLAUDE_CODE_CLIENT_KEY={}", pki.path("client-key.pem").display());
+    for mtls in [false, true] {
+        let env = pki.env(mtls);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &env).await;
+        for protocol in ["grpc", "http/protobuf"] {
+            let address = if protocol == "grpc" { &plugin.grpc_addr } else { &plugin.http_addr };
+            let port = address.rsplit(':').next().unwrap();
+            let endpoint = if protocol == "grpc" { format!("https://localhost:{port}") } else { format!("https://127.0.0.1:{port}") };
+            let mut args = vec!["--env", ca.as_str(), "--env", extra_ca.as_str()];
+            if mtls {
+                args.extend([
+                    "--env",
+                    client_cert.as_str(),
+                    "--env",
+                    client_key.as_str(),
+                    "--env",
+                    cc_cert.as_str(),
+                    "--env",
+                    cc_key.as_str(),
+                ]);
+            }
+            let out = work.path().join(format!("{}-{mtls}", protocol.replace('/', "-")));
+            let result = run_claude_version(DEFAULT_VERSION, protocol, &endpoint, &out, &[], &args);
+            let session = result["session_id"].as_str().expect("session_id in the CLI result").to_string();
+            let cli_cost = result["total_cost_usd"].as_f64().expect("total_cost_usd");
+            let r = plugin.query(json!({"refId": "A", "queryType": "sessions"}), now - 3600, now + 3600).await;
+            let f = &r.frames[0];
+            let row = f.row_where("session_id", &session);
+            assert_eq!(f.field("api_calls").i64s()[row], 7, "{protocol} mtls={mtls}");
+            assert_eq!(f.field("tool_calls").i64s()[row], 6, "{protocol} mtls={mtls}");
+            assert!((f.field("cost_usd").f64s()[row] - cli_cost).abs() < 1e-9, "{protocol} mtls={mtls}");
+        }
+        if mtls {
+            // the same CLI without its client certificate: refused, nothing stored, health says why
+            let before = plugin.health_details().await["store"]["events"].as_i64().unwrap();
+            let endpoint = format!("https://localhost:{}", plugin.grpc_addr.rsplit(':').next().unwrap());
+            run_claude_version(DEFAULT_VERSION, "grpc", &endpoint, &work.path().join("no-client-cert"), &[], &["--env", ca.as_str()]);
+            let details = plugin.health_details().await;
+            assert_eq!(details["store"]["events"].as_i64().unwrap(), before, "nothing stored without a client certificate");
+            assert!(details["ingest"]["refusals"]["tls"]["count"].as_u64() > Some(0), "{details}");
+            // the exporter retries, and its later attempts may end otherwise: the first names it
+            let named = plugin.log_lines().iter().any(|l| l.contains("TLS refused") && l.contains("the client sent no certificate"));
+            assert!(named, "{details}");
+        }
+    }
+}
+
 /// Claude Code 2.1.332 over all three protocols, in a git repository with an `origin` and
 /// `OTEL_METRICS_INCLUDE_REPOSITORY=1`: the session, its repository and branch, the fleet and
 /// the permission mode, each with the CLI's own numbers.

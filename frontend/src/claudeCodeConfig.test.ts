@@ -77,3 +77,37 @@ describe('claudeCodeEnv', () => {
     expect(JSON.parse(settingsJson(env))).toEqual({ env: Object.fromEntries(env) });
   });
 });
+
+describe('TLS on the listeners', () => {
+  const tls = {
+    client_certificates: 'not asked' as const,
+    certificate_subject: 'CN=otlp.example',
+    certificate_expires: '2027-03-01T00:00:00+00:00',
+    certificate_days_left: 84,
+  };
+
+  it('sends to https and trusts the CA in both exporters', () => {
+    expect(otlpEndpoint({}, { ...listening, tls }, 'grafana.example.com')).toBe('https://grafana.example.com:14318');
+    const env = Object.fromEntries(claudeCodeEnv({}, 'https://h:4318', false, tls));
+    expect(env.OTEL_EXPORTER_OTLP_CERTIFICATE).toBe('/etc/claude-code/otlp-ca.pem');
+    expect(env.NODE_EXTRA_CA_CERTS).toBe('/etc/claude-code/otlp-ca.pem');
+    expect(env).not.toHaveProperty('OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE');
+  });
+
+  it('adds the client certificate and key when the listeners require one (mTLS)', () => {
+    const env = Object.fromEntries(
+      claudeCodeEnv({}, 'https://h:4318', false, { ...tls, client_certificates: 'required' })
+    );
+    expect(env).toMatchObject({
+      OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: '/etc/claude-code/otlp-client.pem',
+      OTEL_EXPORTER_OTLP_CLIENT_KEY: '/etc/claude-code/otlp-client-key.pem',
+      CLAUDE_CODE_CLIENT_CERT: '/etc/claude-code/otlp-client.pem',
+      CLAUDE_CODE_CLIENT_KEY: '/etc/claude-code/otlp-client-key.pem',
+    });
+  });
+
+  it('warns when the certificate has expired', () => {
+    const expired = { ...listening, tls: { ...tls, certificate_days_left: -2 } };
+    expect(endpointWarnings({}, expired)[0]).toContain('has expired');
+  });
+});

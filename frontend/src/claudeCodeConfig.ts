@@ -32,7 +32,7 @@ export function otlpEndpoint(
   const kind = (options.otlpProtocol ?? DEFAULT_PROTOCOL) === 'grpc' ? 'grpc' : 'http';
   const port = listenerPort(endpoints?.[kind]?.address, DEFAULT_PORTS[kind]);
   const host = grafanaHost.includes(':') && !grafanaHost.startsWith('[') ? `[${grafanaHost}]` : grafanaHost;
-  return `http://${host}:${port}`;
+  return `${endpoints?.tls ? 'https' : 'http'}://${host}:${port}`;
 }
 
 /** Listener problems worth telling the person configuring Claude Code about. */
@@ -49,6 +49,11 @@ export function endpointWarnings(options: ClaudeCodeOptions, endpoints: Endpoint
   if (listener.state === 'starting') {
     return [`The ${name} listener is still starting.`];
   }
+  if (endpoints.tls && endpoints.tls.certificate_days_left < 0) {
+    return [
+      `The listeners' TLS certificate (${endpoints.tls.certificate_subject}) has expired: Claude Code refuses it.`,
+    ];
+  }
   if (listener.address && LOOPBACK.test(listener.address) && !options.otlpEndpoint) {
     return [
       `The ${name} listener is on ${listener.address}, reachable only from the Grafana host. ` +
@@ -59,11 +64,43 @@ export function endpointWarnings(options: ClaudeCodeOptions, endpoints: Endpoint
   return [];
 }
 
+/**
+ * Where each developer machine keeps the files TLS needs: the CA that signed the listeners'
+ * certificate, and for mTLS its own certificate and key.
+ */
+export const TLS_FILES = {
+  ca: '/etc/claude-code/otlp-ca.pem',
+  cert: '/etc/claude-code/otlp-client.pem',
+  key: '/etc/claude-code/otlp-client-key.pem',
+};
+
+/**
+ * The TLS variables: the OpenTelemetry ones, which Claude Code's gRPC exporter follows, and the
+ * CLI's own fetch settings, which its OTLP/HTTP exporter follows instead (observed with 2.1.197
+ * and 2.1.332).
+ */
+function tlsEnv(tls: NonNullable<Endpoints['tls']>): Array<[string, string]> {
+  const env: Array<[string, string]> = [
+    ['OTEL_EXPORTER_OTLP_CERTIFICATE', TLS_FILES.ca],
+    ['NODE_EXTRA_CA_CERTS', TLS_FILES.ca],
+  ];
+  if (tls.client_certificates === 'required') {
+    env.push(
+      ['OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE', TLS_FILES.cert],
+      ['OTEL_EXPORTER_OTLP_CLIENT_KEY', TLS_FILES.key],
+      ['CLAUDE_CODE_CLIENT_CERT', TLS_FILES.cert],
+      ['CLAUDE_CODE_CLIENT_KEY', TLS_FILES.key]
+    );
+  }
+  return env;
+}
+
 /** The environment Claude Code needs, in a stable order. */
 export function claudeCodeEnv(
   options: ClaudeCodeOptions,
   endpoint: string,
-  hasToken: boolean
+  hasToken: boolean,
+  tls?: Endpoints['tls']
 ): Array<[string, string]> {
   const env: Array<[string, string]> = [
     ['CLAUDE_CODE_ENABLE_TELEMETRY', '1'],
@@ -72,6 +109,9 @@ export function claudeCodeEnv(
     ['OTEL_EXPORTER_OTLP_PROTOCOL', options.otlpProtocol ?? DEFAULT_PROTOCOL],
     ['OTEL_EXPORTER_OTLP_ENDPOINT', endpoint],
   ];
+  if (tls) {
+    env.push(...tlsEnv(tls));
+  }
   if (hasToken) {
     // the token itself is a secret Grafana never sends back to the browser
     env.push(['OTEL_EXPORTER_OTLP_HEADERS', 'Authorization=Bearer <ingest token>']);

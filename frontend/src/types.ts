@@ -147,9 +147,20 @@ export interface ListenerState {
   error?: string;
 }
 
+/** The listeners' TLS as the `endpoints` resource reports it (absent: plaintext). */
+export interface ListenerTls {
+  client_certificates: 'required' | 'not asked';
+  client_subjects?: string[];
+  certificate_subject: string;
+  certificate_expires: string;
+  certificate_days_left: number;
+  reload_error?: string;
+}
+
 export interface Endpoints {
   grpc: ListenerState;
   http: ListenerState;
+  tls?: ListenerTls;
 }
 
 export interface QueryTypeInfo {

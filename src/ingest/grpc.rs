@@ -206,18 +206,28 @@ where
 pub async fn serve(
     ingest: Arc<Ingest>,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<super::tls::Tls>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let service = |ingest: &Arc<Ingest>| ingest.clone();
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(ExportService::<Logs> { ingest: service(&ingest), kind: PhantomData })
         .add_service(ExportService::<Metrics> { ingest: service(&ingest), kind: PhantomData })
-        .add_service(ExportService::<Traces> { ingest, kind: PhantomData })
-        .serve_with_incoming_shutdown(nodelay_incoming(listener)?, async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| e.to_string())
+        .add_service(ExportService::<Traces> { ingest: service(&ingest), kind: PhantomData });
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let served = match tls {
+        Some(tls) => {
+            let refused = move |peer, reason: String| {
+                let origin = Origin { protocol: Protocol::Grpc, peer: Some(peer) };
+                ingest.stats.refused(super::stats::RefusalReason::Tls, None, &origin, &reason);
+            };
+            router.serve_with_incoming_shutdown(super::tls::incoming(listener, tls, refused), stop).await
+        }
+        None => router.serve_with_incoming_shutdown(nodelay_incoming(listener)?, stop).await,
+    };
+    served.map_err(|e| e.to_string())
 }
 
 /// Accepted connections with TCP_NODELAY: without it every small gRPC response waits for the

@@ -11,7 +11,7 @@ use axum::Router;
 use prost::Message;
 
 use super::decode::{Encoding, Signal};
-use super::stats::{Origin, Protocol};
+use super::stats::{Origin, Protocol, RefusalReason};
 use super::{Ingest, IngestError};
 
 /// The signal a request path is for: OTLP's own paths plus the ones of VictoriaMetrics
@@ -244,8 +244,12 @@ pub async fn serve(
     ingest: Arc<Ingest>,
     beside: Router,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<super::tls::Tls>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
+    if let Some(tls) = tls {
+        return serve_tls(ingest, beside, listener, tls, shutdown).await;
+    }
     // Without TCP_NODELAY small responses wait for the peer's delayed ACK (~40 ms each).
     axum::serve(listener, beside.merge(router(ingest)).into_make_service_with_connect_info::<SocketAddr>())
         .tcp_nodelay(true)
@@ -254,6 +258,46 @@ pub async fn serve(
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `serve` over TLS: axum's server takes plain TCP only, so each connection is handed to hyper
+/// here, with its peer address for the handlers and a graceful end on shutdown.
+async fn serve_tls(
+    ingest: Arc<Ingest>,
+    beside: Router,
+    listener: tokio::net::TcpListener,
+    tls: Arc<super::tls::Tls>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    use futures::StreamExt;
+    let app = beside.merge(router(ingest.clone()));
+    let refused = move |peer, reason: String| {
+        let origin = Origin { protocol: Protocol::Http, peer: Some(peer) };
+        ingest.stats.refused(RefusalReason::Tls, None, &origin, &reason);
+    };
+    let mut connections = std::pin::pin!(super::tls::incoming(listener, tls, refused));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            conn = connections.next() => conn,
+        };
+        let Some(Ok(conn)) = conn else { break };
+        let Some(peer) = conn.peer() else { continue };
+        let service = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(conn), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "OTLP/HTTP connection ended");
+            }
+        });
+    }
+    // requests under way finish; idle connections close
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod stats;
+pub mod tls;
 pub mod transcript;
 
 use std::sync::Arc;

@@ -62,6 +62,8 @@ pub enum RefusalReason {
     DiskFull,
     WriteFailed,
     ShuttingDown,
+    /// The TLS handshake failed or the client certificate was not accepted.
+    Tls,
 }
 
 impl RefusalReason {
@@ -80,6 +82,7 @@ impl RefusalReason {
             RefusalReason::DiskFull => "disk full",
             RefusalReason::WriteFailed => "write failed",
             RefusalReason::ShuttingDown => "shutting down",
+            RefusalReason::Tls => "TLS refused",
         }
     }
 }

@@ -12,6 +12,7 @@ use gpx_claudecode::plugin::data::QueryDataResponse;
 use grafana_plugin_sdk::pluginv2;
 use serde_json::{json, Value};
 
+pub mod pki;
 #[path = "../../src/test_fixtures.rs"]
 pub mod test_fixtures;
 

@@ -22,6 +22,7 @@ import {
   otlpEndpoint,
   settingsJson,
   shellExports,
+  TLS_FILES,
 } from '../claudeCodeConfig';
 import { ClaudeCodeOptions, ClaudeCodeSecureOptions, Endpoints, OtlpProtocol } from '../types';
 
@@ -89,7 +90,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
 
   const hasToken = Boolean(secureJsonFields?.ingestToken || secureJsonData?.ingestToken);
   const endpoint = otlpEndpoint(jsonData, endpoints, window.location.hostname || 'localhost');
-  const env = claudeCodeEnv(jsonData, endpoint, hasToken);
+  const env = claudeCodeEnv(jsonData, endpoint, hasToken, endpoints?.tls);
   const warnings = endpointWarnings(jsonData, endpoints);
 
   return (
@@ -221,6 +222,16 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               {': '}
               {MANAGED_SETTINGS_PATHS.map((p) => `${p.os}: ${p.path}`).join('; ')}.
             </Text>
+            {endpoints?.tls && (
+              <Text color="secondary" variant="bodySmall">
+                The listeners speak TLS ({endpoints.tls.certificate_subject}, valid{' '}
+                {endpoints.tls.certificate_days_left} more days): put the CA that signed it at {TLS_FILES.ca}
+                {endpoints.tls.client_certificates === 'required'
+                  ? `, and each machine's client certificate and key (signed by the client CA) at ${TLS_FILES.cert} and ${TLS_FILES.key}`
+                  : ''}
+                .
+              </Text>
+            )}
           </Stack>
         </Stack>
       </FieldSet>
