@@ -474,13 +474,6 @@ impl Field {
 
 impl Frame {
     pub fn to_json(&self) -> FrameJson {
-        let field_type = |k: Kind| match k {
-            Kind::Time => "time",
-            Kind::Number => "number",
-            Kind::Bool => "boolean",
-            Kind::Text => "string",
-            Kind::Json => "other",
-        };
         FrameJson {
             schema: SchemaJson {
                 name: self.name.clone(),
@@ -490,7 +483,7 @@ impl Frame {
                     .iter()
                     .map(|f| FieldJson {
                         name: f.name.clone(),
-                        field_type: field_type(f.kind()).into(),
+                        field_type: f.kind().browser_type().into(),
                         labels: f.labels.clone(),
                         unit: f.config.unit.map(str::to_string),
                     })

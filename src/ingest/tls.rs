@@ -157,8 +157,9 @@ impl Tls {
         Ok(Loaded { acceptor: TlsAcceptor::from(Arc::new(config)), stamps, subject, not_after })
     }
 
-    /// The configuration for a new connection, re-read first when a file changed.
-    fn current(&self) -> Arc<Loaded> {
+    /// The configuration for a new connection, re-read first when a file changed, and why the
+    /// files as they are now do not load, if they do not.
+    fn current(&self) -> (Arc<Loaded>, Option<String>) {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let now: Vec<Stamp> = Tls::files(&self.settings).into_iter().map(stamp).collect();
         if now != current.0.stamps {
@@ -177,12 +178,12 @@ impl Tls {
                 }
             }
         }
-        current.0.clone()
+        current.clone()
     }
 
     /// Completes the handshake of an accepted connection; the error says why it was refused.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-        let acceptor = self.current().acceptor.clone();
+        let acceptor = self.current().0.acceptor.clone();
         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
             Err(_) => return Err(format!("TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}")),
             Ok(Err(e)) => return Err(format!("TLS handshake failed: {}", handshake_reason(&e))),
@@ -202,8 +203,7 @@ impl Tls {
     }
 
     pub fn health(&self) -> TlsHealth {
-        let loaded = self.current();
-        let reload_error = self.current.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
+        let (loaded, reload_error) = self.current();
         TlsHealth {
             client_certificates: if self.settings.client_ca_file.is_some() { "required" } else { "not asked" },
             client_subjects: self.settings.client_subjects.clone(),

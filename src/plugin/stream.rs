@@ -64,14 +64,17 @@ impl Tail {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
             };
-            let events: Vec<_> = match &self.session {
-                None => batch.to_vec(),
-                Some(s) => batch.iter().filter(|e| e.session_id.as_deref() == Some(s.as_str())).cloned().collect(),
+            let frame = match &self.session {
+                None => logs::live_frame(&batch),
+                Some(s) => {
+                    let mine: Vec<_> = batch.iter().filter(|e| e.session_id.as_deref() == Some(s.as_str())).cloned().collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    logs::live_frame(&mine)
+                }
             };
-            if events.is_empty() {
-                continue;
-            }
-            let json = logs::live_frame(&events).to_grafana_json("", !self.schema_sent);
+            let json = frame.to_grafana_json("", !self.schema_sent);
             self.schema_sent = true;
             return Some(pluginv2::StreamPacket { data: json.to_string().into_bytes() });
         }
