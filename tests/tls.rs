@@ -217,13 +217,15 @@ async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
     assert!(health.message.contains("the TLS files changed but do not load"), "{}", health.message);
 }
 
-/// Health once the store is open, listeners up or not.
+/// Health once the store is open and both listeners have started or failed (each
+/// reports on its own, so waiting for one says nothing about the other).
 async fn settled_health(plugin: &Plugin) -> (String, Value) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let h = plugin.check_health().await;
         let details: Value = serde_json::from_slice(&h.json_details).unwrap_or(Value::Null);
-        if details["store"].is_object() && details["listeners"]["grpc"]["state"] != "starting" {
+        let settled = |listener: &str| details["listeners"][listener]["state"] != "starting";
+        if details["store"].is_object() && settled("grpc") && settled("http") {
             return (h.message, details);
         }
         assert!(std::time::Instant::now() < deadline, "{}", h.message);
