@@ -35,7 +35,7 @@ cargo test --test package -- --ignored
 # filter and edge test exactly as the development build does
 GPX_TEST_BINARY="$PWD/dist/gpx_claudecode_linux_amd64" cargo test --test plugin --test frames --test dashboards \
   --test filters --test security --test hold --test serve --test retention --test durability --test disk_full \
-  --test explore --test live --test tls
+  --test explore --test live --test tls --test content
 
 echo "==> go vet Magefile.go" >&2
 GO="$(command -v go || true)"

@@ -49,6 +49,10 @@ pub struct QueryResponse {
     pub frames: Vec<FrameJson>,
 }
 
+/// The role of the local API's callers (loopback users, or holders of the ingest token, which
+/// every laptop sending telemetry has): content only where Viewers may read it.
+pub const LOCAL_API_ROLE: crate::query::access::Role = crate::query::access::Role::Viewer;
+
 /// 9999-12-31T23:59:59.999Z in ms.
 const MAX_MS: i64 = 253_402_300_799_999;
 
@@ -154,7 +158,8 @@ async fn query_route(State(state): State<Arc<AppState>>, body: axum::body::Bytes
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a query request ({{\"query\": {{…}}, \"fromMs\", \"toMs\"}}): {e}")),
     };
-    let settings = match state.query_settings(None) {
+    // without Grafana there is no user to ask: the local API's callers read as Viewers
+    let settings = match state.query_settings(None, LOCAL_API_ROLE) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -204,8 +209,14 @@ async fn export_route(
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let format = params.format;
+    let access = match state.query_settings(None, LOCAL_API_ROLE) {
+        Ok(s) => s.access,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let result = store
         .read(move |conn| {
+            // an export is the session's records as they were sent, content hidden as in queries
+            crate::store::masked::apply(conn, access)?;
             crate::export::session(conn, &params.session, format, &signals).map_err(|e| match e {
                 crate::export::ExportError::UnknownSession(_) | crate::export::ExportError::NoneOfSignals(..) => {
                     StoreError::Rejected(e.to_string())

@@ -112,10 +112,15 @@ impl AppState {
     }
 
     /// What a datasource's settings add to its queries: prices (the data directory's table with
-    /// the datasource's `prices` over it) and `budgets`. `None`: the datasource Grafana asked
+    /// the datasource's `prices` over it), `budgets`, and whether `reader` sees content (its
+    /// `contentRole`, else the process's `content_role`). `None`: the datasource Grafana asked
     /// last, else none (standalone). A bad setting is an error that names it, never a silently
     /// different number.
-    pub fn query_settings(&self, json: Option<&serde_json::Value>) -> Result<crate::query::QuerySettings, String> {
+    pub fn query_settings(
+        &self,
+        json: Option<&serde_json::Value>,
+        reader: crate::query::access::Role,
+    ) -> Result<crate::query::QuerySettings, String> {
         let json = match json {
             Some(j) => j.clone(),
             None => self.datasource_json.lock().ok().and_then(|j| j.clone()).unwrap_or_default(),
@@ -132,7 +137,9 @@ impl AppState {
             }
             None => Vec::new(),
         };
-        Ok(crate::query::QuerySettings { prices, budgets, rollups: true })
+        let content_role = crate::query::access::content_role_setting(&json)?.unwrap_or(self.config.content_role);
+        let access = crate::query::access::access(reader, content_role);
+        Ok(crate::query::QuerySettings { prices, budgets, rollups: true, access, content_role })
     }
 
     /// The open store, or why it is not available (still opening, or failed).

@@ -37,6 +37,10 @@ pub struct Config {
     /// `GF_PLUGIN_TLS_CLIENT_CA_FILE` and optionally `GF_PLUGIN_TLS_CLIENT_SUBJECTS`, a
     /// `;`-separated list); `Err` when only half of it is set.
     pub tls: Result<Option<crate::ingest::tls::TlsSettings>, String>,
+    /// The lowest Grafana role that reads content where a datasource does not say
+    /// (`GF_PLUGIN_CONTENT_ROLE`, `serve --content-role`; default Admin). The local API's
+    /// callers read as Viewers.
+    pub content_role: crate::query::access::Role,
     /// Settings that were set but could not be used, logged at start-up.
     pub ignored: Vec<String>,
 }
@@ -60,6 +64,19 @@ pub fn tls_settings(
         }
         (None, None) if client_ca.is_none() && client_subjects.is_empty() => Ok(None),
         _ => Err("TLS needs both tls_cert_file and tls_key_file (GF_PLUGIN_TLS_CERT_FILE, GF_PLUGIN_TLS_KEY_FILE); the OTLP listeners stay closed until both are set".into()),
+    }
+}
+
+/// `GF_PLUGIN_CONTENT_ROLE`; a value that is not a role keeps the default (the strictest).
+fn content_role(ignored: &mut Vec<String>) -> crate::query::access::Role {
+    let default = crate::query::access::DEFAULT_CONTENT_ROLE;
+    match env("GF_PLUGIN_CONTENT_ROLE").map(|v| crate::query::access::Role::parse_setting(&v)) {
+        None => default,
+        Some(Ok(role)) => role,
+        Some(Err(e)) => {
+            ignored.push(format!("GF_PLUGIN_CONTENT_ROLE {e}; content stays for {}s", default.name()));
+            default
+        }
     }
 }
 
@@ -93,6 +110,7 @@ impl Config {
                     .unwrap_or(crate::ingest::DEFAULT_HOLD_MAX_BYTES),
             },
             store_wait: store_wait(),
+            content_role: content_role(&mut ignored),
             retention_days: env("GF_PLUGIN_RETENTION_DAYS").and_then(|v| v.trim().parse().ok()),
             retention_interval: std::time::Duration::from_secs(positive("GF_PLUGIN_RETENTION_INTERVAL_SECONDS").unwrap_or(3600) as u64),
             retention_max_bytes: size("GF_PLUGIN_RETENTION_MAX_SIZE", &mut ignored).filter(|b| *b > 0),
@@ -118,6 +136,7 @@ impl Config {
             tls: env_cfg.tls,
             ingest: env_cfg.ingest,
             store_wait: env_cfg.store_wait,
+            content_role: env_cfg.content_role,
             retention_days: env_cfg.retention_days,
             retention_interval: env_cfg.retention_interval,
             retention_max_bytes: env_cfg.retention_max_bytes,

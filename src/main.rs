@@ -84,6 +84,11 @@ enum Command {
         http: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Lowest Grafana role that reads prompts, responses, tool details, commands, file paths
+        /// and error messages: Viewer, Editor or Admin; terminal commands asking this process read
+        /// as Viewers [env: GF_PLUGIN_CONTENT_ROLE] [default: Admin]
+        #[arg(long, value_parser = gpx_claudecode::query::access::Role::parse_setting)]
+        content_role: Option<gpx_claudecode::query::access::Role>,
     },
     /// Import Claude Code's local transcripts (history from before telemetry) into the store.
     Import(import::ImportArgs),
@@ -296,9 +301,12 @@ fn main() -> ExitCode {
     // servers log why they stop; terminal commands only print it
     let logs_errors = matches!(cli.command, None | Some(Command::Serve { .. }) | Some(Command::Bench(_)));
     let result = match cli.command {
-        Some(Command::Serve { data_dir, grpc, http, tls }) => {
+        Some(Command::Serve { data_dir, grpc, http, tls, content_role }) => {
             terminal_logs();
             let mut config = Config::standalone(data_dir, grpc, http);
+            if let Some(role) = content_role {
+                config.content_role = role;
+            }
             if tls.given() {
                 config.tls = config::tls_settings(tls.tls_cert_file, tls.tls_key_file, tls.tls_client_ca_file, tls.tls_client_subjects);
             }

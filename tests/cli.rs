@@ -196,7 +196,9 @@ async fn session_counts(plugin: &Plugin, session: &str) -> Vec<f64> {
 
 #[tokio::test]
 async fn reports_queries_and_exports_against_the_running_plugin_and_on_the_file() {
-    let mut plugin = Plugin::start().await;
+    // the local API's callers read as Viewers: content for Viewers, so that both ways give the
+    // same records (tests/content.rs: hidden by default)
+    let mut plugin = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_CONTENT_ROLE", "Viewer")]).await;
     let mut fixtures = run("tools", "http/protobuf");
     fixtures.extend(run_v332("multi", "http/protobuf"));
     plugin.ingest_http(&fixtures).await;
@@ -228,7 +230,7 @@ async fn reports_queries_and_exports_against_the_running_plugin_and_on_the_file(
     assert_eq!(csv.lines().count() as f64, original[0] + original[1] + original[2] + 1.0);
     assert!(csv.starts_with("signal,time,name,session_id,value,trace_id,span_id,attributes,resource\n"));
 
-    let copy = Plugin::start().await;
+    let copy = Plugin::start_env(tempfile::tempdir().unwrap(), &[("GF_PLUGIN_CONTENT_ROLE", "Viewer")]).await;
     let client = reqwest::Client::new();
     assert_eq!(otlp.lines().count(), 3, "one request per signal");
     for line in otlp.lines() {

@@ -108,8 +108,8 @@ async fn every_dashboard_panel_gets_data_of_its_shape() {
                 assert_eq!(r.error, "", "{what}");
                 if t["queryType"] == "live" {
                     // lines come later, through Grafana Live (tests/live.rs): the frame names the
-                    // session's channel and has the logs fields
-                    assert_eq!(r.frames[0].meta["channel"], format!("ds/claudecode/tail/{session}"), "{what}");
+                    // session's channel (with content: an Admin asks) and has the logs fields
+                    assert_eq!(r.frames[0].meta["channel"], format!("ds/claudecode/content/tail/{session}"), "{what}");
                     assert!(r.frames[0].fields[0].is_time() && r.frames[0].field("body").grafana_type == "string", "{what}");
                     continue;
                 }

@@ -93,29 +93,50 @@ async fn a_live_query_answers_with_its_channel() {
     let r = plugin.query(json!({"queryType": "live", "sessionId": TOOLS_SESSION}), FROM, TO).await;
     assert_eq!(r.error, "");
     let frame = &r.frames[0];
-    assert_eq!(frame.meta["channel"], format!("ds/claudecode/tail/{TOOLS_SESSION}"));
+    assert_eq!(frame.meta["channel"], format!("ds/claudecode/content/tail/{TOOLS_SESSION}"));
     assert_eq!(frame.frame_type(), "log-lines");
     assert_eq!(frame.rows(), 0);
     assert_eq!(frame.fields[0].name, "timestamp");
     let all = plugin.query(json!({"queryType": "live"}), FROM, TO).await;
-    assert_eq!(all.frames[0].meta["channel"], "ds/claudecode/tail");
+    assert_eq!(all.frames[0].meta["channel"], "ds/claudecode/content/tail");
+    // a user who may not read content gets the channel whose lines have it hidden
+    let viewer = common::plugin_context_for("Viewer", json!({}));
+    let hidden = plugin.query_in(&viewer, json!({"queryType": "live", "sessionId": TOOLS_SESSION}), FROM, TO).await;
+    assert_eq!(hidden.frames[0].meta["channel"], format!("ds/claudecode/tail/{TOOLS_SESSION}"));
     // "All" of the dashboard's variable follows every session
     let every = plugin.query(json!({"queryType": "live", "sessionId": "$__all"}), FROM, TO).await;
-    assert_eq!(every.frames[0].meta["channel"], "ds/claudecode/tail");
+    assert_eq!(every.frames[0].meta["channel"], "ds/claudecode/content/tail");
     let bad = plugin.query(json!({"queryType": "live", "sessionId": "a b"}), FROM, TO).await;
     assert_eq!((bad.status, bad.error_source.as_str()), (400, "downstream"));
     assert!(bad.error.contains("live tail follows a session id"), "{}", bad.error);
 
-    // Grafana asks before it runs a stream: the tails exist, nothing else does, none is writable
+    // Grafana asks before it runs a stream: the tails exist, nothing else does, none is
+    // writable, and the content ones are for the roles that may read content (1 not found, 2
+    // permission denied)
     let mut client = StreamClient::new(plugin.channel().await);
-    for (path, status) in [("tail", 0), (&*format!("tail/{TOOLS_SESSION}"), 0), ("nope", 1), ("tail/a b", 1)] {
-        let request = pluginv2::SubscribeStreamRequest {
-            plugin_context: Some(common::plugin_context()),
-            path: path.into(),
-            data: Default::default(),
-        };
-        assert_eq!(client.subscribe_stream(request).await.unwrap().into_inner().status, status, "{path}");
+    let admin = common::plugin_context();
+    let session_tail = format!("tail/{TOOLS_SESSION}");
+    let session_content = format!("content/tail/{TOOLS_SESSION}");
+    for (path, context, status) in [
+        ("tail", &admin, 0),
+        (&*session_tail, &admin, 0),
+        ("content/tail", &admin, 0),
+        (&*session_content, &admin, 0),
+        ("tail", &viewer, 0),
+        (&*session_tail, &viewer, 0),
+        ("content/tail", &viewer, 2),
+        (&*session_content, &viewer, 2),
+        ("nope", &admin, 1),
+        ("tail/a b", &admin, 1),
+    ] {
+        let request =
+            pluginv2::SubscribeStreamRequest { plugin_context: Some(context.clone()), path: path.into(), data: Default::default() };
+        assert_eq!(client.subscribe_stream(request).await.unwrap().into_inner().status, status, "{path} as {:?}", context.user);
     }
+    // and a stream of content is not run for them either
+    let request =
+        pluginv2::RunStreamRequest { plugin_context: Some(viewer.clone()), path: "content/tail".into(), data: Default::default() };
+    assert_eq!(client.run_stream(request).await.map(|_| ()).unwrap_err().code(), tonic::Code::PermissionDenied);
     let publish = pluginv2::PublishStreamRequest { plugin_context: Some(common::plugin_context()), path: "tail".into(), data: vec![] };
     assert_eq!(client.publish_stream(publish).await.unwrap().into_inner().status, 2, "permission denied");
 }
@@ -125,13 +146,14 @@ async fn streams_get_each_exported_event_once_in_order_within_a_second() {
     let plugin = Plugin::start().await;
     // exported before anyone subscribes: never streamed
     plugin.ingest_http(&run("simple-gzip", "http/protobuf")).await;
-    let mut everything = run_stream(&plugin, "tail").await;
-    let mut one_session = run_stream(&plugin, &format!("tail/{TOOLS_SESSION}")).await;
-    wait_for_tails(&plugin, 2).await;
+    let mut everything = run_stream(&plugin, "content/tail").await;
+    let mut one_session = run_stream(&plugin, &format!("content/tail/{TOOLS_SESSION}")).await;
+    let mut hidden = run_stream(&plugin, "tail").await;
+    wait_for_tails(&plugin, 3).await;
 
     // each logs export shows up on the streams within a second of its acknowledgement
     let tools = run("tools", "grpc");
-    let (mut all, mut mine) = (Received::default(), Received::default());
+    let (mut all, mut mine, mut masked) = (Received::default(), Received::default(), Received::default());
     let mut expected = 0;
     for f in &tools {
         export(&plugin, std::slice::from_ref(f)).await;
@@ -139,6 +161,7 @@ async fn streams_get_each_exported_event_once_in_order_within_a_second() {
             expected += f.counts["log_records"] as usize;
             all.take(&mut everything, expected, Duration::from_secs(1)).await;
             mine.take(&mut one_session, expected, Duration::from_secs(1)).await;
+            masked.take(&mut hidden, expected, Duration::from_secs(1)).await;
         }
     }
     assert_eq!(expected, 35);
@@ -158,9 +181,28 @@ async fn streams_get_each_exported_event_once_in_order_within_a_second() {
     export(&plugin, &tools.iter().filter(|f| f.signal == "logs").cloned().collect::<Vec<_>>()).await;
     quiet(&mut everything).await;
 
-    // the lines are the logs query's lines, field for field, in the JSON Grafana makes of frames
-    let logs = plugin.query(json!({"queryType": "logs", "sessions": [TOOLS_SESSION, EXHAUST_SESSION]}), FROM, TO).await;
-    let frame = &logs.frames[0];
+    // the lines are the logs query's lines, field for field, in the JSON Grafana makes of frames;
+    // with content hidden, the lines a Viewer's logs query gets
+    let query = json!({"queryType": "logs", "sessions": [TOOLS_SESSION, EXHAUST_SESSION]});
+    let viewer = common::plugin_context_for("Viewer", json!({}));
+    let logs = plugin.query_in(&viewer, query.clone(), FROM, TO).await;
+    assert_eq!(logs.error, "");
+    assert_same_lines(&masked, &logs.frames[0]);
+    assert!(masked.lines.iter().any(|l| l["body"].as_str().unwrap().contains("prompt=[hidden]")));
+    let logs = plugin.query(query, FROM, TO).await;
+    assert_same_lines(&all, &logs.frames[0]);
+    assert!(!all.lines.iter().any(|l| l["body"].as_str().unwrap().contains("[hidden]")));
+
+    // the streams stop when their callers go: nothing kept for them
+    drop(everything);
+    drop(one_session);
+    drop(hidden);
+    wait_for_tails(&plugin, 0).await;
+}
+
+/// A stream's lines are the rows of the logs frame with the same session and sequence, every
+/// field but `id` equal as Grafana's frame JSON has it.
+fn assert_same_lines(all: &Received, frame: &common::DecodedFrame) {
     let frame_json = &frame.report["frameJSON"];
     let names: Vec<&str> = frame.fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(all.names, names, "the same fields in the same order");
@@ -180,11 +222,6 @@ async fn streams_get_each_exported_event_once_in_order_within_a_second() {
             assert_eq!(line[*name], frame_json["data"]["values"][names.iter().position(|n| n == name).unwrap()][row], "{name} of {key:?}");
         }
     }
-
-    // the streams stop when their callers go: nothing kept for them
-    drop(everything);
-    drop(one_session);
-    wait_for_tails(&plugin, 0).await;
 }
 
 #[tokio::test]

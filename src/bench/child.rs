@@ -25,10 +25,12 @@ pub struct PluginProcess {
     pub rss: RssSampler,
 }
 
+/// A request of an org Admin (who reads content), as Grafana sends it.
 pub fn plugin_context() -> pluginv2::PluginContext {
     pluginv2::PluginContext {
         org_id: 1,
         plugin_id: crate::config::PLUGIN_ID.into(),
+        user: Some(pluginv2::User { login: "admin".into(), name: "Admin".into(), email: String::new(), role: "Admin".into() }),
         data_source_instance_settings: Some(pluginv2::DataSourceInstanceSettings {
             id: 1,
             uid: "claudecode".into(),

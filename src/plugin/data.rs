@@ -74,7 +74,10 @@ const CONCURRENT_QUERIES: usize = 4;
 
 impl ClaudeCodePlugin {
     async fn query_data(&self, request: pluginv2::QueryDataRequest) -> QueryDataResponse {
-        let context = request.plugin_context.and_then(|context| {
+        let role = super::user_role(request.plugin_context.as_ref());
+        let context = request.plugin_context.and_then(|mut context| {
+            // the SDK refuses roles it does not know (Grafana's "None"); the role is read above
+            context.user = None;
             grafana_plugin_sdk::backend::PluginContext::<DatasourceSettings, serde_json::Value, serde_json::Value>::try_from(context)
                 .map_err(|e| tracing::warn!(error = %e, "QueryData: unreadable plugin context"))
                 .ok()
@@ -82,7 +85,7 @@ impl ClaudeCodePlugin {
         let instance = context.as_ref().and_then(|c| c.instance_settings.as_ref());
         self.learn_datasource_settings(instance);
         let scope = Arc::new(super::RequestScope {
-            settings: self.query_settings(instance),
+            settings: self.query_settings(instance, role),
             datasource: instance
                 .filter(|i| !i.uid.is_empty())
                 .map(|i| super::links::Datasource { uid: i.uid.clone(), name: i.name.clone() }),

@@ -58,13 +58,14 @@ impl ClaudeCodePlugin {
         }
     }
 
-    /// What a datasource's settings add to its queries (`AppState::query_settings`).
-    pub fn query_settings<IS>(&self, settings: Option<&IS>) -> Result<query::QuerySettings, String>
+    /// What a datasource's settings add to its queries for a user of `role`
+    /// (`AppState::query_settings`).
+    pub fn query_settings<IS>(&self, settings: Option<&IS>, role: query::access::Role) -> Result<query::QuerySettings, String>
     where
         IS: backend::InstanceSettings<serde_json::Value, serde_json::Value>,
     {
         let json = settings.map(|s| s.json_data().clone()).unwrap_or_default();
-        self.state.query_settings(Some(&json))
+        self.state.query_settings(Some(&json), role)
     }
 
     /// One query's response: its frames, or the error with its status and source.
@@ -125,6 +126,12 @@ impl ClaudeCodePlugin {
             Err(e) => DataResponse::error(StatusCode::INTERNAL_SERVER_ERROR, ErrorSource::Plugin, format!("building frames: {e}")),
         }
     }
+}
+
+/// The role of the Grafana user a request is made for; `None` without a user (Grafana sends one
+/// with every dashboard, Explore and alert rule query: the alerting scheduler is an Admin).
+pub fn user_role(context: Option<&pluginv2::PluginContext>) -> query::access::Role {
+    context.and_then(|c| c.user.as_ref()).map_or(query::access::Role::None, |u| query::access::Role::from_grafana(&u.role))
 }
 
 /// What every query of one QueryData request shares: the datasource's query settings and who
@@ -205,7 +212,16 @@ impl backend::ResourceService for ClaudeCodePlugin {
                 into_bytes_response(response).await
             }
             "/query-types" => json_response(StatusCode::OK, &query::catalog::query_types()),
-            "/variables" => self.variable_values(request.uri().query().unwrap_or("")).await,
+            "/variables" => {
+                let role = r.plugin_context.user.as_ref().map_or(query::access::Role::None, |u| match u.role {
+                    backend::Role::Admin => query::access::Role::Admin,
+                    backend::Role::Editor => query::access::Role::Editor,
+                    backend::Role::Viewer => query::access::Role::Viewer,
+                    _ => query::access::Role::None,
+                });
+                let settings = self.query_settings(r.plugin_context.instance_settings.as_ref(), role);
+                self.variable_values(request.uri().query().unwrap_or(""), settings).await
+            }
             // where the OTLP listeners are, for the config editor's ready-to-paste Claude Code setup
             "/endpoints" => json_response(StatusCode::OK, &self.state.listeners()),
             _ => return Err(ResourceError::NotFound(format!("no resource at {path}"))),
@@ -225,8 +241,12 @@ fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<
 impl ClaudeCodePlugin {
     /// `GET variables?key=model[&from=ms&to=ms][&limit=n]`: `[{"text", "value"}]`; without a
     /// range, all stored data.
-    async fn variable_values(&self, query_string: &str) -> Response<Bytes> {
+    async fn variable_values(&self, query_string: &str, settings: Result<query::QuerySettings, String>) -> Response<Bytes> {
         let bad = |m: String| json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": m}));
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
         let params: std::collections::HashMap<String, String> = form_urlencoded::parse(query_string.as_bytes()).into_owned().collect();
         let Some(key) = params.get("key").filter(|k| !k.is_empty()).cloned() else {
             return bad("variables needs ?key= (session, model, user, tool, event_name or any attribute key)".into());
@@ -255,11 +275,16 @@ impl ClaudeCodePlugin {
             Err(e) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": e.to_string()})),
         };
         let ctx = QueryContext { from, to, interval_ms: 0, max_data_points: 0, limits: self.state.config.query_limits };
+        if settings.access == crate::store::masked::Access::Masked {
+            if let Err(e) = query::access::check_variable_key(&key, settings.content_role) {
+                return json_response(StatusCode::FORBIDDEN, &serde_json::json!({"error": e.to_string()}));
+            }
+        }
         let q = query::model::VariableQuery { key, limit };
         let result = store
             .read(move |conn| {
                 let filters = query::filters::Filters::default();
-                let settings = query::QuerySettings::default();
+                crate::store::masked::apply(conn, settings.access)?;
                 let r = query::Runner::new(conn, &ctx, &filters, &settings);
                 let sql = query::explore::variable_sql(&r, &q).map_err(StoreError::Rejected)?;
                 sql.run(conn).map_err(StoreError::from)

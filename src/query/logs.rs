@@ -11,6 +11,7 @@ use super::table::{unit_for, Units};
 use super::{QueryError, Runner};
 use crate::frame::{Field, Frame, FrameType, Kind, Meta, VisType};
 use crate::store::live::LiveEvent;
+use crate::store::masked::Access;
 
 /// An event's level: error for failed calls and tools, warning for refusals and rejections.
 /// Filters accept it as the key `severity` (or `level`), as Explore's "filter for" sends it.
@@ -214,20 +215,28 @@ pub fn context(r: &Runner, q: &LogContextQuery) -> Result<Vec<Frame>, QueryError
 }
 
 /// The channel path of a live tail: `tail` (every event) or `tail/<session id>`.
-pub fn tail_path(session_id: Option<&str>) -> Result<String, QueryError> {
+pub fn tail_path(session_id: Option<&str>, access: Access) -> Result<String, QueryError> {
+    // one channel's packets go to every subscriber: content and masked lines have their own
+    let prefix = match access {
+        Access::Content => CONTENT_TAIL,
+        Access::Masked => "tail",
+    };
     match session_id.map(str::trim).filter(|s| !s.is_empty() && *s != "$__all") {
-        None => Ok("tail".into()),
+        None => Ok(prefix.into()),
         // Grafana Live channel paths allow these characters only
-        Some(s) if s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-=.".contains(c)) => Ok(format!("tail/{s}")),
+        Some(s) if s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-=.".contains(c)) => Ok(format!("{prefix}/{s}")),
         Some(s) => Err(format!("sessionId {s:?}: a live tail follows a session id (letters, digits, '-', '_', '.', '=')").into()),
     }
 }
 
+/// The channel path of tails with content; `tail` ones have it hidden.
+pub const CONTENT_TAIL: &str = "content/tail";
+
 /// A live tail: no lines yet, the log-lines fields, and the channel (relative to the
 /// datasource) whose packets append the events committed from now on (`live_frame`).
-pub fn live(q: &LiveQuery) -> Result<Vec<Frame>, QueryError> {
+pub fn live(q: &LiveQuery, access: Access) -> Result<Vec<Frame>, QueryError> {
     let mut frame = live_frame(&[]);
-    frame.meta.channel = Some(tail_path(q.session_id.as_deref())?);
+    frame.meta.channel = Some(tail_path(q.session_id.as_deref(), access)?);
     Ok(vec![frame])
 }
 

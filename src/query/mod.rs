@@ -1,4 +1,5 @@
 //! Typed queries → parameterized SQL → result tables → Grafana frames.
+pub mod access;
 pub mod agents;
 pub mod catalog;
 pub mod explore;
@@ -126,11 +127,21 @@ pub struct QuerySettings {
     pub budgets: Vec<plan::Budget>,
     /// Read rollups where a query's shape allows (off: the rows only, to compare).
     pub rollups: bool,
+    /// Whether the reader sees content or the masked views (`access`), and the lowest role
+    /// that sees content, for the messages that say so.
+    pub access: crate::store::masked::Access,
+    pub content_role: access::Role,
 }
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        QuerySettings { prices: crate::prices::PriceTable::bundled(), budgets: Vec::new(), rollups: true }
+        QuerySettings {
+            prices: crate::prices::PriceTable::bundled(),
+            budgets: Vec::new(),
+            rollups: true,
+            access: crate::store::masked::Access::Content,
+            content_role: access::DEFAULT_CONTENT_ROLE,
+        }
     }
 }
 
@@ -228,8 +239,13 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// Runs a query on a reader connection and returns its frames (blocking).
+/// Runs a query on a reader connection and returns its frames (blocking). A reader without
+/// content access reads the masked views, and a search or filter over content is refused.
 pub fn run(conn: &Connection, parsed: &ParsedQuery, ctx: &QueryContext, settings: &QuerySettings) -> Result<Vec<Frame>, QueryError> {
+    if settings.access == crate::store::masked::Access::Masked {
+        access::check_masked(parsed, settings.content_role)?;
+    }
+    crate::store::masked::apply(conn, settings.access).map_err(|e| QueryError::Failed(format!("choosing what the query reads: {e}")))?;
     let run_with = |filters: &Filters, in_snapshot: bool| {
         let r = Runner {
             conn,
@@ -275,7 +291,7 @@ fn run_query(r: &Runner, parsed: &ParsedQuery) -> Result<Vec<Frame>, QueryError>
         Query::Logs(q) => logs::logs(r, q),
         Query::LogsVolume(q) => logs::volume(r, q),
         Query::LogContext(q) => logs::context(r, q),
-        Query::Live(q) => logs::live(q),
+        Query::Live(q) => logs::live(q, r.settings.access),
         Query::Trace(q) => traces::trace(r, q),
         Query::Traces(q) => r.table("traces", traces::search_sql(r, q)?),
         Query::EventCounts(_) => r.table("event_counts", explore::event_counts_sql(r)?),

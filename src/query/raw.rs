@@ -217,6 +217,71 @@ fn check_single_select(conn: &duckdb::Connection, sql: &str) -> Result<(), Strin
     }
 }
 
+/// Table functions raw SQL may call over the masked views: none of them reads a table by name.
+const MASKED_TABLE_FUNCTIONS: &[&str] = &[
+    "range",
+    "generate_series",
+    "unnest",
+    "json_each",
+    "json_tree",
+    "duckdb_tables",
+    "duckdb_views",
+    "duckdb_columns",
+    "duckdb_schemas",
+    "duckdb_types",
+    "duckdb_functions",
+    "duckdb_settings",
+];
+
+/// Schemas raw SQL may name over the masked views: the views' own and the catalog's metadata.
+const MASKED_SCHEMAS: &[&str] = &[crate::store::masked::SCHEMA, "information_schema", "pg_catalog"];
+
+/// For a reader without content access: refuses SQL that could reach the tables past the
+/// masked views, from DuckDB's own parse of it. Unqualified names resolve to the views (the
+/// connection's search path); a schema or database named (`main.events`, `claudecode.events`),
+/// or a table function that reads a table by name (`query_table`, `query`, `pragma_storage_info`),
+/// is refused.
+fn check_masked_sql(conn: &duckdb::Connection, sql: &str, content_role: super::access::Role) -> Result<(), String> {
+    let json: String =
+        conn.query_row("SELECT json_serialize_sql($1::VARCHAR)", [sql], |r| r.get(0)).map_err(|e| format!("checking the SQL: {e}"))?;
+    let parsed: serde_json::Value = serde_json::from_str(&json).map_err(|e| format!("checking the SQL: {e}"))?;
+    let because = |what: String| {
+        format!(
+            "{what}: content (prompts, responses, tool details, commands, file paths, error messages) is shown to {}s and above only, \
+             so your raw SQL reads events, spans and their *_full views with it hidden, by their plain names",
+            content_role.name()
+        )
+    };
+    let mut stack = vec![&parsed];
+    while let Some(node) = stack.pop() {
+        match node {
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                // table references name theirs `catalog_name`, `schema_name`; functions `catalog`, `schema`
+                let function = map.get("class").and_then(|c| c.as_str()) == Some("FUNCTION");
+                let keys = if function { ["catalog", "schema"] } else { ["catalog_name", "schema_name"] };
+                for key in keys {
+                    let named = map.get(key).and_then(|v| v.as_str()).filter(|n| !n.is_empty());
+                    let allowed =
+                        key.starts_with("schema") && named.is_some_and(|n| MASKED_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(n)));
+                    if let (Some(name), false) = (named, allowed) {
+                        return Err(because(format!("the SQL names {name:?}")));
+                    }
+                }
+                if map.get("type").and_then(|t| t.as_str()) == Some("TABLE_FUNCTION") {
+                    let name = map.get("function").and_then(|f| f.get("function_name")).and_then(|n| n.as_str()).unwrap_or("");
+                    if !MASKED_TABLE_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+                        return Err(because(format!("the table function {name:?} is not available")));
+                    }
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` inside a transaction that is rolled back, interrupting it after `timeout`.
 fn run_sandboxed<T>(conn: &duckdb::Connection, timeout: Duration, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(|e| format!("starting the query transaction: {e}"))?;
@@ -326,6 +391,9 @@ pub fn run(r: &Runner, q: &RawSqlQuery) -> Result<Vec<Frame>, QueryError> {
         return Err("rawSql is empty".into());
     }
     check_single_select(r.conn, &user_sql)?;
+    if r.settings.access == crate::store::masked::Access::Masked {
+        check_masked_sql(r.conn, &user_sql, r.settings.content_role)?;
+    }
     let cap = r.ctx.limits.max_rows;
     let mut table = run_sandboxed(r.conn, r.ctx.limits.timeout, || {
         let columns = describe(r.conn, &user_sql)?;

@@ -8,6 +8,7 @@ use duckdb::types::Value;
 use serde_json::{Map, Value as Json};
 use tokio::sync::broadcast;
 
+use super::masked;
 use super::rows::{EventRow, Micros};
 use super::schema::{ColumnKind, EVENT_COLUMNS};
 
@@ -20,6 +21,8 @@ pub const BACKLOG_COMMITS: usize = 64;
 pub struct LiveEvent {
     pub time_us: Micros,
     pub body: String,
+    /// `body` over the masked views, when it shows content (`store::masked`).
+    pub masked_body: Option<String>,
     pub severity: &'static str,
     /// The event's resource and every attribute, as JSON text.
     pub labels: String,
@@ -31,6 +34,19 @@ pub struct LiveEvent {
     pub model: Option<String>,
     pub tool_name: Option<String>,
     pub event_sequence: Option<i64>,
+}
+
+impl LiveEvent {
+    /// The line as a reader without content access sees it: as `logs` gives it over the
+    /// masked views.
+    pub fn masked(&self) -> LiveEvent {
+        LiveEvent {
+            body: self.masked_body.clone().unwrap_or_else(|| self.body.clone()),
+            masked_body: None,
+            labels: masked::hide_in_json_text(&self.labels),
+            ..self.clone()
+        }
+    }
 }
 
 /// The events of one commit, in the order they were stored.
@@ -122,9 +138,12 @@ fn severity(row: &EventRow) -> &'static str {
     }
 }
 
-/// The line's text as `logs` writes it: the event name, then `key=value` of the fields set.
-fn body(row: &EventRow) -> String {
+/// The line's text as `logs` writes it: the event name, then `key=value` of the fields set;
+/// and, when that shows content, the text as `logs` writes it over the masked views.
+fn body(row: &EventRow) -> (String, Option<String>) {
     let mut parts = vec![row.event_name.clone()];
+    let mut masked_parts = parts.clone();
+    let mut shows_content = false;
     for (label, column) in [
         ("model", "model"),
         ("tool", "tool_name"),
@@ -138,10 +157,16 @@ fn body(row: &EventRow) -> String {
         ("prompt", "prompt"),
     ] {
         if let Some(value) = typed(row, column).and_then(text) {
+            if masked::EVENT_CONTENT_COLUMNS.contains(&column) {
+                shows_content = true;
+                masked_parts.push(format!("{label}={}", masked::MARKER));
+            } else {
+                masked_parts.push(format!("{label}={value}"));
+            }
             parts.push(format!("{label}={value}"));
         }
     }
-    parts.join(" ")
+    (parts.join(" "), shows_content.then(|| masked_parts.join(" ")))
 }
 
 /// The resource with every attribute over it, the typed columns lifted out of the attributes
@@ -179,9 +204,11 @@ fn labels(row: &EventRow) -> String {
 
 fn line(row: &EventRow) -> LiveEvent {
     let text_of = |column: &str| typed(row, column).and_then(text);
+    let (body, masked_body) = body(row);
     LiveEvent {
         time_us: row.time,
-        body: body(row),
+        body,
+        masked_body,
         severity: severity(row),
         labels: labels(row),
         event_name: row.event_name.clone(),

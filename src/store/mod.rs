@@ -5,6 +5,7 @@
 pub mod columnar;
 pub mod handle;
 pub mod live;
+pub mod masked;
 pub mod retention;
 pub mod rollup;
 pub mod rows;
@@ -214,6 +215,11 @@ impl Store {
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
         let schema_version = migrate(&conn, &path)?;
+        conn.execute_batch(&masked::views_sql()).map_err(|e| StoreError::Migrate {
+            path: path.clone(),
+            version: schema_version,
+            source: e,
+        })?;
         // Raw SQL from dashboards runs on this database: no file, network or extension access
         // for any connection, and no SET/PRAGMA changing that afterwards. One-way switches.
         conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;").map_err(open_err)?;
@@ -305,6 +311,9 @@ impl Store {
                 return Err(StoreError::Invalidated(e));
             }
             let conn = inner.take_reader()?;
+            // every borrower starts on the tables; a query for a reader without content access
+            // points the connection at the masked views itself (`masked::apply`)
+            masked::apply(&conn, masked::Access::Content)?;
             let result = f(&conn);
             inner.readers.lock().map(|mut r| r.push(conn)).ok();
             result.map_err(|e| {

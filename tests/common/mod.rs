@@ -359,16 +359,42 @@ impl Plugin {
         decode_response(self.query_data(request).await)
     }
 
+    /// One query over [from, to] (seconds) in a request with `context` (a user and datasource).
+    pub async fn query_in(&self, context: &pluginv2::PluginContext, mut query: Value, from_s: i64, to_s: i64) -> QueryResult {
+        query["refId"] = json!("A");
+        let q = pluginv2::DataQuery {
+            ref_id: "A".into(),
+            query_type: query["queryType"].as_str().unwrap_or_default().to_string(),
+            max_data_points: 1000,
+            interval_ms: 60_000,
+            time_range: Some(pluginv2::TimeRange { from_epoch_ms: from_s * 1000, to_epoch_ms: to_s * 1000 }),
+            json: serde_json::to_vec(&query).unwrap(),
+        };
+        let request = pluginv2::QueryDataRequest { plugin_context: Some(context.clone()), headers: Default::default(), queries: vec![q] };
+        decode_response(self.query_data(request).await).remove("A").expect("response for refId A")
+    }
+
     /// QueryData as Grafana calls it, the response as it arrives.
     pub async fn query_data(&self, request: pluginv2::QueryDataRequest) -> QueryDataResponse {
         gpx_claudecode::plugin::data::call(self.channel().await, request, 256 << 20).await.expect("QueryData")
     }
 
     pub async fn call_resource(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> pluginv2::CallResourceResponse {
+        self.call_resource_in(&plugin_context(), method, path, headers, body).await
+    }
+
+    pub async fn call_resource_in(
+        &self,
+        context: &pluginv2::PluginContext,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> pluginv2::CallResourceResponse {
         let mut client = pluginv2::resource_client::ResourceClient::new(self.channel().await);
         let headers = headers.iter().map(|(k, v)| (k.to_string(), pluginv2::StringList { values: vec![v.to_string()] })).collect();
         let req = pluginv2::CallResourceRequest {
-            plugin_context: Some(plugin_context()),
+            plugin_context: Some(context.clone()),
             path: path.to_string(),
             method: method.to_string(),
             url: path.to_string(),
@@ -436,15 +462,30 @@ impl Drop for Plugin {
     }
 }
 
+/// A request's context as Grafana sends it for an Admin of the org (Grafana's alerting
+/// scheduler is one too) and the datasource with default settings.
 pub fn plugin_context() -> pluginv2::PluginContext {
+    plugin_context_for("Admin", json!({}))
+}
+
+/// The context of a request by a user of `role` (Grafana's `Viewer`, `Editor`, `Admin`, `None`;
+/// empty: no user) to the datasource with `json_data`.
+pub fn plugin_context_for(role: &str, json_data: Value) -> pluginv2::PluginContext {
+    let user = (!role.is_empty()).then(|| pluginv2::User {
+        login: role.to_lowercase(),
+        name: role.into(),
+        email: format!("{}@example.com", role.to_lowercase()),
+        role: role.into(),
+    });
     pluginv2::PluginContext {
         org_id: 1,
         plugin_id: "vibe-claudecode-datasource".into(),
+        user,
         data_source_instance_settings: Some(pluginv2::DataSourceInstanceSettings {
             id: 1,
             uid: "claudecode".into(),
             name: "Claude Code".into(),
-            json_data: b"{}".to_vec(),
+            json_data: serde_json::to_vec(&json_data).unwrap(),
             last_updated_ms: 1_700_000_000_000,
             ..Default::default()
         }),
