@@ -133,7 +133,14 @@ export interface ClaudeCodeOptions extends DataSourceJsonData {
   enableTraces?: boolean;
   /** Claude Code 2.1.332+: put the git repository on every record (OTEL_METRICS_INCLUDE_REPOSITORY). */
   includeRepository?: boolean;
+  /**
+   * The lowest Grafana role that reads prompts, responses, tool details, commands, file paths,
+   * raw API bodies and error messages; lower roles get them hidden. Unset: Admin.
+   */
+  contentRole?: ContentRole;
 }
+
+export type ContentRole = 'Viewer' | 'Editor' | 'Admin';
 
 /** Secure settings: sent to the backend only, never back to the browser. */
 export interface ClaudeCodeSecureOptions {

@@ -155,6 +155,19 @@ describe('ConfigEditor', () => {
     );
   });
 
+  it('names the lowest role that reads content; Admins by default', async () => {
+    const onOptionsChange = jest.fn();
+    const view = await renderEditor(<ConfigEditor options={settings()} onOptionsChange={onOptionsChange} />);
+    expect(screen.getByRole('radio', { name: 'Admins' })).toBeChecked();
+    await userEvent.click(screen.getByRole('radio', { name: 'Editors' }));
+    expect(onOptionsChange).toHaveBeenLastCalledWith(expect.objectContaining({ jsonData: { contentRole: 'Editor' } }));
+    view.unmount();
+    await renderEditor(
+      <ConfigEditor options={settings({ jsonData: { contentRole: 'Viewer' } })} onOptionsChange={onOptionsChange} />
+    );
+    expect(screen.getByRole('radio', { name: 'Viewers' })).toBeChecked();
+  });
+
   it('warns when the listener only accepts local connections', async () => {
     backendGet.mockResolvedValue({ ...endpoints, http: { state: 'listening', address: '127.0.0.1:4318' } });
     await renderEditor(<ConfigEditor options={settings()} onOptionsChange={jest.fn()} />);

@@ -24,9 +24,15 @@ import {
   shellExports,
   TLS_FILES,
 } from '../claudeCodeConfig';
-import { ClaudeCodeOptions, ClaudeCodeSecureOptions, Endpoints, OtlpProtocol } from '../types';
+import { ClaudeCodeOptions, ClaudeCodeSecureOptions, ContentRole, Endpoints, OtlpProtocol } from '../types';
 
 type Props = DataSourcePluginOptionsEditorProps<ClaudeCodeOptions, ClaudeCodeSecureOptions>;
+
+const CONTENT_ROLES: Array<{ value: ContentRole; label: string }> = [
+  { value: 'Viewer', label: 'Viewers' },
+  { value: 'Editor', label: 'Editors' },
+  { value: 'Admin', label: 'Admins' },
+];
 
 const PROTOCOLS: Array<{ value: OtlpProtocol; label: string }> = [
   { value: 'http/protobuf', label: 'HTTP/protobuf' },
@@ -152,6 +158,19 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
               const n = parseFloat(e.currentTarget.value);
               setJson({ retentionMaxSizeGB: Number.isFinite(n) && n > 0 ? n : undefined });
             }}
+          />
+        </Field>
+      </FieldSet>
+
+      <FieldSet label="Content">
+        <Field
+          label="Content visible to"
+          description="Prompts, assistant responses, tool parameters, commands, file paths, raw API bodies and error messages are shown to this role and above. Everyone else sees [hidden] in their place, with the same counts, tokens and costs, and cannot search them."
+        >
+          <RadioButtonGroup
+            options={CONTENT_ROLES}
+            value={jsonData.contentRole ?? 'Admin'}
+            onChange={(contentRole) => setJson({ contentRole })}
           />
         </Field>
       </FieldSet>
