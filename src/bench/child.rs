@@ -27,10 +27,15 @@ pub struct PluginProcess {
 
 /// A request of an org Admin (who reads content), as Grafana sends it.
 pub fn plugin_context() -> pluginv2::PluginContext {
+    plugin_context_as("Admin")
+}
+
+/// A request of a user of Grafana role `role` (`Viewer`s read content hidden by default).
+pub fn plugin_context_as(role: &str) -> pluginv2::PluginContext {
     pluginv2::PluginContext {
         org_id: 1,
         plugin_id: crate::config::PLUGIN_ID.into(),
-        user: Some(pluginv2::User { login: "admin".into(), name: "Admin".into(), email: String::new(), role: "Admin".into() }),
+        user: Some(pluginv2::User { login: role.to_lowercase(), name: role.into(), email: String::new(), role: role.into() }),
         data_source_instance_settings: Some(pluginv2::DataSourceInstanceSettings {
             id: 1,
             uid: "claudecode".into(),
@@ -110,8 +115,20 @@ impl PluginProcess {
             .map_err(|e| format!("CheckHealth: {e}"))
     }
 
-    /// One QueryData request with `queries` over `[from_ms, to_ms]`; fails on any query error.
+    /// One QueryData request of an Admin with `queries` over `[from_ms, to_ms]`; fails on any
+    /// query error.
     pub async fn query(&self, queries: &[Value], from_ms: i64, to_ms: i64) -> Result<crate::plugin::data::QueryDataResponse, String> {
+        self.query_as("Admin", queries, from_ms, to_ms).await
+    }
+
+    /// As `query`, by a user of Grafana role `role`.
+    pub async fn query_as(
+        &self,
+        role: &str,
+        queries: &[Value],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<crate::plugin::data::QueryDataResponse, String> {
         let queries = queries
             .iter()
             .enumerate()
@@ -124,7 +141,7 @@ impl PluginProcess {
                 json: serde_json::to_vec(q).unwrap_or_default(),
             })
             .collect();
-        let request = pluginv2::QueryDataRequest { plugin_context: Some(plugin_context()), headers: Default::default(), queries };
+        let request = pluginv2::QueryDataRequest { plugin_context: Some(plugin_context_as(role)), headers: Default::default(), queries };
         let response = crate::plugin::data::call(self.channel.clone(), request, 256 << 20).await.map_err(|e| format!("QueryData: {e}"))?;
         if let Some((ref_id, r)) = response.responses.iter().find(|(_, r)| !r.error.is_empty()) {
             return Err(format!("query {ref_id} failed: {}", r.error));

@@ -121,12 +121,14 @@ async fn run_in(args: &BenchArgs, work_dir: &Path) -> Result<Report, String> {
             dataset.queries.push(QueryRow::new(&q, "30 d", t));
         }
         let day_ms = 86_400_000;
-        for (name, panels, from) in [
-            ("overview dashboard, 30 d", &sets.overview, start_ms),
-            ("overview dashboard, last 24 h", &sets.overview, end_ms - day_ms),
-            ("sessions dashboard, 30 d", &sets.sessions, start_ms),
+        for (name, panels, from, role) in [
+            ("overview dashboard, 30 d", &sets.overview, start_ms, "Admin"),
+            ("overview dashboard, last 24 h", &sets.overview, end_ms - day_ms, "Admin"),
+            ("sessions dashboard, 30 d", &sets.sessions, start_ms, "Admin"),
+            // content hidden: the same panels over the masked views
+            ("sessions dashboard as a Viewer, 30 d", &sets.sessions, start_ms, "Viewer"),
         ] {
-            let t = time_dashboard(&plugin, panels, from, end_ms, args.runs).await;
+            let t = time_dashboard(&plugin, role, panels, from, end_ms, args.runs).await;
             dataset.dashboards.push(QueryRow::dashboard(name, t));
         }
         plugin.rss.phase("idle");
@@ -383,11 +385,19 @@ async fn time_plugin_query(plugin: &PluginProcess, q: &serde_json::Value, from: 
 }
 
 /// A dashboard refresh: every panel's QueryData request at once, until the last one answers.
-async fn time_dashboard(plugin: &PluginProcess, panels: &[NamedQuery], from: i64, to: i64, runs: usize) -> Result<Timing, String> {
+async fn time_dashboard(
+    plugin: &PluginProcess,
+    role: &str,
+    panels: &[NamedQuery],
+    from: i64,
+    to: i64,
+    runs: usize,
+) -> Result<Timing, String> {
     let mut t = Timing::default();
     for run in 0..=runs {
         let started = Instant::now();
-        let results = futures::future::join_all(panels.iter().map(|p| plugin.query(std::slice::from_ref(&p.json), from, to))).await;
+        let results =
+            futures::future::join_all(panels.iter().map(|p| plugin.query_as(role, std::slice::from_ref(&p.json), from, to))).await;
         let elapsed = started.elapsed();
         results.into_iter().collect::<Result<Vec<_>, _>>()?;
         if run > 0 {
@@ -448,10 +458,12 @@ fn raw_comparison(db: &Path, sets: &QuerySets, runs: usize, dataset: &mut Datase
         for (row, t) in dataset.queries.iter_mut().zip(queries::raw_timings(&conn, &all, &ctx(start_ms), runs, raw)) {
             row.set_raw(raw, t);
         }
+        use crate::store::masked::Access;
         let dashboards = [
-            queries::raw_dashboard(&conn, &sets.overview, &ctx(start_ms), runs, raw),
-            queries::raw_dashboard(&conn, &sets.overview, &ctx(end_ms - 86_400_000), runs, raw),
-            queries::raw_dashboard(&conn, &sets.sessions, &ctx(start_ms), runs, raw),
+            queries::raw_dashboard(&conn, &sets.overview, &ctx(start_ms), runs, raw, Access::Content),
+            queries::raw_dashboard(&conn, &sets.overview, &ctx(end_ms - 86_400_000), runs, raw, Access::Content),
+            queries::raw_dashboard(&conn, &sets.sessions, &ctx(start_ms), runs, raw, Access::Content),
+            queries::raw_dashboard(&conn, &sets.sessions, &ctx(start_ms), runs, raw, Access::Masked),
         ];
         for (row, t) in dataset.dashboards.iter_mut().zip(dashboards) {
             row.set_raw(raw, t);

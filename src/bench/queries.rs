@@ -9,6 +9,7 @@ use duckdb::Connection;
 use serde_json::Value;
 
 use crate::query::{self, sql::Sql, QueryContext};
+use crate::store::masked::Access;
 
 pub const OVERVIEW: &str = include_str!("../../dashboards/overview.json");
 pub const SESSIONS: &str = include_str!("../../dashboards/sessions.json");
@@ -120,8 +121,14 @@ pub enum Raw {
 
 /// The SQL a query runs, captured by running it once through the query layer on `conn`.
 pub fn captured_sql(conn: &Connection, q: &Value, ctx: &QueryContext, raw: Raw) -> Result<Vec<Sql>, String> {
+    captured_sql_as(conn, q, ctx, raw, Access::Content)
+}
+
+/// As `captured_sql`, for a reader with `access` (its SQL reads the masked views by their
+/// plain names: run it on a connection pointed at them).
+fn captured_sql_as(conn: &Connection, q: &Value, ctx: &QueryContext, raw: Raw, access: Access) -> Result<Vec<Sql>, String> {
     let parsed = query::model::parse(q, "")?;
-    let settings = query::QuerySettings { rollups: raw == Raw::AsRun, ..query::QuerySettings::default() };
+    let settings = query::QuerySettings { rollups: raw == Raw::AsRun, access, ..query::QuerySettings::default() };
     let (result, sqls) = query::sql::capture(|| query::run(conn, &parsed, ctx, &settings));
     result.map_err(|e| e.to_string())?;
     Ok(sqls)
@@ -169,11 +176,24 @@ pub fn raw_timings(conn: &Connection, queries: &[NamedQuery], ctx: &QueryContext
 }
 
 /// All panels' SQL at once, one connection and thread per panel, as a dashboard refresh runs.
-pub fn raw_dashboard(conn: &Connection, panels: &[NamedQuery], ctx: &QueryContext, runs: usize, raw: Raw) -> Result<Timing, String> {
-    let sqls = panels.iter().map(|q| captured_sql(conn, &q.json, ctx, raw)).collect::<Result<Vec<_>, _>>()?;
+pub fn raw_dashboard(
+    conn: &Connection,
+    panels: &[NamedQuery],
+    ctx: &QueryContext,
+    runs: usize,
+    raw: Raw,
+    access: Access,
+) -> Result<Timing, String> {
+    let sqls = panels.iter().map(|q| captured_sql_as(conn, &q.json, ctx, raw, access)).collect::<Result<Vec<_>, _>>()?;
+    crate::store::masked::apply(conn, Access::Content).map_err(|e| e.to_string())?;
     let mut t = Timing::default();
     for run in 0..=runs {
-        let conns = sqls.iter().map(|_| conn.try_clone().map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+        let clone = || {
+            let c = conn.try_clone().map_err(|e| e.to_string())?;
+            crate::store::masked::apply(&c, access).map_err(|e| e.to_string())?;
+            Ok::<_, String>(c)
+        };
+        let conns = sqls.iter().map(|_| clone()).collect::<Result<Vec<_>, _>>()?;
         let started = Instant::now();
         let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
             let handles: Vec<_> = conns.into_iter().zip(&sqls).map(|(c, s)| scope.spawn(move || run_raw(&c, s))).collect();
