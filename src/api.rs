@@ -209,8 +209,8 @@ async fn export_route(
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let format = params.format;
-    let access = match state.query_settings(None, LOCAL_API_ROLE) {
-        Ok(s) => s.access,
+    let access = match state.content_access(None, LOCAL_API_ROLE) {
+        Ok((access, _)) => access,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let result = store

@@ -137,9 +137,29 @@ impl AppState {
             }
             None => Vec::new(),
         };
-        let content_role = crate::query::access::content_role_setting(&json)?.unwrap_or(self.config.content_role);
-        let access = crate::query::access::access(reader, content_role);
+        let (access, content_role) = self.content_access(Some(&json), reader)?;
         Ok(crate::query::QuerySettings { prices, budgets, rollups: true, access, content_role })
+    }
+
+    /// Whether `reader` reads content under a datasource's settings (`None`: the datasource
+    /// Grafana asked last), and the lowest role that does: its `contentRole`, else the
+    /// process's `content_role`.
+    pub fn content_access(
+        &self,
+        json: Option<&serde_json::Value>,
+        reader: crate::query::access::Role,
+    ) -> Result<(crate::store::masked::Access, crate::query::access::Role), String> {
+        let learned = match json {
+            Some(_) => None,
+            None => self.datasource_json.lock().ok().and_then(|j| j.clone()),
+        };
+        let json = json.or(learned.as_ref());
+        let setting = match json {
+            Some(j) => crate::query::access::content_role_setting(j)?,
+            None => None,
+        };
+        let content_role = setting.unwrap_or(self.config.content_role);
+        Ok((crate::query::access::access(reader, content_role), content_role))
     }
 
     /// The open store, or why it is not available (still opening, or failed).

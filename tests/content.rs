@@ -159,22 +159,7 @@ fn shape(r: &QueryResult) -> Vec<(Vec<String>, usize)> {
 
 /// The queries: the catalog's example of every query type and everything both dashboards ask.
 async fn queries(plugin: &Plugin, session: &str, prompt: &str, time_ms: f64) -> Vec<(String, Value)> {
-    let catalog = plugin.call_resource("GET", "query-types", &[], vec![]).await;
-    let catalog: Vec<Value> = serde_json::from_slice(&catalog.body).unwrap();
-    let mut out = Vec::new();
-    for entry in &catalog {
-        let mut q = entry["example"].clone();
-        if q.get("sessionId").is_some() {
-            q["sessionId"] = json!(session);
-        }
-        if q.get("promptId").is_some() {
-            q["promptId"] = json!(prompt);
-        }
-        if q["queryType"] == "log_context" {
-            q["time"] = json!(time_ms);
-        }
-        out.push((format!("example {}", entry["queryType"]), q));
-    }
+    let mut out = common::catalog_examples(plugin, session, prompt, time_ms).await;
     assert_eq!(out.len(), 34);
     for file in ["dashboards/overview.json", "dashboards/sessions.json"] {
         let dash = common::read_repo_json(file);

@@ -162,22 +162,7 @@ async fn every_frame_decodes_as_grafana_shows_it() {
     let last_prompt_ms = ids.frames[0].field("t").f64s()[0];
 
     // the catalog example of every query type, from the resource the query editor reads
-    let catalog = plugin.call_resource("GET", "query-types", &[], vec![]).await;
-    let catalog: Vec<Value> = serde_json::from_slice(&catalog.body).unwrap();
-    let mut examples = Vec::new();
-    for entry in &catalog {
-        let mut q = entry["example"].clone();
-        if q.get("sessionId").is_some() {
-            q["sessionId"] = json!(session);
-        }
-        if q.get("promptId").is_some() {
-            q["promptId"] = json!(prompt);
-        }
-        if q["queryType"] == "log_context" {
-            q["time"] = json!(last_prompt_ms);
-        }
-        examples.push((format!("example {}", entry["queryType"]), q));
-    }
+    let examples = common::catalog_examples(&plugin, &session, &prompt, last_prompt_ms).await;
     assert_eq!(examples.len(), 34);
     let results = check_all(&plugin, &examples, FROM, TO).await;
     for ((what, _), r) in examples.iter().zip(&results) {

@@ -60,7 +60,7 @@ impl LiveTails {
             .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s.json_data).ok())
             .unwrap_or_default();
         let role = super::user_role(context);
-        self.state.query_settings(Some(&json), role).is_ok_and(|s| s.access == Access::Content)
+        self.state.content_access(Some(&json), role).is_ok_and(|(access, _)| access == Access::Content)
     }
 }
 

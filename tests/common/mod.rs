@@ -462,6 +462,28 @@ impl Drop for Plugin {
     }
 }
 
+/// The catalog example of every query type, from the resource the query editor reads, named
+/// `example "<type>"`, with a real session, prompt and log-context time put in.
+pub async fn catalog_examples(plugin: &Plugin, session: &str, prompt: &str, time_ms: f64) -> Vec<(String, Value)> {
+    let catalog = plugin.call_resource("GET", "query-types", &[], vec![]).await;
+    let catalog: Vec<Value> = serde_json::from_slice(&catalog.body).unwrap();
+    let mut examples = Vec::new();
+    for entry in &catalog {
+        let mut q = entry["example"].clone();
+        if q.get("sessionId").is_some() {
+            q["sessionId"] = json!(session);
+        }
+        if q.get("promptId").is_some() {
+            q["promptId"] = json!(prompt);
+        }
+        if q["queryType"] == "log_context" {
+            q["time"] = json!(time_ms);
+        }
+        examples.push((format!("example {}", entry["queryType"]), q));
+    }
+    examples
+}
+
 /// A request's context as Grafana sends it for an Admin of the org (Grafana's alerting
 /// scheduler is one too) and the datasource with default settings.
 pub fn plugin_context() -> pluginv2::PluginContext {
